@@ -1,0 +1,33 @@
+"""Small commands that need no pipeline: showing the configuration."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from consumer.settings import load_settings, settings_table
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "settings", help="show the configuration read from the environment (secrets hidden)"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the documented table of every variable"
+    )
+    parser.set_defaults(func=_settings)
+
+
+def _settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print("| Variable | Default | Meaning |")
+        print("|---|---|---|")
+        for name, default, description in settings_table():
+            print(f"| `{name}` | `{default}` | {description} |")
+        return 0
+    settings = load_settings()
+    for section, values in settings.model_dump(mode="json").items():
+        for key, value in values.items():
+            shown = "[redacted]" if value == "**********" else value
+            print(f"{section}.{key} = {shown}")
+    return 0

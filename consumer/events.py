@@ -1,0 +1,256 @@
+"""Event contract v1: the JSON the shop's backend publishes, as pydantic models.
+
+``parse_event(raw)`` turns one Kafka record value into a typed event, or raises
+``InvalidEvent`` saying what is wrong and where (field path, expected, got).
+Unknown extra fields are kept on every model, so templates can use them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Collection
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from consumer.errors import InvalidEvent
+
+DeviceIdType = Literal[
+    "appmetrica_device_id",
+    "ios_ifa",
+    "google_aid",
+    "android_push_token",
+    "ios_push_token",
+    "huawei_push_token",
+    "huawei_oaid",
+]
+
+
+class _Open(BaseModel):
+    """A contract object that keeps unknown fields (visible to templates)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Device(_Open):
+    id_type: DeviceIdType
+    id: str = Field(min_length=1)
+
+
+class Recipient(_Open):
+    user_id: str | None = Field(None, min_length=1)
+    install_id: str | None = Field(None, min_length=1)
+    devices: list[Device] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _needs_an_id(self) -> Recipient:
+        if self.user_id is None and self.install_id is None:
+            raise ValueError("a recipient needs `user_id` or `install_id`")
+        return self
+
+    @property
+    def push_id(self) -> str:
+        """The id IMSHOP takes in `userIds`: the customer id, else the install id."""
+        return self.user_id or self.install_id or ""
+
+
+class Money(_Open):
+    amount: Decimal
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class Delivery(_Open):
+    method: str | None = None
+    eta: AwareDatetime | None = None
+    date: dt.date | None = None
+    pickup_point: str | None = None
+    tracking_url: str | None = None
+
+
+class Order(_Open):
+    id: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    number: str | None = None
+    previous_status: str | None = None
+    version: int | None = Field(None, ge=0)
+    total: Money | None = None
+    items_count: int | None = Field(None, ge=0)
+    delivery: Delivery | None = None
+
+
+class Bonus(_Open):
+    amount: Decimal
+    balance: Decimal | None = None
+    expires_at: AwareDatetime | dt.date | None = None
+    order_id: str | None = None
+    reason: str | None = None
+
+
+class BaseEvent(_Open):
+    event_id: str = Field(min_length=1)
+    event_type: str
+    occurred_at: AwareDatetime
+    recipient: Recipient
+    locale: str = "ru"
+    timezone: str = "Europe/Moscow"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @cached_property
+    def tzinfo(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def template_context(self) -> dict[str, Any]:
+        """The event as plain data for templates, extra fields included."""
+        return self.model_dump(mode="python")
+
+
+class OrderStatusChanged(BaseEvent):
+    event_type: Literal["order.status_changed"]
+    order: Order
+
+
+class BonusAccrued(BaseEvent):
+    event_type: Literal["bonus.accrued"]
+    bonus: Bonus
+
+
+class BonusRedeemed(BaseEvent):
+    event_type: Literal["bonus.redeemed"]
+    bonus: Bonus
+
+
+class _ExpiringBonus(Bonus):
+    expires_at: AwareDatetime | dt.date
+
+
+class BonusExpiring(BaseEvent):
+    event_type: Literal["bonus.expiring"]
+    bonus: _ExpiringBonus
+
+
+class GenericEvent(BaseEvent):
+    """An event type the contract does not know but a mapping declares."""
+
+
+Event = Annotated[
+    OrderStatusChanged | BonusAccrued | BonusRedeemed | BonusExpiring,
+    Field(discriminator="event_type"),
+]
+
+EVENT_MODELS: dict[str, type[BaseEvent]] = {
+    "order.status_changed": OrderStatusChanged,
+    "bonus.accrued": BonusAccrued,
+    "bonus.redeemed": BonusRedeemed,
+    "bonus.expiring": BonusExpiring,
+}
+
+_EVENT_ADAPTER: TypeAdapter[BaseEvent] = TypeAdapter(Event)
+
+
+def parse_event(
+    raw: bytes | None, *, max_bytes: int, extra_types: Collection[str] = ()
+) -> BaseEvent:
+    """Validate one record value against contract v1.
+
+    ``extra_types`` are event types declared by mappings beyond the built-in ones;
+    they are validated for the common fields only.
+    """
+    if raw is None:
+        raise InvalidEvent("empty_record", "the record has no value (a tombstone)")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(
+            "too_large", f"the record is {len(raw)} bytes, more than the limit of {max_bytes}"
+        )
+    try:
+        return _EVENT_ADAPTER.validate_json(raw)
+    except ValidationError:
+        pass  # the fast path failed: find out exactly why, step by step
+    data = _decode_object(raw)
+    event_type = data.get("event_type")
+    model = EVENT_MODELS.get(event_type) if isinstance(event_type, str) else None
+    if model is None:
+        if isinstance(event_type, str) and event_type in extra_types:
+            model = GenericEvent
+        else:
+            raise _unknown_type(event_type)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_error(exc) from None
+
+
+def _decode_object(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(
+            "invalid_utf8", f"the record is not UTF-8: byte {exc.start} is {raw[exc.start]:#04x}"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(
+            "invalid_json",
+            f"the record is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(
+            "not_an_object", f"expected a JSON object, got {type(data).__name__} {_show(data)}"
+        )
+    return data
+
+
+def _unknown_type(event_type: object) -> InvalidEvent:
+    known = ", ".join(EVENT_MODELS)
+    if event_type is None:
+        return InvalidEvent(
+            "schema_violation", f"event_type: missing (expected one of {known})", path="event_type"
+        )
+    return InvalidEvent(
+        "unknown_event_type",
+        f"event_type: unknown type {_show(event_type)} (expected one of {known})",
+        path="event_type",
+    )
+
+
+def _schema_error(exc: ValidationError) -> InvalidEvent:
+    parts = []
+    first_path = None
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in error["loc"]) or "(event)"
+        first_path = first_path or path
+        if error["type"] == "missing":
+            parts.append(f"{path}: missing")
+        else:
+            parts.append(f"{path}: {_lower_first(error['msg'])}, got {_show(error['input'])}")
+    return InvalidEvent("schema_violation", "; ".join(parts), path=first_path)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,95 @@
+"""Logging with structlog: JSON lines in production, readable on a terminal.
+
+Log events are snake_case facts (``push_sent``) with fields. Per-event context
+(topic, partition, offset, event_id, event_type) is bound with ``event_context``
+and carried by contextvars across awaits. Values of keys that look secret are
+replaced before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+from pydantic import SecretStr
+from structlog.typing import FilteringBoundLogger
+
+from consumer.settings import LogFormat
+
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization)", re.I)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Hide values under secret-looking keys, and any pydantic SecretStr, at any depth."""
+    for key, value in event_dict.items():
+        event_dict[key] = _redacted(key, value)
+    return event_dict
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if isinstance(value, SecretStr) or (_SECRET_KEY.search(key) and value not in (None, "")):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redacted(str(k), v) for k, v in value.items()}
+    return value
+
+
+def configure_logging(
+    level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
+) -> None:
+    out = stream or sys.stderr
+    console = fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if console
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    if not console:
+        processors.append(structlog.processors.dict_tracebacks)
+    processors.append(renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+@contextmanager
+def event_context(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    event_id: str | None = None,
+    event_type: str | None = None,
+) -> Iterator[None]:
+    """Bind one event's identity to every log line inside the block."""
+    context = {"topic": topic, "partition": partition, "offset": offset}
+    if event_id is not None:
+        context["event_id"] = event_id
+    if event_type is not None:
+        context["event_type"] = event_type
+    with structlog.contextvars.bound_contextvars(**context):
+        yield
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    logger: FilteringBoundLogger = structlog.get_logger(logger=name)
+    return logger

@@ -1,0 +1,101 @@
+"""What flows from mapping to dispatch to providers: rendered pushes and outcomes.
+
+A ``Message`` is the provider-visible text; two pushes whose messages are equal
+(byte-identical title, summary and deeplink) can share one provider request.
+A ``PushJob`` is one event's push waiting in the dispatcher, with the ``Origin``
+that says where in Kafka it came from (everything a dead-letter record needs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consumer.errors import ConsumerError
+from consumer.events import Recipient
+
+
+class PushClass(enum.StrEnum):
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class Outcome(enum.StrEnum):
+    """The one recorded end of every event; only then may its offset be committed."""
+
+    SENT = "sent"
+    SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    summary: str
+    deeplink: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPush:
+    """The push one mapping rule rendered for one event."""
+
+    rule_id: str
+    message: Message
+    push_class: PushClass
+    ttl_s: float
+    collapse_key: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from, with its original bytes (for the dead-letter topic)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class PushJob:
+    """One event's push, waiting in (or travelling through) the dispatcher."""
+
+    origin: Origin
+    event_id: str
+    event_type: str
+    recipient: Recipient
+    push: RenderedPush
+    occurred_at: dt.datetime
+    version: int | None = None
+    attempts: int = 0
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        return self.occurred_at + dt.timedelta(seconds=self.push.ttl_s)
+
+
+class OutcomeSink(Protocol):
+    """Receives the final outcome of each event (the source commits on it).
+
+    Must not block: a dead-letter write is queued by the implementation.
+    """
+
+    def record(
+        self,
+        origin: Origin,
+        outcome: Outcome,
+        *,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        reason: str | None = None,
+        error: ConsumerError | None = None,
+    ) -> None: ...
