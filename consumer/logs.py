@@ -91,5 +91,6 @@ def event_context(
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.get_logger(logger=name)
+    # Lazy until first use, so module-level loggers follow configure_logging().
+    logger: FilteringBoundLogger = structlog.get_logger(logger_name=name)
     return logger
