@@ -58,14 +58,26 @@ class RenderError(PermanentError):
 
 
 class ProviderRejected(PermanentError):
-    """The provider refused the request for good (HTTP 4xx); its message is kept."""
+    """The provider refused the request for good (HTTP 4xx); its message is kept.
+
+    ``event_ids``, when set, names the only jobs of the request that were refused:
+    the request's other jobs went out (AppMetrica can refuse one message of a batch).
+    """
 
     reason = "provider_rejected"
 
-    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        event_ids: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.event_ids = event_ids
 
 
 class TransientError(ConsumerError):

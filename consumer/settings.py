@@ -136,6 +136,9 @@ class AppMetricaSettings(_Section):
     max_devices_per_request: int = Field(
         250_000, ge=1, le=250_000, description="Devices per send-batch request."
     )
+    max_messages_per_request: int = Field(
+        100, ge=1, description="Different messages (batch elements) per send-batch request."
+    )
     timeout_s: float = Field(10.0, gt=0, description="Timeout for one request, seconds.")
     status_poll_initial_s: float = Field(2.0, gt=0, description="First transfer-status poll.")
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
