@@ -1,0 +1,121 @@
+"""Settings: defaults, parsing, errors that name the variable, secrets that never print."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from consumer.errors import SettingsError
+from consumer.settings import (
+    ProviderName,
+    SaslMechanism,
+    SecurityProtocol,
+    load_settings,
+    settings_table,
+)
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+DESIGN_VARIABLES = {
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_TOPICS",
+    "KAFKA_GROUP_ID",
+    "KAFKA_DLQ_TOPIC",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "PUSH_PROVIDER",
+    "IMSHOP_URL",
+    "IMSHOP_API_KEY",
+    "IMSHOP_RATE_LIMIT_REQUESTS",
+    "IMSHOP_RATE_LIMIT_WINDOW_S",
+    "IMSHOP_MAX_IDS_PER_REQUEST",
+    "MAPPINGS_DIR",
+    "PENDING_MAX_EVENTS",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, _, _ in settings_table():
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_follow_the_design() -> None:
+    settings = load_settings()
+
+    assert settings.kafka.topics == ["orders", "bonus"]
+    assert settings.imshop.rate_limit_requests == 10
+    assert settings.imshop.rate_limit_window_s == 60
+    assert settings.imshop.max_ids_per_request == 1000
+    assert settings.service.push_provider is ProviderName.IMSHOP
+    assert settings.service.health_port == 8080
+
+
+def test_environment_is_read_with_flat_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_TOPICS", "orders, bonus ,returns")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("IMSHOP_RATE_LIMIT_WINDOW_S", "2.5")
+    monkeypatch.setenv("PUSH_PROVIDER", "dry-run")
+    monkeypatch.setenv("MAPPINGS_ALLOWED_DEEPLINK_SCHEMES", "myshop,https")
+
+    settings = load_settings()
+
+    assert settings.kafka.topics == ["orders", "bonus", "returns"]
+    assert settings.kafka.security_protocol is SecurityProtocol.SASL_SSL
+    assert settings.kafka.sasl_mechanism is SaslMechanism.SCRAM_SHA_512
+    assert settings.imshop.rate_limit_window_s == 2.5
+    assert settings.service.push_provider is ProviderName.DRY_RUN
+    assert settings.mappings.allowed_deeplink_schemes == ["myshop", "https"]
+
+
+def test_every_bad_variable_is_named_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMSHOP_RATE_LIMIT_REQUESTS", "ten")
+    monkeypatch.setenv("PENDING_MAX_EVENTS", "0")
+    monkeypatch.setenv("PUSH_PROVIDER", "pigeon")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert "IMSHOP_RATE_LIMIT_REQUESTS: " in message
+    assert "PENDING_MAX_EVENTS: Input should be greater than or equal to 1" in message
+    assert re.search(r"PUSH_PROVIDER: .*'imshop', 'appmetrica' or 'dry-run'", message)
+
+
+def test_empty_topic_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_TOPICS", " , ")
+
+    with pytest.raises(SettingsError, match="KAFKA_TOPICS: "):
+        load_settings()
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMSHOP_API_KEY", "imshop-secret-123")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-456")
+    monkeypatch.setenv("APPMETRICA_TOKEN", "oauth-secret-789")
+
+    settings = load_settings()
+    shown = " ".join([repr(settings), str(settings), settings.model_dump_json()])
+
+    for secret in ("imshop-secret-123", "kafka-secret-456", "oauth-secret-789"):
+        assert secret not in shown
+    assert settings.imshop.api_key.get_secret_value() == "imshop-secret-123"
+
+
+def test_every_design_variable_exists() -> None:
+    names = {name for name, _, _ in settings_table()}
+
+    assert DESIGN_VARIABLES <= names
+
+
+def test_readme_table_matches_the_code() -> None:
+    text = README.read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| `([A-Z0-9_]+)` \| `([^`]*)` \|", text, re.MULTILINE))
+
+    expected = {name: default for name, default, _ in settings_table()}
+    assert documented == expected, "regenerate with: python -m consumer settings --markdown"
