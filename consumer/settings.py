@@ -117,6 +117,11 @@ class ImshopSettings(_Section):
     assume_window_used_at_start: bool = Field(
         True, description="At start, count the last window as spent (a restart never bursts)."
     )
+    rate_limit_margin_s: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds added to the window against network jitter (they count arrivals).",
+    )
 
 
 class AppMetricaSettings(_Section):
@@ -162,6 +167,15 @@ class DispatchSettings(_Section):
     retry_max_attempts: int = Field(5, ge=1, description="Attempts per request, then dead-letter.")
     retry_initial_backoff_s: float = Field(2.0, gt=0, description="First retry delay.")
     retry_max_backoff_s: float = Field(120.0, gt=0, description="Longest retry delay.")
+    max_concurrent_requests: int = Field(
+        4, ge=1, description="Provider requests in flight at once (the budget still bounds starts)."
+    )
+    dedupe_memory_events: int = Field(
+        100_000, ge=1, description="Recent event ids remembered to drop duplicates."
+    )
+    collapse_memory_keys: int = Field(
+        100_000, ge=1, description="Collapse keys whose last sent version is remembered."
+    )
 
 
 class MappingSettings(_Section):
