@@ -52,9 +52,9 @@ class AppMetricaSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(self._app(), access_log=None)
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = self._runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound}"
