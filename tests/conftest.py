@@ -1,0 +1,147 @@
+"""Shared fixtures. Kafka: one real broker per test session.
+
+``kafka_bootstrap`` is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, otherwise a
+``LocalKafka`` broker started once for the session. Every test that needs the
+broker carries ``@pytest.mark.kafka``. With ``REQUIRE_KAFKA=1`` (CI) the session
+fails if any such test was skipped or none ran, so a missing broker cannot pass
+silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from consumer.localkafka import KafkaUnavailable, LocalKafka
+
+TopicFactory = Callable[..., Awaitable[str]]
+
+_KAFKA_MARK = "kafka"
+_kafka_items: set[str] = set()
+_skipped_kafka_items: list[str] = []
+
+
+def _unique_name(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """``unique_name(prefix) -> "prefix-<12 hex>"``: a topic or group name no other test uses."""
+    return _unique_name
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    kafka = LocalKafka()
+    try:
+        kafka.start()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no Kafka broker for this test: {exc}")
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """One admin client for the session; tests must not close it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic_factory(kafka_admin: AIOKafkaAdminClient) -> AsyncIterator[TopicFactory]:
+    """``await topic_factory(prefix="test", partitions=3, configs=None) -> name``.
+
+    Creates a fresh topic, waits until every partition has a leader, and deletes
+    the test's topics afterwards.
+    """
+    created: list[str] = []
+
+    async def create(
+        prefix: str = "test", partitions: int = 3, configs: dict[str, str] | None = None
+    ) -> str:
+        name = _unique_name(prefix)
+        topic = NewTopic(name, partitions, 1, topic_configs=configs or {})
+        response = await kafka_admin.create_topics([topic])
+        # aiokafka returns per-topic errors in the response instead of raising.
+        errors = [e for e in response.topic_errors if e[1] != 0]
+        assert not errors, f"creating topic {name} failed: {errors}"
+        created.append(name)
+        await _wait_for_leaders(kafka_admin, name, partitions)
+        return name
+
+    yield create
+    if created:
+        await kafka_admin.delete_topics(created)
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        (described,) = await admin.describe_topics([topic])
+        led = [p for p in described["partitions"] if p["leader"] >= 0]
+        if described["error_code"] == 0 and len(led) == partitions:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"topic {topic} had no leader for all {partitions} partitions in 30 s")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if (
+        "kafka_bootstrap" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker(_KAFKA_MARK) is None
+    ):
+        pytest.fail(f"{item.nodeid} uses the Kafka broker: mark it @pytest.mark.kafka")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After deselection (-k, -m): only the tests that will run count.
+    _kafka_items.update(i.nodeid for i in session.items if i.get_closest_marker(_KAFKA_MARK))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and report.nodeid in _kafka_items:
+        _skipped_kafka_items.append(report.nodeid)
+
+
+def _require_kafka_problem() -> str | None:
+    if os.environ.get("REQUIRE_KAFKA") != "1":
+        return None
+    if not _kafka_items:
+        return "REQUIRE_KAFKA=1 but no test marked kafka was collected"
+    if _skipped_kafka_items:
+        return (
+            f"REQUIRE_KAFKA=1 but {len(_skipped_kafka_items)} test(s) marked kafka were "
+            f"skipped (first: {_skipped_kafka_items[0]}); see the skip reasons above"
+        )
+    return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _require_kafka_problem() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = _require_kafka_problem()
+    if problem:
+        terminalreporter.section("REQUIRE_KAFKA", red=True)
+        terminalreporter.line(problem, red=True)
