@@ -90,7 +90,8 @@ def test_bonus_events_are_parsed(event_type: str, model: type) -> None:
 
 
 def test_expiring_bonus_accepts_a_date_and_requires_it() -> None:
-    event = parse_event(raw(bonus_event("bonus.expiring", expires_at="2026-12-01")), max_bytes=LIMIT)
+    payload = raw(bonus_event("bonus.expiring", expires_at="2026-12-01"))
+    event = parse_event(payload, max_bytes=LIMIT)
     assert isinstance(event, BonusExpiring)
     assert event.bonus.expires_at == dt.date(2026, 12, 1)
 
@@ -115,7 +116,7 @@ def test_devices_are_validated_by_id_type() -> None:
     error = rejected(raw(data))
 
     assert error.path == "recipient.devices.0.id_type"
-    assert "got \"fax\"" in str(error)
+    assert 'got "fax"' in str(error)
 
 
 def test_a_type_declared_by_mappings_is_accepted_with_common_fields() -> None:
