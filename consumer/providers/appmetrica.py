@@ -12,7 +12,9 @@
   are tracked, not resent; if not (404), they go out again. A 409 on send means
   the id was already accepted: the transfer is looked up and tracked. The
   memory is in-process; after a restart the same set of jobs hashes to the same
-  id, so AppMetrica's 409 still refuses the duplicate.
+  id, so AppMetrica's 409 still refuses the duplicate. What no client can rule
+  out: a lookup answering 404 while the lost request is still being processed,
+  followed by a retry coalesced differently (a new id).
 """
 
 from __future__ import annotations
