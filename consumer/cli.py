@@ -16,6 +16,7 @@ from consumer.errors import FatalError
 
 COMMAND_MODULES = [
     "consumer.commands",
+    "consumer.mapping.commands",
     "consumer.localkafka",
 ]
 

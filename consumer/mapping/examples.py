@@ -1,0 +1,114 @@
+"""The product team's golden tests: each example event must render to its push.
+
+An example may leave out the fields every event has (id, type, time,
+recipient); sensible ones are filled in. Texts are compared as a reader sees
+them: a non-breaking space in the push equals a plain space in the YAML.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from consumer.errors import InvalidEvent, RenderError
+from consumer.events import parse_event
+from consumer.mapping.filters import NBSP
+from consumer.mapping.render import without_nulls
+from consumer.mapping.rules import Example, MappingSet, Rule
+from consumer.push import RenderedPush
+from consumer.settings import MappingSettings
+
+Problem = tuple[str, int, str]
+DEFAULT_NOW = "2026-11-25T12:00:00+03:00"
+_COMPARED = ("title", "summary", "deeplink", "collapse_key")
+_MAX_EXAMPLE_BYTES = 1 << 20
+
+
+def example_event(rule: Rule, example: Example) -> dict[str, Any]:
+    event = dict(example.event)
+    event.setdefault("event_id", f"example-{example.line}")
+    if rule.event_types:
+        event.setdefault("event_type", rule.event_types[0])
+    event.setdefault("occurred_at", example.now.isoformat() if example.now else DEFAULT_NOW)
+    event.setdefault("recipient", {"user_id": "example-user"})
+    return event
+
+
+def _reader_text(value: object) -> object:
+    return value.replace(NBSP, " ").replace("\u202f", " ") if isinstance(value, str) else value
+
+
+def _actual(push: RenderedPush, key: str) -> object:
+    if key == "collapse_key":
+        return push.collapse_key
+    return getattr(push.message, key)
+
+
+def check_example(
+    mappings: MappingSet, rule: Rule, example: Example, settings: MappingSettings
+) -> Iterator[Problem]:
+    where = (rule.file, example.line)
+    label = f"example {example.name!r}"
+    raw = json.dumps(example_event(rule, example), ensure_ascii=False, default=str)
+    try:
+        event = parse_event(
+            raw.encode(), max_bytes=_MAX_EXAMPLE_BYTES, extra_types=mappings.extra_types
+        )
+    except InvalidEvent as exc:
+        yield *where, f"{label}: the event is not valid: {exc}"
+        return
+    data = without_nulls(event.template_context())
+    matched = mappings.match(event.event_type, data)
+    if matched is not rule:
+        other = f"rule `{matched.id}` ({matched.where})" if matched else "no rule"
+        yield *where, f"{label}: the event is matched by {other}, not by this rule"
+        return
+    now = example.now or event.occurred_at
+    try:
+        push = mappings.render_rule(rule, data, event, now, fit=False)
+    except RenderError as exc:
+        detail = str(exc).partition(f"rule {rule.id}: ")[2] or str(exc)
+        yield *where, f"{label}: {detail}"
+        return
+    yield from _compare(where, label, rule, example, push)
+    yield from _lengths(where, label, push, settings)
+
+
+def _compare(
+    where: tuple[str, int], label: str, rule: Rule, example: Example, push: RenderedPush
+) -> Iterator[Problem]:
+    expected = example.expected
+    for key in expected:
+        if key not in _COMPARED:
+            yield *where, f"{label}: unknown key `{key}` under push (use {', '.join(_COMPARED)})"
+    for key in _COMPARED:
+        required = key in ("title", "summary") or (key == "deeplink" and rule.deeplink)
+        if key not in expected:
+            if required:
+                yield *where, f"{label}: say which {key} the push must have"
+            continue
+        actual = _actual(push, key)
+        if _reader_text(actual) != _reader_text(expected[key]):
+            yield *where, f"{label}: the {key} is {actual!r}, expected {expected[key]!r}"
+
+
+def _lengths(
+    where: tuple[str, int], label: str, push: RenderedPush, settings: MappingSettings
+) -> Iterator[Problem]:
+    limits = (("title", settings.title_max_chars), ("summary", settings.summary_max_chars))
+    for key, limit in limits:
+        text = str(getattr(push.message, key))
+        if len(text) > limit:
+            yield (
+                *where,
+                (f"{label}: the {key} is {len(text)} characters, longer than the limit of {limit}"),
+            )
+
+
+def example_problems(mappings: MappingSet, settings: MappingSettings) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in mappings.rules:
+        for example in rule.examples:
+            problems += check_example(mappings, rule, example, settings)
+    return problems

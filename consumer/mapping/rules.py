@@ -1,0 +1,238 @@
+"""Compiled mapping rules, and the set the service renders events with.
+
+Everything here is built once per load (templates parsed, rules grouped by
+event type and ordered by priority); ``MappingSet.render`` does per event only a
+dictionary walk for the conditions and the Liquid renders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from liquid.exceptions import LiquidError
+from liquid.template import BoundTemplate
+
+from consumer.errors import RenderError
+from consumer.events import BaseEvent
+from consumer.mapping.cost import cost_lines
+from consumer.mapping.filters import truncate
+from consumer.mapping.render import explain, render_context, render_text, without_nulls
+from consumer.push import Message, PushClass, RenderedPush
+from consumer.settings import ImshopSettings, MappingSettings
+
+_ABSENT = object()
+
+
+def lookup(data: Mapping[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return value
+    return Decimal(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One test on a field: equals a value, is one of values, or exists (or not)."""
+
+    path: str
+    values: frozenset[Any] | None = None  # None: only existence is tested
+    exists: bool = True
+
+    def matches(self, data: Mapping[str, Any]) -> bool:
+        value = lookup(data, self.path)
+        if value is _ABSENT:
+            return not self.exists
+        if not self.exists:
+            return False
+        return self.values is None or _comparable(value) in self.values
+
+    def excludes(self, other: Condition) -> bool:
+        """True when no event can pass both tests (so two rules cannot both match)."""
+        if self.path != other.path:
+            return False
+        if self.exists != other.exists:
+            return True
+        if self.values is None or other.values is None:
+            return False
+        return not (self.values & other.values)
+
+    @staticmethod
+    def of(path: str, values: list[Any] | None = None, *, exists: bool = True) -> Condition:
+        vals = None if values is None else frozenset(_comparable(v) for v in values)
+        return Condition(path=path, values=vals, exists=exists)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str  # title, summary, deeplink, collapse_key, extras path
+    source: str
+    compiled: BoundTemplate
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    line: int
+    name: str
+    event: Mapping[str, Any]
+    expected: Mapping[str, Any]
+    now: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    file: str  # as shown in problems (the path given)
+    file_name: str  # as used in rule ids
+    line: int
+    event_types: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    priority: int
+    push_class: PushClass
+    ttl_s: float
+    title: Template
+    summary: Template
+    deeplink: Template | None
+    collapse_key: Template | None
+    extras: Mapping[str, Mapping[str, Template | Any]] = field(default_factory=dict)
+    examples: tuple[Example, ...] = ()
+
+    @property
+    def rule_id(self) -> str:
+        return f"{self.file_name}:{self.id}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def templates(self) -> list[Template]:
+        found = [self.title, self.summary]
+        found += [t for t in (self.deeplink, self.collapse_key) if t is not None]
+        for platform in self.extras.values():
+            found += [v for v in platform.values() if isinstance(v, Template)]
+        return found
+
+    def matches(self, data: Mapping[str, Any]) -> bool:
+        return all(condition.matches(data) for condition in self.conditions)
+
+
+class MappingSet:
+    """One consistent, checked set of rules; swapped whole on reload."""
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        *,
+        settings: MappingSettings,
+        extra_types: frozenset[str],
+        digest: str,
+    ) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.extra_types = extra_types
+        self.digest = digest
+        self._settings = settings
+        self._schemes = tuple(f"{s}://" for s in settings.allowed_deeplink_schemes)
+        by_type: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            for event_type in rule.event_types:
+                by_type.setdefault(event_type, []).append(rule)
+        self._by_type = {
+            t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
+        }
+
+    def match(self, event_type: str, data: Mapping[str, Any]) -> Rule | None:
+        for rule in self._by_type.get(event_type, ()):
+            if rule.matches(data):
+                return rule
+        return None
+
+    def render(self, event: BaseEvent, *, now: dt.datetime | None = None) -> RenderedPush | None:
+        """The push for this event, None when no rule matches; ``RenderError`` if it fails."""
+        data = without_nulls(event.template_context())
+        rule = self.match(event.event_type, data)
+        if rule is None:
+            return None
+        return self.render_rule(rule, data, event, now)
+
+    def render_rule(
+        self,
+        rule: Rule,
+        data: Mapping[str, Any],
+        event: BaseEvent,
+        now: dt.datetime | None,
+        *,
+        fit: bool = True,
+    ) -> RenderedPush:
+        """Render with one given rule; ``fit=False`` keeps overlong texts (for the check)."""
+        context = render_context(data, event.tzinfo, now)
+        deeplink = self._text(rule, rule.deeplink, context) if rule.deeplink else None
+        if deeplink is not None and not deeplink.startswith(self._schemes):
+            raise RenderError(
+                f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} does not start "
+                f"with an allowed scheme ({', '.join(self._schemes)})"
+            )
+        title = self._text(rule, rule.title, context)
+        summary = self._text(rule, rule.summary, context)
+        if fit:
+            title = self._fit(title, self._settings.title_max_chars)
+            summary = self._fit(summary, self._settings.summary_max_chars)
+        message = Message(title=title, summary=summary, deeplink=deeplink)
+        key = self._text(rule, rule.collapse_key, context) if rule.collapse_key else None
+        return RenderedPush(
+            rule_id=rule.rule_id,
+            message=message,
+            push_class=rule.push_class,
+            ttl_s=rule.ttl_s,
+            collapse_key=key or None,
+            extras=self._extras(rule, context),
+        )
+
+    @staticmethod
+    def _text(rule: Rule, template: Template, context: Mapping[str, Any]) -> str:
+        try:
+            text = render_text(template.compiled, context)
+        except LiquidError as exc:
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} cannot be "
+                f"rendered: {explain(exc)}"
+            ) from None
+        if not text and template.name in ("title", "summary"):
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} rendered empty"
+            )
+        return text
+
+    @staticmethod
+    def _fit(text: str, limit: int) -> str:
+        # The check keeps the examples within limits; a longer real value is cut
+        # rather than dropped, since a shortened push beats no push.
+        return text if len(text) <= limit else truncate(text, limit)
+
+    def _extras(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, Any]:
+        if not rule.extras:
+            return {}
+        platforms = {
+            platform: {
+                key: self._text(rule, v, context) if isinstance(v, Template) else v
+                for key, v in values.items()
+            }
+            for platform, values in rule.extras.items()
+        }
+        return {"appmetrica": platforms}
+
+    def cost_report(self, imshop: ImshopSettings | None = None) -> list[str]:
+        """One line per rule: shared or personal text, and what that costs in requests."""
+        limits = imshop if imshop is not None else ImshopSettings.model_construct()
+        return cost_lines(self.rules, limits)

@@ -1,0 +1,181 @@
+"""Rendering events with the shipped mappings: matching, strictness, the cost report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from mapping_helpers import event, rule_yaml, write
+
+from consumer.cli import main
+from consumer.errors import MappingLoadError, RenderError
+from consumer.mapping import MappingSet, load_mappings
+from consumer.mapping.filters import NBSP
+from consumer.push import PushClass
+from consumer.settings import ImshopSettings, MappingSettings
+
+SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
+NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> MappingSet:
+    return load_mappings(SHIPPED, MappingSettings())
+
+
+STATUSES = [
+    ("created", "order_created"),
+    ("confirmed", "order_confirmed"),
+    ("assembling", "order_assembling"),
+    ("ready_for_pickup", "order_ready_for_pickup"),
+    ("handed_to_courier", "order_shipped"),
+    ("delivered", "order_delivered"),
+    ("cancelled", "order_cancelled"),
+    ("returned", "order_returned"),
+]
+
+
+@pytest.mark.parametrize(("status", "rule"), STATUSES)
+def test_every_order_status_has_a_push_naming_the_order(
+    shipped: MappingSet, status: str, rule: str
+) -> None:
+    push = shipped.render(event(order={"id": "X9", "number": "10452", "status": status}), now=NOW)
+    assert push is not None
+    assert push.rule_id == f"orders.yaml:{rule}"
+    assert "10452" in push.message.title
+    assert push.push_class is PushClass.TRANSACTIONAL
+    assert push.collapse_key == "X9"
+    assert push.message.deeplink is not None
+    assert push.message.deeplink.startswith("imshop://orders/X9")
+
+
+def test_courier_rule_wins_by_priority_and_has_a_short_ttl(shipped: MappingSet) -> None:
+    order = {"id": "X9", "status": "handed_to_courier", "delivery": {"method": "courier"}}
+    push = shipped.render(event(order=order), now=NOW)
+    assert push is not None
+    assert push.rule_id == "orders.yaml:order_with_courier"
+    assert push.ttl_s == 2 * 3600
+    assert push.message.title == "Курьер везёт заказ №X9"  # no number: the id names it
+    assert push.extras == {
+        "appmetrica": {
+            "android": {"channel_id": "orders", "urgency": "high"},
+            "iOS": {"thread_id": "order-X9", "sound": "default"},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("amount", "title"),
+    [(1, "Начислили 1 бонус"), (3, "Начислили 3 бонуса"), ("11", "Начислили 11 бонусов")],
+)
+def test_bonus_push_inflects_the_amount(shipped: MappingSet, amount: object, title: str) -> None:
+    push = shipped.render(event(event_type="bonus.accrued", bonus={"amount": amount}), now=NOW)
+    assert push is not None
+    verb, amount_text = title.split(" ", 1)
+    assert push.message.title == f"{verb} {amount_text.replace(' ', NBSP)}"
+    assert push.push_class is PushClass.MARKETING
+    assert push.collapse_key is None
+
+
+def test_unknown_status_matches_no_rule(shipped: MappingSet) -> None:
+    assert shipped.render(event(order={"id": "X9", "status": "lost_in_space"})) is None
+
+
+def test_missing_variable_is_an_error_naming_rule_and_field(tmp_path: Path) -> None:
+    write(tmp_path, "orders.yaml", rule_yaml())
+    mappings = load_mappings(tmp_path, MappingSettings())
+    with pytest.raises(RenderError) as caught:
+        mappings.render(event(order={"id": "A-1", "status": "handed_to_courier"}))
+    assert str(caught.value) == (
+        f"{tmp_path}/orders.yaml:8: rule order_shipped: the title cannot be rendered: "
+        "the event has no value for `order.number`"
+    )
+
+
+def test_null_field_counts_as_missing_not_empty(tmp_path: Path) -> None:
+    write(tmp_path, "orders.yaml", rule_yaml())
+    mappings = load_mappings(tmp_path, MappingSettings())
+    order = {"id": "A-1", "number": None, "status": "handed_to_courier"}
+    with pytest.raises(RenderError, match=r"no value for `order\.number`"):
+        mappings.render(event(order=order))
+
+
+def test_missing_money_is_never_zero_roubles(tmp_path: Path) -> None:
+    write(tmp_path, "orders.yaml", rule_yaml(summary="'К оплате {{ order.total | money }}'"))
+    with pytest.raises(MappingLoadError, match=r"no value for `order\.total`"):
+        load_mappings(tmp_path, MappingSettings())  # the example has no total: refused
+
+
+def test_text_is_plain_not_html_escaped(tmp_path: Path) -> None:
+    write(tmp_path, "orders.yaml", rule_yaml())
+    mappings = load_mappings(tmp_path, MappingSettings())
+    order = {"id": "A-1", "number": '<7> & "8"', "status": "handed_to_courier"}
+    push = mappings.render(event(order=order))
+    assert push is not None
+    assert push.message.title == 'Заказ №<7> & "8" отправлен'
+
+
+def test_resource_limits_stop_a_runaway_template(tmp_path: Path) -> None:
+    loop = "'{% for i in (1..100000) %}x{% endfor %}'"
+    write(tmp_path, "orders.yaml", rule_yaml(summary=loop, expected_summary="x"))
+    with pytest.raises(MappingLoadError, match="limit"):
+        load_mappings(tmp_path, MappingSettings())
+
+
+def test_overlong_real_title_is_cut_with_an_ellipsis(tmp_path: Path) -> None:
+    write(tmp_path, "orders.yaml", rule_yaml())
+    mappings = load_mappings(tmp_path, MappingSettings(title_max_chars=30))
+    order = {"id": "A-1", "number": "1" * 40, "status": "handed_to_courier"}
+    push = mappings.render(event(order=order))
+    assert push is not None
+    assert len(push.message.title) == 30
+    assert push.message.title.endswith("…")
+
+
+def test_cost_report_tells_personal_from_shared(tmp_path: Path) -> None:
+    shared = rule_yaml(
+        id="order_news",
+        title="'{% if order.status == \"delivered\" %}Доставлено{% else %}Новости{% endif %}'",
+        deeplink="imshop://orders",
+        expected_title="Новости",
+        expected_deeplink="imshop://orders",
+    )
+    write(tmp_path, "orders.yaml", shared)
+    write(tmp_path, "bonus.yaml", rule_yaml().replace("handed_to_courier", "delivered"))
+    mappings = load_mappings(tmp_path, MappingSettings())
+    report = mappings.cost_report(
+        ImshopSettings(rate_limit_requests=10, rate_limit_window_s=60, max_ids_per_request=1000)
+    )
+    assert report == [
+        f"{tmp_path}/bonus.yaml:2: order_shipped — personal text (order.number, order.id): "
+        "1 push per request, at most 10 pushes per 60 s",
+        f"{tmp_path}/orders.yaml:2: order_news — shared text: up to 1000 recipients per "
+        "request, up to 10000 pushes per 60 s",
+    ]
+
+
+def test_render_command_prints_rule_and_push(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "event.json"
+    order = {"id": "X9", "number": "5", "status": "delivered"}
+    path.write_text(json.dumps(event(order=order).model_dump(mode="json")), encoding="utf-8")
+    assert main(["mappings", "render", "--event", str(path), str(SHIPPED)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["rule"] == "orders.yaml:order_delivered"
+    assert shown["push"]["title"] == "Заказ №5 получен"
+    assert shown["push"]["ttl_s"] == 86400
+
+
+def test_render_command_explains_no_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "event.json"
+    order = {"id": "X9", "status": "lost"}
+    path.write_text(json.dumps(event(order=order).model_dump(mode="json")), encoding="utf-8")
+    assert main(["mappings", "render", "--event", str(path), str(SHIPPED)]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["rule"] is None
+    assert "the conditions of every order.status_changed rule are false" in shown["reason"]
