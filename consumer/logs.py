@@ -45,6 +45,7 @@ def _redacted(key: str, value: Any) -> Any:
 def configure_logging(
     level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
 ) -> None:
+    """Configure structlog, and route the stdlib loggers (aiokafka, aiohttp) the same way."""
     out = stream or sys.stderr
     console = fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and out.isatty())
     renderer: Any = (
@@ -52,23 +53,35 @@ def configure_logging(
         if console
         else structlog.processors.JSONRenderer(ensure_ascii=False)
     )
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    if not console:
-        processors.append(structlog.processors.dict_tracebacks)
-    processors.append(renderer)
+    tail: list[Any] = [] if console else [structlog.processors.dict_tracebacks]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=[*shared, *tail, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tail,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries talk a lot at INFO (every rebalance step); keep their warnings and up.
+    root.setLevel(max(numeric_level, logging.WARNING))
 
 
 @contextmanager

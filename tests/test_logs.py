@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Iterator
 
+import pytest
 import structlog
 from pydantic import SecretStr
 
 from consumer.logs import configure_logging, event_context, get_logger
 from consumer.settings import LogFormat
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -38,7 +51,6 @@ def test_json_lines_carry_the_bound_event_context() -> None:
         "event_type": "bonus.accrued",
     }
     assert "topic" not in second
-    structlog.reset_defaults()
 
 
 def test_secrets_are_redacted_at_any_depth() -> None:
@@ -60,7 +72,6 @@ def test_secrets_are_redacted_at_any_depth() -> None:
     (line,) = lines(out)
     assert line["headers"] == {"Authorization": "[redacted]", "Accept": "json"}
     assert line["note"] == "nothing secret"
-    structlog.reset_defaults()
 
 
 def test_level_filters_lower_levels() -> None:
@@ -71,4 +82,15 @@ def test_level_filters_lower_levels() -> None:
     get_logger("test").warning("loud")
 
     assert [line["event"] for line in lines(out)] == ["loud"]
-    structlog.reset_defaults()
+
+
+def test_library_logs_through_stdlib_come_out_as_json_too() -> None:
+    out = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=out)
+
+    logging.getLogger("aiokafka.consumer").warning("Topic %s not found", "orders")
+
+    (line,) = lines(out)
+    assert line["event"] == "Topic orders not found"
+    assert line["level"] == "warning"
+    assert line["logger"] == "aiokafka.consumer"
