@@ -20,8 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date
-from babel.numbers import format_decimal, get_currency_symbol
+from babel.numbers import get_currency_symbol, parse_pattern
 from liquid.exceptions import FilterArgumentError
 from liquid.filter import with_context
 
@@ -30,6 +29,11 @@ ELLIPSIS = "…"
 RENDER_INFO = "__render_info__"
 _RU = Locale("ru")
 _FEW_FORM_CATEGORIES = frozenset({"few", "other"})  # "other" = fractions: 1,5 бонуса
+# Parsed once: Babel's format_* functions re-parse the locale and pattern per call.
+_NUMBER = parse_pattern("#,##0.###")
+_WHOLE_MONEY = parse_pattern("#,##0")
+_MONEY = parse_pattern("#,##0.00")
+_MONTHS = _RU.months["format"]["wide"]  # genitive: 25 ноября
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,7 @@ def to_number(value: object, name: str) -> int | Decimal:
 
 def format_number(value: object, name: str = "number") -> str:
     number = to_number(value, name)
-    return str(format_decimal(number, format="#,##0.###", locale=_RU))
+    return str(_NUMBER.apply(number, _RU))
 
 
 def plural_form(value: object, one: str, few: str, many: str, name: str = "plural") -> str:
@@ -106,8 +110,7 @@ def money(value: object, currency: object = None) -> str:
         amount = value["amount"]
         code = code or value.get("currency")
     number = to_number(amount, "money")
-    pattern = "#,##0" if isinstance(number, int) else "#,##0.00"
-    text = format_decimal(number, format=pattern, locale=_RU)
+    text = (_WHOLE_MONEY if isinstance(number, int) else _MONEY).apply(number, _RU)
     return f"{text}{NBSP}{_currency_sign(code)}"
 
 
@@ -140,8 +143,8 @@ def _local(value: object, info: RenderInfo, name: str) -> dt.datetime | dt.date:
 
 
 def _date_text(day: dt.date, today: dt.date) -> str:
-    pattern = "d MMMM" if day.year == today.year else "d MMMM y"
-    return str(format_date(day, pattern, locale=_RU))
+    text = f"{day.day} {_MONTHS[day.month]}"
+    return text if day.year == today.year else f"{text} {day.year}"
 
 
 def _as_date(value: dt.datetime | dt.date) -> dt.date:

@@ -52,9 +52,10 @@ def build_environment() -> PushEnvironment:
 
 def without_nulls(value: Any) -> Any:
     """Drop null fields at any depth, so a template sees them as missing."""
-    if isinstance(value, dict):
+    kind = type(value)  # exact types: this runs for every event
+    if kind is dict:
         return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
+    if kind is list:
         return [without_nulls(v) for v in value if v is not None]
     return value
 
@@ -78,3 +79,57 @@ def explain(exc: LiquidError) -> str:
         return f"the event has no value for `{missing}`"
     message = str(exc.message or type(exc).__name__)
     return message.splitlines()[0]
+
+
+SEPARATOR = "\x1f"  # ASCII unit separator: never typed in push text
+
+
+class PartFailed(Exception):
+    def __init__(self, key: str, cause: LiquidError) -> None:
+        super().__init__(key)
+        self.key = key
+        self.cause = cause
+
+
+class TextPlan:
+    """All templates of one rule rendered in a single Liquid pass.
+
+    Liquid's per-render set-up costs more than most push templates, so a rule's
+    parts are joined with a separator, compiled once and rendered once; parts
+    with no Liquid markup are constants. When something fails, the parts are
+    rendered one by one to name the part that failed.
+    """
+
+    def __init__(self, env: Environment, parts: Mapping[str, tuple[str, BoundTemplate]]) -> None:
+        self.constants = {k: src.strip() for k, (src, _) in parts.items() if not _dynamic(src)}
+        dynamic = {k: part for k, part in parts.items() if _dynamic(part[0])}
+        self.keys = tuple(dynamic)
+        self.singles = {k: compiled for k, (_, compiled) in dynamic.items()}
+        source = SEPARATOR.join(src for src, _ in dynamic.values())
+        self.combined = env.from_string(source) if dynamic else None
+
+    def render(self, context: Mapping[str, Any]) -> dict[str, str]:
+        texts = dict(self.constants)
+        if self.combined is None:
+            return texts
+        try:
+            pieces = self.combined.render(context).split(SEPARATOR)
+        except LiquidError:
+            pieces = []
+        if len(pieces) != len(self.keys):
+            return texts | self._one_by_one(context)
+        texts.update(zip(self.keys, (p.strip() for p in pieces), strict=True))
+        return texts
+
+    def _one_by_one(self, context: Mapping[str, Any]) -> dict[str, str]:
+        texts = {}
+        for key, compiled in self.singles.items():
+            try:
+                texts[key] = render_text(compiled, context)
+            except LiquidError as exc:
+                raise PartFailed(key, exc) from None
+        return texts
+
+
+def _dynamic(source: str) -> bool:
+    return "{{" in source or "{%" in source

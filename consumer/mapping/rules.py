@@ -13,14 +13,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from liquid.exceptions import LiquidError
 from liquid.template import BoundTemplate
 
 from consumer.errors import RenderError
 from consumer.events import BaseEvent
 from consumer.mapping.cost import cost_lines
 from consumer.mapping.filters import truncate
-from consumer.mapping.render import explain, render_context, render_text, without_nulls
+from consumer.mapping.render import (
+    PartFailed,
+    TextPlan,
+    explain,
+    render_context,
+    without_nulls,
+)
 from consumer.push import Message, PushClass, RenderedPush
 from consumer.settings import ImshopSettings, MappingSettings
 
@@ -30,16 +35,18 @@ _ABSENT = object()
 def lookup(data: Mapping[str, Any], path: str) -> Any:
     value: Any = data
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+        if type(value) is not dict or part not in value:  # context dicts are plain
             return _ABSENT
         value = value[part]
     return value
 
 
 def _comparable(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+    if type(value) is str or isinstance(value, bool):
         return value
-    return Decimal(str(value))
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value))
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +125,24 @@ class Rule:
         return f"{self.file}:{self.line}"
 
     def templates(self) -> list[Template]:
-        found = [self.title, self.summary]
-        found += [t for t in (self.deeplink, self.collapse_key) if t is not None]
-        for platform in self.extras.values():
-            found += [v for v in platform.values() if isinstance(v, Template)]
+        return list(self.keyed_templates().values())
+
+    def keyed_templates(self) -> dict[str, Template]:
+        """Every template of the rule under the key its text is rendered to."""
+        found = {"title": self.title, "summary": self.summary}
+        if self.deeplink is not None:
+            found["deeplink"] = self.deeplink
+        if self.collapse_key is not None:
+            found["collapse_key"] = self.collapse_key
+        for platform, values in self.extras.items():
+            for key, value in values.items():
+                if isinstance(value, Template):
+                    found[f"{platform}.{key}"] = value
         return found
+
+    def plan(self) -> TextPlan:
+        parts = {k: (t.source, t.compiled) for k, t in self.keyed_templates().items()}
+        return TextPlan(self.title.compiled.env, parts)
 
     def matches(self, data: Mapping[str, Any]) -> bool:
         return all(condition.matches(data) for condition in self.conditions)
@@ -151,6 +171,7 @@ class MappingSet:
         self._by_type = {
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
+        self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
 
     def match(self, event_type: str, data: Mapping[str, Any]) -> Rule | None:
         for rule in self._by_type.get(event_type, ()):
@@ -176,43 +197,42 @@ class MappingSet:
         fit: bool = True,
     ) -> RenderedPush:
         """Render with one given rule; ``fit=False`` keeps overlong texts (for the check)."""
-        context = render_context(data, event.tzinfo, now)
-        deeplink = self._text(rule, rule.deeplink, context) if rule.deeplink else None
+        texts = self._texts(rule, render_context(data, event.tzinfo, now))
+        deeplink = texts.get("deeplink")
         if deeplink is not None and not deeplink.startswith(self._schemes):
             raise RenderError(
                 f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} does not start "
                 f"with an allowed scheme ({', '.join(self._schemes)})"
             )
-        title = self._text(rule, rule.title, context)
-        summary = self._text(rule, rule.summary, context)
+        title, summary = texts["title"], texts["summary"]
         if fit:
             title = self._fit(title, self._settings.title_max_chars)
             summary = self._fit(summary, self._settings.summary_max_chars)
-        message = Message(title=title, summary=summary, deeplink=deeplink)
-        key = self._text(rule, rule.collapse_key, context) if rule.collapse_key else None
         return RenderedPush(
             rule_id=rule.rule_id,
-            message=message,
+            message=Message(title=title, summary=summary, deeplink=deeplink),
             push_class=rule.push_class,
             ttl_s=rule.ttl_s,
-            collapse_key=key or None,
-            extras=self._extras(rule, context),
+            collapse_key=texts.get("collapse_key") or None,
+            extras=self._extras(rule, texts),
         )
 
-    @staticmethod
-    def _text(rule: Rule, template: Template, context: Mapping[str, Any]) -> str:
+    def _texts(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, str]:
+        templates = rule.keyed_templates()
         try:
-            text = render_text(template.compiled, context)
-        except LiquidError as exc:
+            texts = self._plans[rule.rule_id].render(context)
+        except PartFailed as failed:
+            template = templates[failed.key]
             raise RenderError(
                 f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} cannot be "
-                f"rendered: {explain(exc)}"
+                f"rendered: {explain(failed.cause)}"
             ) from None
-        if not text and template.name in ("title", "summary"):
-            raise RenderError(
-                f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} rendered empty"
-            )
-        return text
+        for key in ("title", "summary"):
+            if not texts[key]:
+                raise RenderError(
+                    f"{rule.file}:{templates[key].line}: rule {rule.id}: the {key} rendered empty"
+                )
+        return texts
 
     @staticmethod
     def _fit(text: str, limit: int) -> str:
@@ -220,12 +240,13 @@ class MappingSet:
         # rather than dropped, since a shortened push beats no push.
         return text if len(text) <= limit else truncate(text, limit)
 
-    def _extras(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _extras(rule: Rule, texts: Mapping[str, str]) -> dict[str, Any]:
         if not rule.extras:
             return {}
         platforms = {
             platform: {
-                key: self._text(rule, v, context) if isinstance(v, Template) else v
+                key: texts[f"{platform}.{key}"] if isinstance(v, Template) else v
                 for key, v in values.items()
             }
             for platform, values in rule.extras.items()
