@@ -1,0 +1,292 @@
+"""The async shell around the scheduler: wakes, starts requests, reports outcomes.
+
+The loop sleeps until something can change a decision: a submission, a finished
+request, the next free budget slot, the next retry time or the next expiry
+(no polling tick). Requests run as tasks, at most ``max_concurrent_requests``,
+so a slow provider does not stop scheduling; the budget slot is taken when a
+request starts. Each event's outcome goes to the ``OutcomeSink``, which also
+counts events by outcome (the dispatcher counts requests, not events).
+
+A ``FatalError`` from the provider (a refused API key, a wrong URL) stops the
+loop: ``run()`` raises it and the affected jobs keep no outcome, so their
+offsets stay uncommitted and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+from consumer.clock import Clock
+from consumer.dispatch.budget import Budget
+from consumer.dispatch.pending import Finished
+from consumer.dispatch.scheduler import Request, Scheduler
+from consumer.errors import ConsumerError, FatalError, OutcomeUnknown, RateLimited
+from consumer.logs import get_logger
+from consumer.metrics import Metrics
+from consumer.providers.base import PushProvider
+from consumer.push import Outcome, OutcomeSink, PushClass, PushJob
+from consumer.settings import DispatchSettings
+
+log = get_logger(__name__)
+
+_QUIET_OUTCOMES = {Outcome.SENT, Outcome.SKIPPED}
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        provider: PushProvider,
+        settings: DispatchSettings,
+        budget: Budget,
+        sink: OutcomeSink,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._provider = provider
+        self._budget = budget
+        self._sink = sink
+        self._clock = clock
+        self._metrics = metrics
+        self._scheduler = Scheduler(
+            limits=provider.limits,
+            coalesce_key=provider.coalesce_key,
+            recipients=provider.recipients,
+            settings=settings,
+            rng=rng,
+        )
+        self._max_concurrent = settings.max_concurrent_requests
+        self._high_water = settings.pending_max_events
+        self._low_water = settings.pending_max_events * settings.pending_resume_ratio
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._stopping = False
+        self._running = False
+        self._fatal: FatalError | None = None
+        metrics.budget_limit.labels(provider.name).set(budget.limit)
+
+    # --- what the Kafka side uses --------------------------------------------------
+
+    def submit(self, job: PushJob) -> None:
+        """Hand one event's push over; never blocks, never raises for a bad job."""
+        self._scheduler.add(job, self._clock.monotonic(), self._clock.now())
+        self._report(self._scheduler.pop_finished())
+        self._wake.set()
+
+    @property
+    def size(self) -> int:
+        """Jobs held without an outcome yet, in flight included."""
+        return self._scheduler.pending.size
+
+    @property
+    def above_high_water(self) -> bool:
+        return self.size >= self._high_water
+
+    @property
+    def below_low_water(self) -> bool:
+        return self.size < self._low_water
+
+    def oldest_age(self, push_class: PushClass) -> float | None:
+        """Seconds the oldest waiting push of the class has been here (None if none)."""
+        return self._scheduler.oldest_age(push_class, self._clock.monotonic())
+
+    def drop_partitions(self, partitions: set[tuple[str, int]]) -> int:
+        """Forget waiting jobs of revoked partitions (no outcome: the new owner sends them)."""
+        dropped = self._scheduler.pending.drop(partitions)
+        if dropped:
+            log.info("pending_dropped", jobs=dropped, partitions=sorted(partitions))
+            self._progress.set()
+        return dropped
+
+    async def run(self) -> None:
+        """The scheduling loop; returns after ``stop()``, raises a provider's ``FatalError``."""
+        self._running, self._stopping = True, False
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                if self._fatal is not None:
+                    raise self._fatal
+                self._start_requests()
+                await _race(self._clock, self._wake, self._wake_at())
+        finally:
+            self._running = False
+
+    def stop(self) -> None:
+        """Make ``run()`` return; requests in flight go on and still report."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, deadline_s: float) -> int:
+        """Send what the budget allows until nothing is held or the deadline passes.
+
+        Then the loop stops. Returns how many jobs are left without an outcome
+        (still in flight, or never sent: their offsets stay uncommitted).
+        """
+        runner = None if self._running else asyncio.create_task(self.run())
+        deadline = self._clock.monotonic() + deadline_s
+        while self.size and self._clock.monotonic() < deadline and self._fatal is None:
+            self._progress.clear()
+            await _race(self._clock, self._progress, deadline)
+        self.stop()
+        if runner is not None:
+            with contextlib.suppress(FatalError):
+                await runner
+        left = self.size
+        log.info("dispatcher_drained", left=left, in_flight=len(self._tasks))
+        return left
+
+    async def wait_in_flight(self, timeout_s: float | None = None) -> bool:
+        """Wait for the requests under way; True if none is left."""
+        until = None if timeout_s is None else self._clock.monotonic() + timeout_s
+        while self._tasks and (until is None or self._clock.monotonic() < until):
+            self._progress.clear()
+            await _race(self._clock, self._progress, until)
+        return not self._tasks
+
+    async def aclose(self) -> None:
+        """Stop the loop and cancel requests under way (their jobs keep no outcome)."""
+        self.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- the loop's work -------------------------------------------------------------
+
+    def _start_requests(self) -> None:
+        now_wall = self._clock.now()
+        self._scheduler.advance(self._clock.monotonic(), now_wall)
+        while len(self._tasks) < self._max_concurrent and self._budget.can_start():
+            request = self._scheduler.next_request(self._clock.monotonic(), now_wall)
+            if request is None:
+                break
+            self._budget.try_start()
+            task = asyncio.create_task(self._send(request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._report(self._scheduler.pop_finished())
+        self._update_gauges()
+
+    def _wake_at(self) -> float | None:
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now()
+        times = []
+        if (due := self._scheduler.next_wakeup(now_mono, now_wall)) is not None:
+            times.append(due)
+        if len(self._tasks) < self._max_concurrent and self._scheduler.has_ready():
+            times.append(self._budget.next_start_at())
+        return min(times, default=None)
+
+    async def _send(self, request: Request) -> None:
+        error: ConsumerError | None = None
+        try:
+            await self._provider.send(request.envelopes)
+        except ConsumerError as exc:
+            error = exc
+        except Exception as exc:  # a provider bug: the request may have gone out
+            log.exception("push_send_crashed", provider=self._provider.name)
+            error = OutcomeUnknown(f"{self._provider.name} send failed unexpectedly: {exc!r}")
+        self._settle(request, error)
+
+    def _settle(self, request: Request, error: ConsumerError | None) -> None:
+        provider = self._provider.name
+        self._metrics.request_recipients.labels(provider).observe(request.recipients)
+        fields = _describe(request)
+        if error is None:
+            self._metrics.requests.labels(provider, "sent").inc()
+            self._scheduler.on_sent(request)
+            log.info("push_sent", provider=provider, **fields)
+        elif isinstance(error, FatalError):
+            self._metrics.requests.labels(provider, error.reason).inc()
+            log.error("push_provider_fatal", provider=provider, error=str(error), **fields)
+            self._fatal = error
+        else:
+            self._on_failure(request, error, fields)
+        self._report(self._scheduler.pop_finished())
+        self._progress.set()
+        self._wake.set()
+
+    def _on_failure(
+        self, request: Request, error: ConsumerError, fields: dict[str, object]
+    ) -> None:
+        provider, now = self._provider.name, self._clock.monotonic()
+        self._metrics.requests.labels(provider, error.reason).inc()
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            self._budget.hold_until(now + error.retry_after)
+        delay = self._scheduler.on_failed(request, error, now, self._clock.now())
+        if delay is not None:
+            self._metrics.retries.labels(provider, error.reason).inc()
+            log.warning(
+                "push_retry_scheduled",
+                provider=provider,
+                reason=error.reason,
+                error=str(error),
+                delay_s=round(delay, 3),
+                **fields,
+            )
+
+    def _report(self, finished: list[Finished]) -> None:
+        for item in finished:
+            job = item.job
+            if item.outcome not in _QUIET_OUTCOMES:
+                level = log.warning if item.outcome is Outcome.DEAD_LETTERED else log.info
+                level(
+                    f"push_{item.outcome.value}",
+                    event_id=job.event_id,
+                    topic=job.origin.topic,
+                    partition=job.origin.partition,
+                    offset=job.origin.offset,
+                    reason=item.reason,
+                    error=None if item.error is None else str(item.error),
+                    attempts=job.attempts,
+                )
+            try:
+                self._sink.record(
+                    job.origin,
+                    item.outcome,
+                    event_id=job.event_id,
+                    event_type=job.event_type,
+                    reason=item.reason,
+                    error=item.error,
+                )
+            except Exception:  # the sink's bug must not lose the other outcomes
+                log.exception("outcome_sink_failed", event_id=job.event_id)
+
+    def _update_gauges(self) -> None:
+        provider = self._provider.name
+        self._metrics.pending.set(self.size)
+        self._metrics.budget_used.labels(provider).set(self._budget.used())
+        for push_class in PushClass:
+            age = self.oldest_age(push_class)
+            self._metrics.oldest_pending_age.labels(push_class.value).set(age or 0.0)
+
+
+def _describe(request: Request) -> dict[str, object]:
+    return {
+        "rules": sorted({entry.job.push.rule_id for entry in request.entries}),
+        "push_class": request.push_class.value,
+        "messages": len(request.envelopes),
+        "recipients": request.recipients,
+        "jobs": len(request.entries),
+        "attempt": request.attempt,
+    }
+
+
+async def _race(clock: Clock, event: asyncio.Event, until: float | None) -> None:
+    """Wait for the event, or until the monotonic time ``until`` (whichever first)."""
+    if until is None:
+        await event.wait()
+        return
+    delay = until - clock.monotonic()
+    if delay <= 0 or event.is_set():
+        await asyncio.sleep(0)
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(delay))
+    try:
+        await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()

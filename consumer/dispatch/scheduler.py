@@ -1,0 +1,212 @@
+"""The scheduling decisions, as a plain synchronous class (no I/O, no waiting).
+
+The async dispatcher asks ``next_request`` whenever the budget has a free slot
+and reports each request's result back; everything here is deterministic given
+the times passed in and the random generator, so property tests drive it
+directly.
+
+Which request serves best, when a slot is free:
+1. the class: ``transactional`` first, except that marketing earns
+   ``marketing_min_share`` of a request for each request decided while both
+   classes wait, and takes the slot once it has earned a whole one;
+2. within the class, the group (coalesce key) holding the oldest ready push,
+   so no group starves;
+3. that group's ready pushes, oldest first, up to the recipient cap; pushes to a
+   recipient already in the request ride along for free;
+4. a provider taking several messages per request gets further groups the same
+   way until its message or recipient limit is reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+from consumer.dispatch.pending import Entry, Finished, PendingSet
+from consumer.dispatch.retry import RetryPolicy
+from consumer.errors import ConsumerError, ProviderRejected, TransientError
+from consumer.providers.base import Envelope, ProviderLimits
+from consumer.push import Outcome, PushClass, PushJob
+from consumer.settings import DispatchSettings
+
+_EPSILON = 1e-9
+_EXPIRY_LATE_S = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    envelopes: tuple[Envelope, ...]
+    entries: tuple[Entry, ...]
+    push_class: PushClass
+
+    @property
+    def recipients(self) -> int:
+        return sum(len(envelope.recipients) for envelope in self.envelopes)
+
+    @property
+    def attempt(self) -> int:
+        return max(entry.job.attempts for entry in self.entries)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        limits: ProviderLimits,
+        coalesce_key: Callable[[PushJob], Hashable],
+        recipients: Callable[[PushJob], Sequence[str]],
+        settings: DispatchSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.limits = limits
+        self.pending = PendingSet(
+            dedupe_memory=settings.dedupe_memory_events,
+            collapse_memory=settings.collapse_memory_keys,
+        )
+        self.policy = RetryPolicy.from_settings(settings)
+        self._coalesce_key = coalesce_key
+        self._recipients = recipients
+        self._share = settings.marketing_min_share
+        self._credit = 0.0
+        self._rng = rng or random.Random()
+
+    def pop_finished(self) -> list[Finished]:
+        finished, self.pending.finished = self.pending.finished, []
+        return finished
+
+    def add(self, job: PushJob, now_mono: float, now_wall: dt.datetime) -> None:
+        try:
+            group = self._coalesce_key(job)
+            recipients = tuple(dict.fromkeys(self._recipients(job)))
+        except Exception as exc:  # a provider bug must not stop the other events
+            error = ConsumerError(f"provider could not address this push: {exc!r}")
+            self.pending.finish(job, Outcome.DEAD_LETTERED, "unaddressable", error)
+            return
+        if not recipients:
+            self.pending.finish(job, Outcome.SKIPPED, "no_recipients")
+        elif len(recipients) > self.limits.max_recipients_per_request:
+            error = ConsumerError(
+                f"{len(recipients)} recipients, more than the"
+                f" {self.limits.max_recipients_per_request} one request may carry"
+            )
+            self.pending.finish(job, Outcome.DEAD_LETTERED, "too_many_recipients", error)
+        else:
+            self.pending.add(job, group, recipients, now_mono, now_wall)
+
+    def advance(self, now_mono: float, now_wall: dt.datetime) -> None:
+        """Make due retries ready and expire what outlived its time-to-live."""
+        self.pending.promote_due(now_mono)
+        self.pending.expire(now_wall)
+
+    def has_ready(self) -> bool:
+        return any(self.pending.ready_top(c) is not None for c in PushClass)
+
+    def next_wakeup(self, now_mono: float, now_wall: dt.datetime) -> float | None:
+        """Monotonic time of the next retry or expiry (budget slots are the caller's)."""
+        times = []
+        if (retry_at := self.pending.next_retry_at()) is not None:
+            times.append(retry_at)
+        if (expiry := self.pending.next_expiry()) is not None:
+            # A hair late: wall and monotonic time round differently, and waking
+            # a microsecond early would find nothing expired and wake again.
+            times.append(now_mono + (expiry - now_wall).total_seconds() + _EXPIRY_LATE_S)
+        return min(times, default=None)
+
+    def oldest_age(self, push_class: PushClass, now_mono: float) -> float | None:
+        arrived = self.pending.oldest_arrival(push_class)
+        return None if arrived is None else now_mono - arrived
+
+    def next_request(self, now_mono: float, now_wall: dt.datetime) -> Request | None:
+        """Take the request that serves best now; the caller starts it at once."""
+        self.advance(now_mono, now_wall)
+        push_class = self._pick_class()
+        if push_class is None:
+            return None
+        other = next(c for c in PushClass if c is not push_class)
+        envelopes: list[Envelope] = []
+        taken: list[Entry] = []
+        room = self.limits.max_recipients_per_request
+        while len(envelopes) < self.limits.max_messages_per_request and room > 0:
+            top = self.pending.ready_top(push_class) or self.pending.ready_top(other)
+            if top is None:
+                break
+            chosen, recipients, full = self._fill(top.group, room)
+            if not chosen:
+                break
+            self.pending.take(chosen)
+            envelopes.append(
+                Envelope(top.job.push.message, recipients, tuple(e.job for e in chosen))
+            )
+            taken.extend(chosen)
+            room -= len(recipients)
+            if full:
+                break
+        return Request(tuple(envelopes), tuple(taken), push_class)
+
+    def _pick_class(self) -> PushClass | None:
+        transactional = self.pending.ready_top(PushClass.TRANSACTIONAL) is not None
+        marketing = self.pending.ready_top(PushClass.MARKETING) is not None
+        if transactional and marketing:
+            self._credit += self._share
+            if self._credit >= 1 - _EPSILON:
+                self._credit -= 1
+                return PushClass.MARKETING
+            return PushClass.TRANSACTIONAL
+        if transactional:
+            return PushClass.TRANSACTIONAL
+        return PushClass.MARKETING if marketing else None
+
+    def _fill(self, group: Hashable, room: int) -> tuple[list[Entry], tuple[str, ...], bool]:
+        """Oldest-first members of the group that fit; ``full`` if some were left."""
+        chosen: list[Entry] = []
+        recipients: dict[str, None] = {}
+        full = False
+        for entry in self.pending.group_ready(group):
+            new = [r for r in entry.recipients if r not in recipients]
+            if len(recipients) + len(new) > room:
+                full = True
+                continue
+            chosen.append(entry)
+            recipients.update(dict.fromkeys(new))
+        return chosen, tuple(recipients), full
+
+    # --- results -----------------------------------------------------------------
+
+    def on_sent(self, request: Request) -> None:
+        for entry in request.entries:
+            self.pending.release(entry)
+            self.pending.finish(entry.job, Outcome.SENT, "sent")
+
+    def on_failed(
+        self, request: Request, error: ConsumerError, now_mono: float, now_wall: dt.datetime
+    ) -> float | None:
+        """Settle a failed request; returns the retry delay if any job will go again."""
+        if isinstance(error, TransientError):
+            return self._retry(request, error, now_mono, now_wall)
+        refused = error.event_ids if isinstance(error, ProviderRejected) else None
+        for entry in request.entries:
+            self.pending.release(entry)
+            if refused is None or entry.job.event_id in refused:
+                self.pending.finish(entry.job, Outcome.DEAD_LETTERED, error.reason, error)
+            else:
+                self.pending.finish(entry.job, Outcome.SENT, "sent")
+        return None
+
+    def _retry(
+        self, request: Request, error: TransientError, now_mono: float, now_wall: dt.datetime
+    ) -> float | None:
+        again = [e for e in request.entries if not self.policy.gives_up(e.job.attempts)]
+        retried = set(again)
+        for entry in request.entries:
+            if entry not in retried:
+                self.pending.release(entry)
+                self.pending.finish(entry.job, Outcome.DEAD_LETTERED, "retries_exhausted", error)
+        if not again:
+            return None
+        # One delay for the whole request, so its jobs come back (and coalesce) together.
+        delay = self.policy.delay_s(max(e.job.attempts for e in again), error, self._rng)
+        for entry in again:
+            self.pending.requeue(entry, now_mono + delay, now_mono, now_wall)
+        return delay

@@ -1,0 +1,250 @@
+"""The async dispatcher with an in-memory provider and a fake clock (no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from dispatch_support import (
+    FakeProvider,
+    RecordingSink,
+    advance,
+    make_job,
+    max_starts_in_window,
+    settle,
+)
+
+from consumer.clock import FakeClock
+from consumer.dispatch import Budget, Dispatcher
+from consumer.errors import FatalError, OutcomeUnknown, ProviderRejected, RateLimited
+from consumer.metrics import Metrics
+from consumer.push import Outcome, PushClass
+from consumer.settings import DispatchSettings
+
+
+@dataclass
+class Rig:
+    clock: FakeClock
+    provider: FakeProvider
+    sink: RecordingSink
+    metrics: Metrics
+    dispatcher: Dispatcher
+    runner: asyncio.Task[None]
+
+
+async def _rig(
+    *, limit: int = 3, window_s: float = 60, full: bool = False, **dispatch: float
+) -> Rig:
+    clock = FakeClock()
+    provider = FakeProvider(clock)
+    sink = RecordingSink(clock)
+    metrics = Metrics()
+    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
+    settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
+    runner = asyncio.create_task(dispatcher.run())
+    await settle()
+    return Rig(clock, provider, sink, metrics, dispatcher, runner)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    made = await _rig()
+    yield made
+    await made.dispatcher.aclose()
+    await made.runner
+
+
+async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -> None:
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+
+    assert len(rig.provider.requests) == 1
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
+
+
+async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
+    rig = await _rig(limit=2, window_s=60)
+    for i in range(2):
+        rig.dispatcher.submit(make_job(f"personal{i}", user=f"p{i}", text=f"p{i}"))
+    await settle()
+    for i in range(50):
+        rig.dispatcher.submit(make_job(f"shared{i}", user=f"s{i}", text="sale"))
+    await settle()
+    assert len(rig.provider.requests) == 2
+    assert rig.clock.next_wakeup == pytest.approx(rig.provider.start_times[0] + 60)
+
+    await advance(rig.clock, 60)
+
+    assert len(rig.provider.requests) == 3
+    (envelope,) = rig.provider.requests[2][1]
+    assert len(envelope.recipients) == 50
+    assert rig.sink.count(Outcome.SENT) == 52
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_a_failed_request_is_retried_after_backoff_and_spends_budget() -> None:
+    rig = await _rig(limit=10, window_s=60, retry_initial_backoff_s=4)
+    rig.provider.results.append(OutcomeUnknown("read timeout"))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    assert rig.sink.outcomes == {}
+
+    await advance(rig.clock, 4)
+
+    assert len(rig.provider.requests) == 2
+    assert 2 <= rig.provider.start_times[1] - rig.provider.start_times[0] <= 4
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert rig.metrics.value("push_budget_used", provider="fake") == 2
+    assert rig.metrics.value("push_retries_total", provider="fake", reason="outcome_unknown") == 1
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_retry_after_holds_the_whole_budget() -> None:
+    rig = await _rig(limit=10, window_s=60)
+    rig.provider.results.append(RateLimited("429", retry_after=30))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    rig.dispatcher.submit(make_job("e2", text="other"))
+    await advance(rig.clock, 29.9)
+    assert len(rig.provider.requests) == 1
+
+    await advance(rig.clock, 0.2)
+
+    assert len(rig.provider.requests) == 3
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert rig.sink.outcome("e2") is Outcome.SENT
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_attempts_run_out_into_dead_letter_with_the_last_error() -> None:
+    rig = await _rig(limit=10, window_s=1, retry_max_attempts=2, retry_initial_backoff_s=1)
+    rig.provider.results.extend([OutcomeUnknown("timeout 1"), OutcomeUnknown("timeout 2")])
+    rig.dispatcher.submit(make_job("e1"))
+
+    await advance(rig.clock, 5)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert record.outcome is Outcome.DEAD_LETTERED
+    assert record.reason == "retries_exhausted"
+    assert str(record.error) == "timeout 2"
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_a_rejection_dead_letters_with_the_provider_message(rig: Rig) -> None:
+    message = 'child "userIds" fails because ["userIds" must be an array]'
+    rig.provider.results.append(ProviderRejected(message, status=400))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert record.outcome is Outcome.DEAD_LETTERED
+    assert record.reason == "provider_rejected"
+    assert str(record.error) == message
+
+
+async def test_a_push_expires_while_the_budget_is_spent() -> None:
+    rig = await _rig(limit=1, window_s=600, full=True)
+    rig.dispatcher.submit(make_job("e1", ttl_s=120))
+    await settle()
+
+    await advance(rig.clock, 121)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert record.outcome is Outcome.EXPIRED
+    assert record.at == pytest.approx(rig.clock.monotonic() - 1, abs=0.01)
+    assert rig.provider.requests == []
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_high_and_low_water_count_jobs_in_flight() -> None:
+    rig = await _rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
+    rig.provider.gate = asyncio.Event()
+    for i in range(4):
+        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    await settle()
+    assert len(rig.provider.requests) == 4  # default concurrency 4: all in flight
+    assert rig.dispatcher.above_high_water
+    assert not rig.dispatcher.below_low_water
+
+    rig.provider.gate.set()
+    await settle()
+
+    assert rig.dispatcher.size == 0
+    assert rig.dispatcher.below_low_water
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
+    rig = await _rig(limit=1, full=True)
+    for i, partition in enumerate([0, 1, 1]):
+        rig.dispatcher.submit(make_job(f"e{i}", text=f"t{i}", partition=partition))
+
+    assert rig.dispatcher.drop_partitions({("orders", 1)}) == 2
+    assert rig.dispatcher.size == 1
+    assert rig.sink.outcomes == {}
+    await rig.dispatcher.aclose()
+    await rig.runner
+
+
+async def test_drain_sends_what_the_budget_allows_then_stops() -> None:
+    rig = await _rig(limit=2, window_s=10)
+    for i in range(5):
+        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=15))
+
+    await advance(rig.clock, 16)
+
+    assert drained.done()
+    assert drained.result() == 1  # 2 at once, 2 at t=10, the fifth would need t=20
+    assert rig.sink.count(Outcome.SENT) == 4
+    assert rig.runner.done()
+
+
+async def test_drain_returns_early_once_everything_has_an_outcome(rig: Rig) -> None:
+    rig.dispatcher.submit(make_job("e1"))
+
+    assert await rig.dispatcher.drain(deadline_s=60) == 0
+    assert rig.clock.monotonic() == 1_000.0
+
+
+async def test_a_fatal_provider_error_stops_the_loop_and_keeps_the_jobs(rig: Rig) -> None:
+    rig.provider.results.append(FatalError("IMSHOP answered HTTP 401"))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+
+    with pytest.raises(FatalError, match="401"):
+        await rig.runner
+    assert rig.sink.outcomes == {}
+    assert rig.dispatcher.size == 1
+    rig.runner = asyncio.create_task(asyncio.sleep(0))  # for the fixture's teardown
+
+
+async def test_marketing_waits_behind_transactional_but_gets_its_share() -> None:
+    rig = await _rig(limit=1, window_s=10, full=True, marketing_min_share=0.25)
+    for i in range(6):
+        rig.dispatcher.submit(
+            make_job(f"m{i}", user=f"m{i}", text=f"m{i}", push_class=PushClass.MARKETING)
+        )
+        rig.dispatcher.submit(make_job(f"t{i}", user=f"t{i}", text=f"t{i}"))
+
+    await advance(rig.clock, 80)
+
+    sent = [envelopes[0].jobs[0].push.push_class for _, envelopes in rig.provider.requests]
+    assert sent[:8] == [PushClass.TRANSACTIONAL] * 3 + [PushClass.MARKETING] + [
+        PushClass.TRANSACTIONAL
+    ] * 3 + [PushClass.MARKETING]
+    assert max_starts_in_window(rig.provider.start_times, 10) == 1
+    assert rig.dispatcher.oldest_age(PushClass.MARKETING) == pytest.approx(80)
+    await rig.dispatcher.aclose()
+    await rig.runner
