@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "consumer.commands",
     "consumer.mapping.commands",
     "consumer.localkafka",
+    "consumer.simulators",
 ]
 
 

@@ -66,6 +66,7 @@ class Dispatcher:
         self._progress = asyncio.Event()
         self._stopping = False
         self._running = False
+        self._loop_done = asyncio.Event()
         self._fatal: FatalError | None = None
         metrics.budget_limit.labels(provider.name).set(budget.limit)
 
@@ -105,6 +106,7 @@ class Dispatcher:
     async def run(self) -> None:
         """The scheduling loop; returns after ``stop()``, raises a provider's ``FatalError``."""
         self._running, self._stopping = True, False
+        self._loop_done.clear()
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -114,6 +116,7 @@ class Dispatcher:
                 await _race(self._clock, self._wake, self._wake_at())
         finally:
             self._running = False
+            self._loop_done.set()
 
     def stop(self) -> None:
         """Make ``run()`` return; requests in flight go on and still report."""
@@ -135,6 +138,8 @@ class Dispatcher:
         if runner is not None:
             with contextlib.suppress(FatalError):
                 await runner
+        elif self._running:
+            await self._loop_done.wait()  # it returns at once: stop() woke it
         left = self.size
         log.info("dispatcher_drained", left=left, in_flight=len(self._tasks))
         return left
