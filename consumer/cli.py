@@ -15,9 +15,11 @@ from consumer import __version__
 from consumer.errors import FatalError
 
 COMMAND_MODULES = [
+    "consumer.app",
     "consumer.commands",
     "consumer.mapping.commands",
     "consumer.localkafka",
+    "consumer.samples",
     "consumer.simulators",
 ]
 

@@ -26,12 +26,10 @@ from consumer.errors import ConsumerError, FatalError, OutcomeUnknown, RateLimit
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.providers.base import PushProvider
-from consumer.push import Outcome, OutcomeSink, PushClass, PushJob
+from consumer.push import OutcomeSink, PushClass, PushJob
 from consumer.settings import DispatchSettings
 
 log = get_logger(__name__)
-
-_QUIET_OUTCOMES = {Outcome.SENT, Outcome.SKIPPED}
 
 
 class Dispatcher:
@@ -233,20 +231,9 @@ class Dispatcher:
             )
 
     def _report(self, finished: list[Finished]) -> None:
+        """Hand each outcome to the sink, which logs it once with the event's context."""
         for item in finished:
             job = item.job
-            if item.outcome not in _QUIET_OUTCOMES:
-                level = log.warning if item.outcome is Outcome.DEAD_LETTERED else log.info
-                level(
-                    f"push_{item.outcome.value}",
-                    event_id=job.event_id,
-                    topic=job.origin.topic,
-                    partition=job.origin.partition,
-                    offset=job.origin.offset,
-                    reason=item.reason,
-                    error=None if item.error is None else str(item.error),
-                    attempts=job.attempts,
-                )
             try:
                 self._sink.record(
                     job.origin,

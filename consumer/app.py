@@ -1,0 +1,339 @@
+"""The service: Kafka in, mappings, dispatcher, provider out, one lifecycle.
+
+``Service.run(stop)`` opens every part in order (mappings, provider, dead-letter
+producer, Kafka source, health server), runs the loops in one TaskGroup, and on
+``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching, send what the budget
+allows, write pending dead letters, commit, leave the group. Parts close in
+reverse order through one ``AsyncExitStack``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from consumer.clock import Clock, SystemClock
+from consumer.deadletter import DeadLetterWriter, build_producer
+from consumer.dispatch.dispatcher import Dispatcher
+from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
+from consumer.events import BaseEvent, OrderStatusChanged, parse_event
+from consumer.health import HealthServer
+from consumer.kafka_support import aiokafka_c_extension_problem
+from consumer.logs import configure_logging, get_logger
+from consumer.mapping import MappingReloader, MappingSet
+from consumer.metrics import Metrics
+from consumer.outcomes import OutcomeRecorder
+from consumer.providers.base import PushProvider
+from consumer.providers.registry import build_budget, build_provider
+from consumer.push import Origin, Outcome, PushJob
+from consumer.settings import Settings, load_settings
+from consumer.source import KafkaSource
+
+log = get_logger(__name__)
+
+FETCH_TIMEOUT_MS = 200
+FETCH_MAX_RECORDS = 500
+
+
+class UnexpectedFailure(ConsumerError):
+    """A bug met while handling one record; the record is dead-lettered, not retried."""
+
+    reason = "unexpected_error"
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        provider: PushProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self._provider_override = provider
+        self._stopping = False
+        self._consume_task: asyncio.Task[None] | None = None
+        self._parts: _Parts | None = None
+        self.health_port: int | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain and close; raise ``FatalError`` if it cannot."""
+        if problem := aiokafka_c_extension_problem():
+            log.warning("aiokafka_pure_python", detail=problem)
+        async with contextlib.AsyncExitStack() as stack:
+            parts = await self._open(stack)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    await self._serve(group, parts, stop)
+            except* FatalError as failed:
+                raise failed.exceptions[0] from None
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> _Parts:
+        settings = self.settings
+        reloader = MappingReloader(
+            settings.mappings.dir, settings.mappings, self.metrics, self.clock
+        )
+        log.info(
+            "mappings_loaded", rules=len(reloader.current.rules), digest=reloader.current.digest
+        )
+        provider = self._provider_override or build_provider(
+            settings, None, clock=self.clock, metrics=self.metrics
+        )
+        stack.push_async_callback(provider.aclose)
+        start: Callable[[], Awaitable[Any]] | None = getattr(provider, "start", None)
+        if start is not None:
+            await start()
+        producer = build_producer(settings.kafka)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        recorder = OutcomeRecorder(
+            mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
+            dead_letters=DeadLetterWriter(producer, settings.kafka.dlq_topic, self.metrics),
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        dispatcher = Dispatcher(
+            provider,
+            settings.dispatch,
+            build_budget(settings, self.clock),
+            recorder,
+            self.clock,
+            self.metrics,
+        )
+        source = KafkaSource(
+            settings.kafka, self.metrics, self.clock, on_revoked=_dropper(dispatcher)
+        )
+        await source.start()
+        stack.push_async_callback(source.stop)
+        health = HealthServer(self.metrics, liveness=self._liveness, readiness=self._readiness)
+        self.health_port = await health.start(settings.service.health_port)
+        stack.push_async_callback(health.stop)
+        parts = _Parts(reloader, recorder, dispatcher, source)
+        self._parts = parts
+        log.info(
+            "service_started",
+            provider=provider.name,
+            topics=settings.kafka.topics,
+            group=settings.kafka.group_id,
+            health_port=self.health_port,
+        )
+        return parts
+
+    async def _serve(self, group: asyncio.TaskGroup, parts: _Parts, stop: asyncio.Event) -> None:
+        background = [
+            group.create_task(parts.dispatcher.run(), name="dispatcher"),
+            group.create_task(parts.recorder.run(), name="dead-letters"),
+            group.create_task(parts.reloader.run(), name="mappings-reload"),
+            group.create_task(self._commit_loop(parts), name="commits"),
+        ]
+        self._consume_task = group.create_task(self._consume(parts, stop), name="consume")
+        self.ready.set()
+        await self._consume_task
+        await self._drain(parts)
+        for task in background:
+            task.cancel()
+
+    # ---- the consume loop
+
+    async def _consume(self, parts: _Parts, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            room = self.settings.dispatch.pending_max_events - self._held(parts)
+            records = await parts.source.getmany(
+                FETCH_TIMEOUT_MS, max_records=max(1, min(FETCH_MAX_RECORDS, room))
+            )
+            mappings = parts.reloader.current
+            for record in records:
+                self._handle(record, mappings, parts)
+            self._apply_backpressure(parts)
+        self._stopping = True
+        log.info("fetching_stopped")
+
+    def _handle(self, record: ConsumerRecord, mappings: MappingSet, parts: _Parts) -> None:
+        origin = Origin(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp,
+        )
+        event: BaseEvent | None = None
+        try:
+            event = parse_event(
+                record.value,
+                max_bytes=self.settings.event.max_bytes,
+                extra_types=mappings.extra_types,
+            )
+            push = mappings.render(event, now=self.clock.now())
+        except (InvalidEvent, RenderError) as exc:
+            reason = exc.kind if isinstance(exc, InvalidEvent) else exc.reason
+            self._dead_letter(parts, origin, event, reason, exc)
+            return
+        except Exception as exc:  # a bug must not crash the service or block the partition
+            log.exception("record_handling_failed", offset=record.offset, topic=record.topic)
+            self._dead_letter(
+                parts, origin, event, "unexpected_error", UnexpectedFailure(repr(exc))
+            )
+            return
+        if push is None:
+            parts.recorder.record(
+                origin,
+                Outcome.SKIPPED,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                reason="no_rule",
+            )
+            return
+        parts.dispatcher.submit(
+            PushJob(
+                origin=origin,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                recipient=event.recipient,
+                push=push,
+                occurred_at=event.occurred_at,
+                version=event.order.version if isinstance(event, OrderStatusChanged) else None,
+            )
+        )
+
+    @staticmethod
+    def _dead_letter(
+        parts: _Parts, origin: Origin, event: BaseEvent | None, reason: str, error: ConsumerError
+    ) -> None:
+        parts.recorder.record(
+            origin,
+            Outcome.DEAD_LETTERED,
+            event_id=event.event_id if event else None,
+            event_type=event.event_type if event else None,
+            reason=reason,
+            error=error,
+        )
+
+    def _apply_backpressure(self, parts: _Parts) -> None:
+        """Pause above the high-water mark, resume below the low one (hysteresis)."""
+        held = self._held(parts)
+        dispatch = self.settings.dispatch
+        if held >= dispatch.pending_max_events:
+            parts.source.pause_all()
+        elif held < dispatch.pending_max_events * dispatch.pending_resume_ratio:
+            parts.source.resume_all()
+
+    @staticmethod
+    def _held(parts: _Parts) -> int:
+        """Events in memory without an outcome yet: the pending set's bound covers them."""
+        return parts.dispatcher.size + parts.recorder.dead_letters_waiting
+
+    async def _commit_loop(self, parts: _Parts) -> None:
+        """Commit every interval, and at once after pushes went out.
+
+        A sent push whose offset is not yet committed would be sent again after a
+        crash; committing right after each request keeps such duplicates to the
+        requests in flight. Requests are few (the provider's budget), so is this.
+        """
+        interval = self.settings.kafka.commit_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(parts.recorder.sent_since_commit.wait(), interval)
+            parts.recorder.sent_since_commit.clear()
+            await parts.source.commit()
+
+    # ---- shutdown
+
+    async def _drain(self, parts: _Parts) -> None:
+        grace = self.settings.service.shutdown_grace_s
+        deadline = self.clock.monotonic() + grace
+        left = await parts.dispatcher.drain(grace)
+        in_flight_done = await parts.dispatcher.wait_in_flight(self._remaining(deadline))
+        try:
+            await asyncio.wait_for(parts.recorder.flush(), self._remaining(deadline))
+        except TimeoutError:
+            log.warning("dead_letters_not_flushed", waiting=parts.recorder.dead_letters_waiting)
+        await parts.source.commit()
+        log.info(
+            "service_drained",
+            pending_left=left,
+            in_flight_done=in_flight_done,
+            outcomes_recorded=parts.recorder.recorded,
+        )
+
+    def _remaining(self, deadline: float) -> float:
+        return max(0.0, deadline - self.clock.monotonic())
+
+    # ---- probes
+
+    def _liveness(self) -> tuple[bool, str]:
+        if self._consume_task is not None and self._consume_task.done() and not self._stopping:
+            return False, "the consume loop has ended"
+        parts = self._parts
+        if parts is None:
+            return True, "starting"
+        idle = self.clock.monotonic() - parts.source.last_progress
+        if idle > self.settings.service.stall_after_s:
+            return False, f"no poll of Kafka for {idle:.0f} s"
+        return True, f"last poll {idle:.1f} s ago"
+
+    def _readiness(self) -> tuple[bool, str]:
+        parts = self._parts
+        if parts is None or self._stopping:
+            return False, "stopping" if self._stopping else "starting"
+        if not parts.source.ready:
+            return False, "not yet in the consumer group"
+        return True, f"{len(parts.source.assigned)} partitions assigned"
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    reloader: MappingReloader
+    recorder: OutcomeRecorder
+    dispatcher: Dispatcher
+    source: KafkaSource
+
+
+def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
+    def drop(revoked: set[TopicPartition]) -> None:
+        dispatcher.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+
+    return drop
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; a second signal exits at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if stop.is_set():
+            log.warning("second_signal_exit_now", signal=name)
+            os._exit(1)
+        log.info("shutdown_requested", signal=name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await Service(settings).run(stop)
+    log.info("service_stopped")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the service (configured by environment)")
+    parser.set_defaults(func=_run)
+
+
+def _run(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    return asyncio.run(serve(settings))

@@ -1,0 +1,131 @@
+"""Where every event ends: counted, logged once, dead-lettered if needed, then committed.
+
+``OutcomeRecorder`` is the dispatcher's and the consume loop's ``OutcomeSink``.
+An outcome other than ``dead_lettered`` marks the offset finished at once; a
+dead-lettered event is finished only after its dead-letter record is safely in
+Kafka, so a crash in between re-reads the event instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from consumer.clock import Clock
+from consumer.errors import ConsumerError
+from consumer.logs import event_context, get_logger
+from consumer.metrics import Metrics
+from consumer.push import Origin, Outcome
+
+log = get_logger(__name__)
+
+MarkDone = Callable[[Origin], None]
+
+
+class DeadLetterSink(Protocol):
+    """What the recorder needs from the dead-letter writer (a seam for tests)."""
+
+    async def write(
+        self, origin: Origin, *, reason: str, error_class: str, message: str, event_id: str | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _DeadLetter:
+    origin: Origin
+    reason: str
+    error_class: str
+    message: str
+    event_id: str | None
+
+
+class OutcomeRecorder:
+    def __init__(
+        self,
+        *,
+        mark_done: MarkDone,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        clock: Clock,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self._mark_done = mark_done
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._clock = clock
+        self._retry_delay_s = retry_delay_s
+        self._queue: asyncio.Queue[_DeadLetter] = asyncio.Queue()
+        self.recorded = 0
+        self.sent_since_commit = asyncio.Event()
+
+    def record(
+        self,
+        origin: Origin,
+        outcome: Outcome,
+        *,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        reason: str | None = None,
+        error: ConsumerError | None = None,
+    ) -> None:
+        self.recorded += 1
+        self._metrics.events.labels(event_type=event_type or "unknown", outcome=outcome).inc()
+        with event_context(
+            topic=origin.topic,
+            partition=origin.partition,
+            offset=origin.offset,
+            event_id=event_id,
+            event_type=event_type,
+        ):
+            fields = {"reason": reason or (error.reason if error else None)}
+            if error is not None:
+                fields["error"] = str(error)
+            level = log.warning if outcome is Outcome.DEAD_LETTERED else log.info
+            level(f"event_{outcome}", **{k: v for k, v in fields.items() if v})
+        if outcome is Outcome.DEAD_LETTERED:
+            self._queue.put_nowait(
+                _DeadLetter(
+                    origin=origin,
+                    reason=reason or (error.reason if error else "unknown"),
+                    error_class=type(error).__name__ if error else "",
+                    message=str(error) if error else (reason or ""),
+                    event_id=event_id,
+                )
+            )
+        else:
+            self._mark_done(origin)
+            if outcome is Outcome.SENT:
+                self.sent_since_commit.set()
+
+    @property
+    def dead_letters_waiting(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Write queued dead letters in order; retry a failed write until it lands."""
+        while True:
+            item = await self._queue.get()
+            await self._write_until_done(item)
+            self._queue.task_done()
+
+    async def flush(self) -> None:
+        await self._queue.join()
+
+    async def _write_until_done(self, item: _DeadLetter) -> None:
+        while True:
+            try:
+                await self._dead_letters.write(
+                    item.origin,
+                    reason=item.reason,
+                    error_class=item.error_class,
+                    message=item.message,
+                    event_id=item.event_id,
+                )
+            except Exception as exc:  # the record must not be lost: retry until Kafka takes it
+                log.error("dead_letter_write_failed", error=repr(exc), offset=item.origin.offset)
+                await self._clock.sleep(self._retry_delay_s)
+                continue
+            self._mark_done(item.origin)
+            return

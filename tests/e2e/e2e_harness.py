@@ -1,0 +1,208 @@
+"""Shared pieces of the end-to-end tests: topics, settings, the service, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer.app import Service
+from consumer.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+MAPPINGS = REPO / "mappings"
+
+
+@dataclass(frozen=True)
+class Topics:
+    orders: str
+    bonus: str
+    dlq: str
+    group: str
+
+
+async def make_topics(topic_factory: Any, unique_name: Callable[[str], str]) -> Topics:
+    return Topics(
+        orders=await topic_factory(prefix="orders", partitions=3),
+        bonus=await topic_factory(prefix="bonus", partitions=3),
+        dlq=await topic_factory(prefix="dlq", partitions=1),
+        group=unique_name("group"),
+    )
+
+
+def e2e_settings(
+    bootstrap: str,
+    topics: Topics,
+    push_url: str,
+    *,
+    mappings: Path = MAPPINGS,
+    **sections: dict[str, Any],
+) -> Settings:
+    """Small windows and short intervals, so each test runs in seconds."""
+    base: dict[str, dict[str, Any]] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": [topics.orders, topics.bonus],
+            "group_id": topics.group,
+            "dlq_topic": topics.dlq,
+            "commit_interval_s": 0.2,
+            "session_timeout_ms": 6000,
+        },
+        "imshop": {
+            "url": push_url,
+            "api_key": "test-key",
+            "rate_limit_requests": 5,
+            "rate_limit_window_s": 1.0,
+            "rate_limit_margin_s": 0.1,
+            "assume_window_used_at_start": False,
+            "timeout_s": 2.0,
+        },
+        "dispatch": {"retry_initial_backoff_s": 0.05, "retry_max_backoff_s": 0.5},
+        "mappings": {"dir": mappings},
+        "service": {"health_port": 0, "shutdown_grace_s": 5.0},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return load_settings(**base)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def order(event_id: str, user: str, order_id: str, status: str, version: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "order.status_changed",
+        "occurred_at": now_iso(),
+        "recipient": {"user_id": user},
+        "order": {"id": order_id, "number": order_id, "status": status, "version": version},
+    }
+
+
+def expiring(event_id: str, user: str, amount: int = 500) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "bonus.expiring",
+        "occurred_at": now_iso(),
+        "recipient": {"user_id": user},
+        "bonus": {"amount": amount, "expires_at": "2026-12-31"},
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, ensure_ascii=False).encode()
+
+
+async def produce(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
+) -> dict[TopicPartition, int]:
+    """Publish (topic, key, value) records; return each partition's end offset after them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    await producer.start()
+    ends: dict[TopicPartition, int] = {}
+    try:
+        sent = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        for future in sent:
+            meta = await future
+            tp = TopicPartition(meta.topic, meta.partition)
+            ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, timeout_s: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll a condition every 50 ms; fail with ``what`` after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    """Run the service in this event loop; stop it gracefully on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    ready = asyncio.create_task(service.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=30)
+    if task.done():
+        task.result()  # raise the start-up failure
+    try:
+        yield service
+    finally:
+        stop.set()
+        ready.cancel()
+        await asyncio.wait_for(task, 30)
+
+
+def outcomes(service: Service) -> dict[tuple[str, str], float]:
+    """Events counted by (event_type, outcome) so far."""
+    result: dict[tuple[str, str], float] = {}
+    for metric in service.metrics.registry.collect():
+        if metric.name != "push_events":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                key = (sample.labels["event_type"], sample.labels["outcome"])
+                result[key] = sample.value
+    return result
+
+
+def total_outcomes(service: Service) -> float:
+    return sum(outcomes(service).values())
+
+
+async def committed_offsets(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
+    answer = await admin.list_consumer_group_offsets(group)
+    return {tp: meta.offset for tp, meta in answer.items()}
+
+
+async def wait_committed(
+    admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPartition, int], timeout_s: float = 20
+) -> None:
+    """Wait until the group has committed every partition up to its end offset."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        committed = await committed_offsets(admin, group)
+        behind = {
+            tp: (committed.get(tp), end) for tp, end in ends.items() if committed.get(tp) != end
+        }
+        if not behind:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"offsets not committed to the end: {behind}")
+        await asyncio.sleep(0.1)
+
+
+async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    """Read ``expected`` records from the start of ``topic`` (bounded)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(records) < expected and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

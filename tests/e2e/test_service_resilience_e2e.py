@@ -1,0 +1,203 @@
+"""The service under crashes, rebalances and backlogs, on the real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from e2e_harness import (
+    MAPPINGS,
+    Topics,
+    e2e_settings,
+    encode,
+    expiring,
+    make_topics,
+    order,
+    produce,
+    running,
+    total_outcomes,
+    wait_committed,
+    wait_until,
+)
+
+from consumer.app import Service
+from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+async def topics(topic_factory: Any, unique_name: Callable[[str], str]) -> Topics:
+    return await make_topics(topic_factory, unique_name)
+
+
+@pytest.fixture
+async def imshop() -> Any:
+    async with ImshopSimulator(
+        SimulatorConfig(api_key="test-key", rate_limit=5, window_s=1.0)
+    ) as simulator:
+        yield simulator
+
+
+def deliveries(simulator: ImshopSimulator, pushes: list[dict[str, Any]] | None = None) -> Counter:
+    return Counter(
+        (user, push["message"]["title"])
+        for push in (simulator.pushes if pushes is None else pushes)
+        for user in push["userIds"]
+    )
+
+
+def service_env(bootstrap: str, topics: Topics, push_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPICS": f"{topics.orders},{topics.bonus}",
+        "KAFKA_GROUP_ID": topics.group,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_COMMIT_INTERVAL_S": "0.2",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "IMSHOP_URL": push_url,
+        "IMSHOP_API_KEY": "test-key",
+        "IMSHOP_RATE_LIMIT_REQUESTS": "5",
+        "IMSHOP_RATE_LIMIT_WINDOW_S": "1",
+        "IMSHOP_RATE_LIMIT_MARGIN_S": "0.1",
+        "IMSHOP_TIMEOUT_S": "10",
+        "MAPPINGS_DIR": str(MAPPINGS),
+        "HEALTH_PORT": "0",
+        "SHUTDOWN_GRACE_S": "5",
+        "LOG_FORMAT": "json",
+    }
+
+
+@contextmanager
+def service_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consumer", "run"], env=env, stdout=out, stderr=out
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def test_kill_9_and_restart_resends_only_what_was_in_flight(
+    kafka_bootstrap: str,
+    kafka_admin: AIOKafkaAdminClient,
+    topics: Topics,
+    imshop: Any,
+    tmp_path: Path,
+) -> None:
+    personal = [order(f"k-{i}", f"7999333{i:04d}", f"K-{i}", "delivered", 1) for i in range(40)]
+    campaign = [expiring(f"kc-{i}", f"7999444{i:04d}") for i in range(60)]
+    ends = await produce(
+        kafka_bootstrap,
+        [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in personal]
+        + [(topics.bonus, e["recipient"]["user_id"].encode(), encode(e)) for e in campaign],
+    )
+    env = service_env(kafka_bootstrap, topics, imshop.url)
+    log = tmp_path / "service.log"
+
+    with service_process(env, log) as first:
+        await wait_until(lambda: len(imshop.pushes) >= 8, timeout_s=60, what="pushes going out")
+        # From now on the simulator takes each push but never answers: in flight at the kill.
+        answered = len(imshop.pushes)
+        imshop.set_faults(Faults(script=["lost_answer"] * 50, hang_s=5.0))
+        received = imshop.stats()["requests"]
+        await wait_until(lambda: imshop.stats()["requests"] > received, what="a request in flight")
+        first.send_signal(signal.SIGKILL)
+        in_flight = deliveries(imshop, imshop.pushes[answered:])
+        imshop.set_faults(Faults())
+    assert in_flight, "the kill should have caught a request in flight"
+
+    with service_process(env, log) as second:
+        await wait_committed(kafka_admin, topics.group, ends, timeout_s=90)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+    counts = deliveries(imshop)
+    expected = {(e["recipient"]["user_id"]) for e in personal + campaign}
+    assert {user for user, _ in counts} == expected, "every event was delivered"
+    duplicated = {key for key, count in counts.items() if count > 1}
+    assert duplicated <= set(in_flight), "only requests in flight at the kill were sent twice"
+    assert all(count <= 2 for count in counts.values())
+    assert imshop.stats()["violations"] == 0, "the budget held across the restart"
+
+
+async def test_second_instance_takes_over_when_the_first_stops(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, topics: Topics, imshop: Any
+) -> None:
+    events = [order(f"t-{i}", f"7999555{i:04d}", f"T-{i}", "delivered", 1) for i in range(40)]
+    ends = await produce(
+        kafka_bootstrap, [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in events]
+    )
+    # Two replicas share the provider account here, so each takes half the budget.
+    half = {"rate_limit_requests": 2, "assume_window_used_at_start": True}
+    first = Service(e2e_settings(kafka_bootstrap, topics, imshop.url, imshop=half))
+    second = Service(e2e_settings(kafka_bootstrap, topics, imshop.url, imshop=half))
+
+    async with running(second):
+        async with running(first):
+            await wait_until(lambda: total_outcomes(first) >= 3, what="the first instance working")
+            assert first._parts is not None
+            assert second._parts is not None
+            await wait_until(
+                lambda: bool(second._parts.source.assigned), what="partitions shared by both"
+            )
+        await wait_committed(kafka_admin, topics.group, ends, timeout_s=90)
+
+    counts = deliveries(imshop)
+    assert {user for user, _ in counts} == {e["recipient"]["user_id"] for e in events}
+    assert all(count == 1 for count in counts.values()), "a graceful stop re-sends nothing"
+    assert total_outcomes(first) + total_outcomes(second) == len(events)
+    assert imshop.stats()["violations"] == 0
+
+
+async def test_a_backlog_larger_than_the_pending_bound_pauses_and_resumes(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, topics: Topics, imshop: Any
+) -> None:
+    bound = 100
+    campaign = [
+        expiring(f"b-{i}", f"7999666{i:04d}", amount=100 * (i % 3 + 1)) for i in range(1500)
+    ]
+    ends = await produce(
+        kafka_bootstrap,
+        [(topics.bonus, e["recipient"]["user_id"].encode(), encode(e)) for e in campaign],
+    )
+    settings = e2e_settings(
+        kafka_bootstrap,
+        topics,
+        imshop.url,
+        dispatch={"pending_max_events": bound, "pending_resume_ratio": 0.5},
+    )
+    held: list[float] = []
+    paused: list[float] = []
+
+    def observe(service: Service) -> bool:
+        held.append(service.metrics.value("push_pending_events"))
+        paused.append(service.metrics.value("kafka_paused_partitions"))
+        return total_outcomes(service) == len(campaign)
+
+    async with running(Service(settings)) as service:
+        await wait_until(lambda: observe(service), timeout_s=90, what="the backlog drained")
+        await wait_committed(kafka_admin, topics.group, ends)
+        resumed = service.metrics.value("kafka_paused_partitions")
+
+    assert max(held) <= bound, "the pending set never grows past its bound"
+    assert max(paused) > 0, "fetching paused while the pending set was full"
+    assert resumed == 0, "fetching resumed once the backlog drained"
+    counts = deliveries(imshop)
+    assert len(counts) == len(campaign)
+    assert all(count == 1 for count in counts.values())
+    assert imshop.stats()["violations"] == 0
