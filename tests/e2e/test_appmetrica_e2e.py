@@ -1,0 +1,108 @@
+"""PUSH_PROVIDER=appmetrica end to end: real broker, AppMetrica simulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from e2e_harness import (
+    Topics,
+    e2e_settings,
+    encode,
+    make_topics,
+    order,
+    produce,
+    running,
+    total_outcomes,
+    wait_committed,
+    wait_until,
+)
+
+from consumer.app import Service
+from consumer.simulators.appmetrica import AppMetricaSimulator
+from consumer.simulators.appmetrica_model import SimulatorConfig
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+TOKEN = "e2e-oauth-token"
+DEVICE_TYPES = ["appmetrica_device_id", "ios_push_token", "android_push_token"]
+
+
+@pytest.fixture
+async def appmetrica() -> AsyncIterator[AppMetricaSimulator]:
+    async with AppMetricaSimulator(SimulatorConfig(token=TOKEN, status_step_s=0.05)) as sim:
+        yield sim
+
+
+def with_devices(event: dict[str, Any], index: int) -> dict[str, Any]:
+    """Each customer has one to three devices of different kinds."""
+    devices = [
+        {"id_type": id_type, "id": f"{id_type[:3]}-{index}-{n}"}
+        for n, id_type in enumerate(DEVICE_TYPES[: index % 3 + 1])
+    ]
+    return {**event, "recipient": {**event["recipient"], "devices": devices}}
+
+
+def delivered_devices(sim: AppMetricaSimulator) -> dict[str, set[tuple[str, str]]]:
+    """Android title -> the (id_type, id) pairs every sent transfer carried it to."""
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for transfer in sim.state.record():
+        assert transfer["status"] == "sent", transfer
+        for element in transfer["batch"]:
+            title = element["messages"]["android"]["content"]["title"]
+            assert element["messages"]["iOS"]["content"]["title"] == title
+            for group in element["devices"]:
+                seen.setdefault(title, set()).update(
+                    (group["id_type"], value) for value in group["id_values"]
+                )
+    return seen
+
+
+async def test_order_events_reach_every_device_of_every_recipient(
+    kafka_bootstrap: str,
+    kafka_admin: AIOKafkaAdminClient,
+    topic_factory: Any,
+    unique_name: Callable[[str], str],
+    appmetrica: AppMetricaSimulator,
+) -> None:
+    topics: Topics = await make_topics(topic_factory, unique_name)
+    events = [
+        with_devices(order(f"am-{i}", f"7999777{i:04d}", f"M-{i}", "delivered", 1), i)
+        for i in range(12)
+    ]
+    no_devices = order("am-none", "79997770999", "M-none", "delivered", 1)
+    ends = await produce(
+        kafka_bootstrap,
+        [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in [*events, no_devices]],
+    )
+    settings = e2e_settings(
+        kafka_bootstrap,
+        topics,
+        "http://unused.invalid/push",
+        service={"push_provider": "appmetrica"},
+        appmetrica={
+            "url": appmetrica.base_url,
+            "token": TOKEN,
+            "app_id": 4242,
+            "status_poll_initial_s": 0.05,
+            "status_poll_max_s": 0.2,
+        },
+    )
+
+    async with running(Service(settings)) as service:
+        await wait_until(lambda: total_outcomes(service) == len(events) + 1, what="all outcomes")
+        await wait_committed(kafka_admin, topics.group, ends)
+        skipped = service.metrics.value(
+            "push_events_total", event_type="order.status_changed", outcome="skipped"
+        )
+
+    seen = delivered_devices(appmetrica)
+    for event in events:
+        number = event["order"]["number"]
+        (title,) = [t for t in seen if f"№{number} " in t or t.endswith(f"№{number}")]
+        wanted = {(d["id_type"], d["id"]) for d in event["recipient"]["devices"]}
+        assert wanted <= seen[title], f"order {number} missed a device"
+    assert skipped == 1, "a recipient without devices is skipped, not sent"
+    assert len(appmetrica.state.groups) == 1, "the push group was created once"
