@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -12,11 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from e2e_harness import (
     MAPPINGS,
     Topics,
+    committed_offsets,
     e2e_settings,
     encode,
     expiring,
@@ -201,3 +205,85 @@ async def test_a_backlog_larger_than_the_pending_bound_pauses_and_resumes(
     assert len(counts) == len(campaign)
     assert all(count == 1 for count in counts.values())
     assert imshop.stats()["violations"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def pending_events(port: int) -> float:
+    async with httpx.AsyncClient() as http:
+        try:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+        except httpx.HTTPError:
+            return 0.0
+    for line in text.splitlines():
+        if line.startswith("push_pending_events "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def wait_for_pending(port: int, count: int, timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if await pending_events(port) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the service never held {count} pending events")
+
+
+async def start_with_pending_pushes(
+    kafka_bootstrap: str, topics: Topics, imshop: Any, tmp_path: Path, grace_s: str
+) -> tuple[dict[str, str], Path, dict[Any, int], int]:
+    """Three pushes the budget will not let out: it starts spent, for a 60 s window."""
+    events = [order(f"g-{i}", f"7999888{i:04d}", f"G-{i}", "delivered", 1) for i in range(3)]
+    ends = await produce(kafka_bootstrap, [(topics.orders, b"g", encode(e)) for e in events])
+    port = free_port()
+    env = {
+        **service_env(kafka_bootstrap, topics, imshop.url),
+        "IMSHOP_RATE_LIMIT_WINDOW_S": "60",
+        "IMSHOP_ASSUME_WINDOW_USED_AT_START": "true",
+        "SHUTDOWN_GRACE_S": grace_s,
+        "HEALTH_PORT": str(port),
+    }
+    return env, tmp_path / "service.log", ends, port
+
+
+async def test_sigterm_drains_for_the_grace_period_then_exits_leaving_unsent_uncommitted(
+    kafka_bootstrap: str,
+    kafka_admin: AIOKafkaAdminClient,
+    topics: Topics,
+    imshop: Any,
+    tmp_path: Path,
+) -> None:
+    env, log, ends, port = await start_with_pending_pushes(
+        kafka_bootstrap, topics, imshop, tmp_path, grace_s="1"
+    )
+    with service_process(env, log) as process:
+        await wait_for_pending(port, 3)
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 30)
+
+    assert code == 0, log.read_text()[-3000:]
+    assert '"service_drained"' in log.read_text()
+    committed = await committed_offsets(kafka_admin, topics.group)
+    assert all(committed.get(tp, 0) == 0 for tp in ends), "unsent pushes were committed"
+    assert imshop.pushes == []
+
+
+async def test_a_second_signal_exits_at_once(
+    kafka_bootstrap: str, topics: Topics, imshop: Any, tmp_path: Path
+) -> None:
+    env, log, _, port = await start_with_pending_pushes(
+        kafka_bootstrap, topics, imshop, tmp_path, grace_s="120"
+    )
+    with service_process(env, log) as process:
+        await wait_for_pending(port, 3)
+        process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: '"fetching_stopped"' in log.read_text(), what="draining")
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 10)
+
+    assert code == 1
+    assert '"second_signal_exit_now"' in log.read_text()
