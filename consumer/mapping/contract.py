@@ -93,5 +93,22 @@ def path_known(path: str, known: frozenset[str]) -> bool:
     return last in _PROPERTIES and head in known
 
 
+# Paths whose values many recipients have in common (an amount, a date, a pickup
+# point): pushes share a request when these values are equal.
+GROUPED_PATHS = frozenset(
+    {
+        "bonus.amount",
+        "bonus.expires_at",
+        "order.items_count",
+        "order.delivery.date",
+        "order.delivery.pickup_point",
+    }
+)
+
+
 def is_shared(path: str) -> bool:
     return path in SHARED_PATHS
+
+
+def is_grouped(path: str) -> bool:
+    return path in GROUPED_PATHS

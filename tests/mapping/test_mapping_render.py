@@ -134,7 +134,7 @@ def test_overlong_real_title_is_cut_with_an_ellipsis(tmp_path: Path) -> None:
     assert push.message.title.endswith("…")
 
 
-def test_cost_report_tells_personal_from_shared(tmp_path: Path) -> None:
+def test_cost_report_tells_personal_grouped_and_shared_apart(tmp_path: Path) -> None:
     shared = rule_yaml(
         id="order_news",
         title="'{% if order.status == \"delivered\" %}Доставлено{% else %}Новости{% endif %}'",
@@ -144,6 +144,16 @@ def test_cost_report_tells_personal_from_shared(tmp_path: Path) -> None:
     )
     write(tmp_path, "orders.yaml", shared)
     write(tmp_path, "bonus.yaml", rule_yaml().replace("handed_to_courier", "delivered"))
+    grouped = rule_yaml(
+        id="order_items",
+        when="      order.status: assembling",
+        title='\'Собираем {{ order.items_count | plural: "товар", "товара", "товаров" }}\'',
+        deeplink="imshop://orders",
+        example_event="          order: {id: A-1, status: assembling, items_count: 3}",
+        expected_title="Собираем 3 товара",
+        expected_deeplink="imshop://orders",
+    )
+    write(tmp_path, "items.yaml", grouped)
     mappings = load_mappings(tmp_path, MappingSettings())
     report = mappings.cost_report(
         ImshopSettings(rate_limit_requests=10, rate_limit_window_s=60, max_ids_per_request=1000)
@@ -151,6 +161,9 @@ def test_cost_report_tells_personal_from_shared(tmp_path: Path) -> None:
     assert report == [
         f"{tmp_path}/bonus.yaml:2: order_shipped — personal text (order.number, order.id): "
         "1 push per request, at most 10 pushes per 60 s",
+        f"{tmp_path}/items.yaml:2: order_items — grouped text (order.items_count): pushes "
+        "with equal values share a request (up to 1000 recipients); each distinct value "
+        "costs a request",
         f"{tmp_path}/orders.yaml:2: order_news — shared text: up to 1000 recipients per "
         "request, up to 10000 pushes per 60 s",
     ]
