@@ -155,6 +155,10 @@ async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(
 
     async with running(Service(settings)) as service:
         await wait_until(lambda: total_outcomes(service) == len(bad) + 4, what="every outcome")
+        written = lambda: sum(  # noqa: E731
+            service.metrics.value("push_dead_letters_total", reason=reason) for _, reason in bad
+        )
+        await wait_until(lambda: written() == len(bad), what="every dead letter written")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.health_port}") as http:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")
