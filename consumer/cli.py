@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "consumer.localkafka",
     "consumer.samples",
     "consumer.simulators",
+    "consumer.demo",
+    "consumer.replay",
+    "consumer.bench",
 ]
 
 

@@ -1,0 +1,81 @@
+"""The demo end to end on the session broker: it ends by itself and accounts for everything."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer.demo import DemoOptions, run_demo
+from consumer.demo_view import mask
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+
+async def test_demo_ends_by_itself_with_every_event_accounted_for(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, unique_name: Callable[[str], str]
+) -> None:
+    prefix = unique_name("demo")
+    out = io.StringIO()
+    options = DemoOptions(
+        events=60,
+        campaign=40,
+        window_s=1.0,
+        max_seconds=60,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=prefix,
+    )
+
+    summary = await run_demo(options, out)
+
+    text = out.getvalue()
+    assert summary.produced == 60 + 40 + 2
+    assert summary.accounted == summary.produced, summary.outcomes
+    assert summary.outcomes["dead_lettered"] == 2
+    assert summary.dead_letters == 2
+    assert summary.violations == 0
+    assert summary.clean
+    assert summary.requests < summary.outcomes["sent"], "the campaign was coalesced"
+    assert summary.max_in_window <= options.rate_limit
+    assert "request 1 " in text
+    assert f"request {summary.requests} " in text, "every request was shown"
+    assert "Budget scaled 60x" in text
+    assert "violations: 0" in text
+    assert "result:             OK" in text
+    assert not [t for t in await kafka_admin.list_topics() if t.startswith(prefix)], (
+        "the demo deletes its topics"
+    )
+
+
+async def test_demo_stops_at_its_time_limit_and_says_so(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    out = io.StringIO()
+    # One request per minute: most pushes cannot go out before the limit.
+    options = DemoOptions(
+        events=40,
+        campaign=0,
+        window_s=60.0,
+        rate_limit=1,
+        max_seconds=2.0,
+        quiet=True,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=unique_name("demo"),
+    )
+
+    summary = await run_demo(options, out)
+
+    text = out.getvalue()
+    assert not summary.clean
+    assert summary.accounted < summary.produced
+    assert summary.violations == 0
+    assert "Stopping: the 2 s limit was reached." in text
+    assert "result:             INCOMPLETE" in text
+    assert "request 1 " not in text, "--quiet shows no pushes"
+
+
+def test_user_ids_are_masked_but_distinguishable() -> None:
+    assert mask("79990001122") == "7999***1122"
+    assert mask("1234") == "1234"
