@@ -23,7 +23,6 @@ COMMAND_MODULES = [
     "consumer.simulators",
     "consumer.demo",
     "consumer.replay",
-    "consumer.bench",
 ]
 
 
