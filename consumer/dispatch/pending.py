@@ -279,6 +279,11 @@ class PendingSet:
     def _compact(self) -> None:
         """Rebuild heaps whose stale items outnumber the live ones (bounds memory)."""
         limit = 2 * self._waiting + 64
+        # Runs after every change: the common case (nothing to rebuild) must stay a few lookups.
+        if len(self._expiry) <= limit and len(self._delayed) <= limit:
+            sizes = [len(h) for h in self._ready.values()] + [len(h) for h in self._aging.values()]
+            if max(sizes) <= limit:
+                return
         for push_class in PushClass:
             for heaps, states in ((self._ready, (State.READY,)), (self._aging, _WAITING)):
                 if len(heaps[push_class]) > limit:

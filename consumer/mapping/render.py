@@ -19,12 +19,14 @@ from liquid.exceptions import LiquidError, UndefinedError
 from liquid.template import BoundTemplate
 from liquid.undefined import FalsyStrictUndefined
 
+from consumer.mapping.compiled import Fallback, compile_template
 from consumer.mapping.filters import (
     BUILTIN_FILTERS,
     OUR_FILTERS,
     RENDER_INFO,
     RenderInfo,
 )
+from consumer.mapping.textcache import TextCache, read_paths
 
 
 class MissingValue(FalsyStrictUndefined):
@@ -54,10 +56,28 @@ def without_nulls(value: Any) -> Any:
     """Drop null fields at any depth, so a template sees them as missing."""
     kind = type(value)  # exact types: this runs for every event
     if kind is dict:
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+        return _dict_without_nulls(value)
     if kind is list:
-        return [without_nulls(v) for v in value if v is not None]
+        return _list_without_nulls(value)
     return value
+
+
+def _dict_without_nulls(data: dict[Any, Any]) -> dict[Any, Any]:
+    # Scalars are copied inline: a call per leaf would cost more than the walk.
+    out: dict[Any, Any] = {}
+    for key, value in data.items():
+        kind = type(value)
+        if kind is dict:
+            out[key] = _dict_without_nulls(value)
+        elif kind is list:
+            out[key] = _list_without_nulls(value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _list_without_nulls(items: list[Any]) -> list[Any]:
+    return [without_nulls(item) for item in items if item is not None]
 
 
 def render_context(
@@ -81,6 +101,11 @@ def explain(exc: LiquidError) -> str:
     return message.splitlines()[0]
 
 
+# Our date filters read only the zone and time the render context carries.
+_CONTEXT_FILTERS = frozenset(
+    func for func, _spec in OUR_FILTERS.values() if getattr(func, "with_context", False)
+)
+
 SEPARATOR = "\x1f"  # ASCII unit separator: never typed in push text
 
 
@@ -97,21 +122,56 @@ class TextPlan:
     Liquid's per-render set-up costs more than most push templates, so a rule's
     parts are joined with a separator, compiled once and rendered once; parts
     with no Liquid markup are constants. When something fails, the parts are
-    rendered one by one to name the part that failed.
+    rendered one by one to name the part that failed. Templates that compile
+    to plain functions (``compiled``) skip Liquid; for the others, texts already
+    rendered for the same values come from a bounded cache (``textcache``).
     """
 
-    def __init__(self, env: Environment, parts: Mapping[str, tuple[str, BoundTemplate]]) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        parts: Mapping[str, tuple[str, BoundTemplate]],
+        *,
+        cache_entries: int = 4096,
+    ) -> None:
         self.constants = {k: src.strip() for k, (src, _) in parts.items() if not _dynamic(src)}
         dynamic = {k: part for k, part in parts.items() if _dynamic(part[0])}
         self.keys = tuple(dynamic)
         self.singles = {k: compiled for k, (_, compiled) in dynamic.items()}
         source = SEPARATOR.join(src for src, _ in dynamic.values())
         self.combined = env.from_string(source) if dynamic else None
+        functions = {k: compile_template(t, _CONTEXT_FILTERS) for k, t in self.singles.items()}
+        self.functions = (
+            {k: f for k, f in functions.items() if f is not None}
+            if all(f is not None for f in functions.values())
+            else None
+        )
+        # Compiled functions render faster than a cache key is built; Liquid does not.
+        uncompiled = self.functions is None and cache_entries
+        paths = read_paths(self.singles.values()) if uncompiled else None
+        self.cache = TextCache(paths, cache_entries) if paths is not None else None
 
     def render(self, context: Mapping[str, Any]) -> dict[str, str]:
-        texts = dict(self.constants)
         if self.combined is None:
+            return dict(self.constants)
+        key = self.cache.key(context) if self.cache is not None else None
+        if key is not None and self.cache is not None:
+            if (cached := self.cache.get(key)) is not None:
+                return cached
+            texts = self._render(context)
+            self.cache.put(key, texts)
             return texts
+        return self._render(context)
+
+    def _render(self, context: Mapping[str, Any]) -> dict[str, str]:
+        texts = dict(self.constants)
+        if self.functions is not None:
+            try:
+                texts.update((k, f(context).strip()) for k, f in self.functions.items())
+                return texts
+            except Fallback:
+                texts = dict(self.constants)  # Liquid renders it, or names the error
+        assert self.combined is not None
         try:
             pieces = self.combined.render(context).split(SEPARATOR)
         except LiquidError:
