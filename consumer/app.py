@@ -34,13 +34,12 @@ from consumer.outcomes import OutcomeRecorder
 from consumer.providers.base import PushProvider
 from consumer.providers.registry import build_budget, build_provider
 from consumer.push import Origin, Outcome, PushJob
-from consumer.settings import Settings, load_settings
-from consumer.source import KafkaSource
+from consumer.settings import ProviderName, Settings, load_settings
+from consumer.source import MAX_POLL_RECORDS, KafkaSource
 
 log = get_logger(__name__)
 
 FETCH_TIMEOUT_MS = 200
-FETCH_MAX_RECORDS = 500
 
 
 class UnexpectedFailure(ConsumerError):
@@ -151,7 +150,7 @@ class Service:
         while not stop.is_set():
             room = self.settings.dispatch.pending_max_events - self._held(parts)
             records = await parts.source.getmany(
-                FETCH_TIMEOUT_MS, max_records=max(1, min(FETCH_MAX_RECORDS, room))
+                FETCH_TIMEOUT_MS, max_records=max(1, min(MAX_POLL_RECORDS, room))
             )
             mappings = parts.reloader.current
             for record in records:
@@ -223,12 +222,11 @@ class Service:
         )
 
     def _apply_backpressure(self, parts: _Parts) -> None:
-        """Pause above the high-water mark, resume below the low one (hysteresis)."""
-        held = self._held(parts)
-        dispatch = self.settings.dispatch
-        if held >= dispatch.pending_max_events:
+        """Pause at the pending set's high-water mark, resume below its low one."""
+        writing = parts.recorder.dead_letters_waiting
+        if parts.dispatcher.above_high_water(writing):
             parts.source.pause_all()
-        elif held < dispatch.pending_max_events * dispatch.pending_resume_ratio:
+        elif parts.dispatcher.below_low_water(writing):
             parts.source.resume_all()
 
     @staticmethod
@@ -253,14 +251,19 @@ class Service:
     # ---- shutdown
 
     async def _drain(self, parts: _Parts) -> None:
+        """Within the grace period: send what the budget allows, let requests on the
+        wire finish, write the dead letters, commit. Unsent pushes stay uncommitted."""
         grace = self.settings.service.shutdown_grace_s
         deadline = self.clock.monotonic() + grace
-        left = await parts.dispatcher.drain(grace)
+        # Stop starting requests early enough for the last one to finish in time.
+        left = await parts.dispatcher.drain(max(0.0, grace - self._request_timeout_s()))
         in_flight_done = await parts.dispatcher.wait_in_flight(self._remaining(deadline))
-        try:
-            await asyncio.wait_for(parts.recorder.flush(), self._remaining(deadline))
-        except TimeoutError:
-            log.warning("dead_letters_not_flushed", waiting=parts.recorder.dead_letters_waiting)
+        await parts.dispatcher.aclose()  # still on the wire: no outcome, sent after restart
+        if parts.recorder.dead_letters_waiting:
+            try:  # dead letters are quick to write: worth a second past the grace period
+                await asyncio.wait_for(parts.recorder.flush(), max(1.0, self._remaining(deadline)))
+            except TimeoutError:
+                log.warning("dead_letters_not_flushed", waiting=parts.recorder.dead_letters_waiting)
         await parts.source.commit()
         log.info(
             "service_drained",
@@ -268,6 +271,13 @@ class Service:
             in_flight_done=in_flight_done,
             outcomes_recorded=parts.recorder.recorded,
         )
+
+    def _request_timeout_s(self) -> float:
+        settings = self.settings
+        return {
+            ProviderName.IMSHOP: settings.imshop.timeout_s,
+            ProviderName.APPMETRICA: settings.appmetrica.timeout_s,
+        }.get(settings.service.push_provider, 0.0)
 
     def _remaining(self, deadline: float) -> float:
         return max(0.0, deadline - self.clock.monotonic())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from consumer.settings import load_settings, settings_table
+from consumer.settings import load_settings, settings_table, settings_values
 
 
 def register(subparsers: Any) -> None:
@@ -25,9 +25,6 @@ def _settings(args: argparse.Namespace) -> int:
         for name, default, description in settings_table():
             print(f"| `{name}` | `{default}` | {description} |")
         return 0
-    settings = load_settings()
-    for section, values in settings.model_dump(mode="json").items():
-        for key, value in values.items():
-            shown = "[redacted]" if value == "**********" else value
-            print(f"{section}.{key} = {shown}")
+    for name, value in settings_values(load_settings()):
+        print(f"{name}={value}")
     return 0

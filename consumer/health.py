@@ -2,8 +2,9 @@
 
 ``/healthz`` answers 200 while the service is making progress (the consume loop
 polled Kafka recently); a stalled loop makes it 503 so the orchestrator restarts
-the container. ``/readyz`` answers 200 once the consumer has its partitions and
-the provider is set up. Each probe is a function returning (ok, detail).
+the container. ``/readyz`` answers 200 once the consumer has joined its group
+(the provider was set up before that) and until shutdown begins. Each probe is a
+function returning (ok, detail).
 """
 
 from __future__ import annotations

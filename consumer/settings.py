@@ -47,6 +47,13 @@ class SaslMechanism(enum.StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 class LogFormat(enum.StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -205,7 +212,7 @@ class ServiceSettings(_Section):
     stall_after_s: float = Field(
         120.0, gt=0, description="`/healthz` fails when the loop made no progress this long."
     )
-    log_level: str = Field("info", description="`debug`, `info`, `warning` or `error`.")
+    log_level: LogLevel = Field(LogLevel.INFO, description="`debug`, `info`, `warning` or `error`.")
     log_format: LogFormat = Field(
         LogFormat.AUTO, description="`json`, `console`, or `auto` (console on a TTY)."
     )
@@ -257,7 +264,7 @@ def load_settings(**overrides: Mapping[str, Any]) -> Settings:
 
 def _default_text(value: object) -> str:
     if isinstance(value, SecretStr):
-        return "(empty)" if not value.get_secret_value() else "(set)"
+        return "(empty)" if not value.get_secret_value() else "(set, hidden)"
     if value is None:
         return "(unset)"
     if isinstance(value, list):
@@ -278,3 +285,11 @@ def settings_table() -> Iterator[tuple[str, str, str]]:
                 _default_text(field.default),
                 field.description or "",
             )
+
+
+def settings_values(settings: Settings) -> Iterator[tuple[str, str]]:
+    """(variable, value as text) for the effective configuration; secrets stay hidden."""
+    for name, section_type in SECTIONS.items():
+        section = getattr(settings, name)
+        for field_name in section_type.model_fields:
+            yield _env_name(section_type, field_name), _default_text(getattr(section, field_name))

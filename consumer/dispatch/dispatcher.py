@@ -81,13 +81,14 @@ class Dispatcher:
         """Jobs held without an outcome yet, in flight included."""
         return self._scheduler.pending.size
 
-    @property
-    def above_high_water(self) -> bool:
-        return self.size >= self._high_water
+    def above_high_water(self, held_elsewhere: int = 0) -> bool:
+        """Fetching should pause: the bound is reached (``held_elsewhere``: events the
+        service keeps outside the dispatcher, e.g. dead letters being written)."""
+        return self.size + held_elsewhere >= self._high_water
 
-    @property
-    def below_low_water(self) -> bool:
-        return self.size < self._low_water
+    def below_low_water(self, held_elsewhere: int = 0) -> bool:
+        """Fetching may resume (hysteresis: well below the bound, not just under it)."""
+        return self.size + held_elsewhere < self._low_water
 
     def oldest_age(self, push_class: PushClass) -> float | None:
         """Seconds the oldest waiting push of the class has been here (None if none)."""

@@ -56,11 +56,26 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_now(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00") from None
+    if now.tzinfo is None:
+        raise ValueError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
+    return now
+
+
 def _render(args: argparse.Namespace) -> int:
     _, mappings = _load(args)
     if mappings is None:
         return 1
-    now = dt.datetime.fromisoformat(args.now) if args.now else None
+    try:
+        now = _parse_now(args.now)
+    except ValueError as exc:
+        return _show({"error": str(exc)}, 1)
     try:
         raw = args.event.read_bytes()
         event = parse_event(raw, max_bytes=_MAX_EVENT_FILE, extra_types=mappings.extra_types)

@@ -62,7 +62,10 @@ class MappingReloader:
     async def run(self) -> None:
         while True:
             await self._clock.sleep(self._settings.reload_interval_s)
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:  # e.g. the directory vanished mid-read: keep serving
+                self._reject([f"{self.directory}: cannot be read: {exc!r}"])
 
     def poll(self) -> bool:
         """Look at the directory once; True when a new set became active."""

@@ -173,14 +173,18 @@ async def test_high_and_low_water_count_jobs_in_flight() -> None:
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
     await settle()
     assert len(rig.provider.requests) == 4  # default concurrency 4: all in flight
-    assert rig.dispatcher.above_high_water
-    assert not rig.dispatcher.below_low_water
+    assert rig.dispatcher.above_high_water()
+    assert not rig.dispatcher.below_low_water()
+
+    assert rig.dispatcher.below_low_water(held_elsewhere=-4)
+    assert rig.dispatcher.above_high_water(held_elsewhere=-1) is False
 
     rig.provider.gate.set()
     await settle()
 
     assert rig.dispatcher.size == 0
-    assert rig.dispatcher.below_low_water
+    assert rig.dispatcher.below_low_water()
+    assert not rig.dispatcher.below_low_water(held_elsewhere=2)
     await rig.dispatcher.aclose()
     await rig.runner
 
