@@ -311,7 +311,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--bootstrap-servers", help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)"
     )
-    parser.add_argument("--topics-prefix", default=defaults.topics_prefix)
+    parser.add_argument(
+        "--topics-prefix",
+        default=defaults.topics_prefix,
+        help="start of the run's topic and group names (a random suffix keeps re-runs apart)",
+    )
     parser.add_argument("--mappings", type=Path, help="mappings directory to use")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.set_defaults(func=_cli)

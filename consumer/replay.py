@@ -309,8 +309,15 @@ def register(subparsers: Any) -> None:
     cmd = sub.add_parser("replay", help="re-publish dead-lettered records to their source topic")
     cmd.add_argument("--topic", help="dead-letter topic (default: $KAFKA_DLQ_TOPIC)")
     cmd.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
-    cmd.add_argument("--reason", action="append", default=[], help="dlq.reason to replay")
-    cmd.add_argument("--event-type", action="append", default=[], help="event_type to replay")
+    cmd.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        help="a dlq.reason to replay (repeatable), e.g. render_failed, schema_violation",
+    )
+    cmd.add_argument(
+        "--event-type", action="append", default=[], help="an event_type to replay (repeatable)"
+    )
     cmd.add_argument("--since", type=parse_time, help="dead-lettered at or after (ISO or 2h)")
     cmd.add_argument("--until", type=parse_time, help="dead-lettered before (ISO or 30m)")
     cmd.add_argument("--to-topic", help="publish here instead of each record's source topic")
