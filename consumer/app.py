@@ -177,15 +177,16 @@ class Service:
                 extra_types=mappings.extra_types,
             )
             push = mappings.render(event, now=self.clock.now())
-        except (InvalidEvent, RenderError) as exc:
-            reason = exc.kind if isinstance(exc, InvalidEvent) else exc.reason
-            self._dead_letter(parts, origin, event, reason, exc)
+        except InvalidEvent as exc:
+            self._dead_letter(parts, origin, exc.kind, exc, event_id=exc.event_id)
+            return
+        except RenderError as exc:
+            self._dead_letter(parts, origin, exc.reason, exc, event=event)
             return
         except Exception as exc:  # a bug must not crash the service or block the partition
             log.exception("record_handling_failed", offset=record.offset, topic=record.topic)
-            self._dead_letter(
-                parts, origin, event, "unexpected_error", UnexpectedFailure(repr(exc))
-            )
+            failure = UnexpectedFailure(repr(exc))
+            self._dead_letter(parts, origin, "unexpected_error", failure, event=event)
             return
         if push is None:
             parts.recorder.record(
@@ -210,12 +211,18 @@ class Service:
 
     @staticmethod
     def _dead_letter(
-        parts: _Parts, origin: Origin, event: BaseEvent | None, reason: str, error: ConsumerError
+        parts: _Parts,
+        origin: Origin,
+        reason: str,
+        error: ConsumerError,
+        *,
+        event: BaseEvent | None = None,
+        event_id: str | None = None,
     ) -> None:
         parts.recorder.record(
             origin,
             Outcome.DEAD_LETTERED,
-            event_id=event.event_id if event else None,
+            event_id=event.event_id if event else event_id,
             event_type=event.event_type if event else None,
             reason=reason,
             error=error,
@@ -290,9 +297,12 @@ class Service:
         parts = self._parts
         if parts is None:
             return True, "starting"
-        idle = self.clock.monotonic() - parts.source.last_progress
-        if idle > self.settings.service.stall_after_s:
+        now, limit = self.clock.monotonic(), self.settings.service.stall_after_s
+        idle = now - parts.source.last_progress
+        if idle > limit:
             return False, f"no poll of Kafka for {idle:.0f} s"
+        if (failing := parts.recorder.failing_for(now)) > limit:
+            return False, f"dead-letter writes failing for {failing:.0f} s"
         return True, f"last poll {idle:.1f} s ago"
 
     def _readiness(self) -> tuple[bool, str]:

@@ -39,16 +39,21 @@ class InvalidEvent(PermanentError):
     """Raw bytes that are not a valid event of contract v1.
 
     ``kind`` says what class of problem it is (``invalid_utf8``, ``invalid_json``,
-    ``not_an_object``, ``schema_violation``, ``unknown_event_type``, ``too_large``);
-    ``path`` names the field when there is one.
+    ``not_an_object``, ``schema_violation``, ``unknown_event_type``, ``too_large``,
+    ``empty_record``);
+    ``path`` names the field when there is one; ``event_id`` is the record's id
+    when it could be read (so the dead letter can name it).
     """
 
     reason = "invalid_event"
 
-    def __init__(self, kind: str, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, *, path: str | None = None, event_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.path = path
+        self.event_id = event_id
 
 
 class RenderError(PermanentError):

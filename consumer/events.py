@@ -187,17 +187,18 @@ def parse_event(
     except ValidationError:
         pass  # the fast path failed: find out exactly why, step by step
     data = _decode_object(raw)
+    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_type = data.get("event_type")
     model = EVENT_MODELS.get(event_type) if isinstance(event_type, str) else None
     if model is None:
         if isinstance(event_type, str) and event_type in extra_types:
             model = GenericEvent
         else:
-            raise _unknown_type(event_type)
+            raise _unknown_type(event_type, extra_types, event_id)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _schema_error(exc) from None
+        raise _schema_error(exc, event_id) from None
 
 
 def _decode_object(raw: bytes) -> dict[str, Any]:
@@ -221,20 +222,22 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _unknown_type(event_type: object) -> InvalidEvent:
-    known = ", ".join(EVENT_MODELS)
+def _unknown_type(
+    event_type: object, extra_types: Collection[str], event_id: str | None
+) -> InvalidEvent:
+    known = ", ".join([*EVENT_MODELS, *sorted(extra_types)])
     if event_type is None:
-        return InvalidEvent(
-            "schema_violation", f"event_type: missing (expected one of {known})", path="event_type"
-        )
+        message = f"event_type: missing (expected one of {known})"
+        return InvalidEvent("schema_violation", message, path="event_type", event_id=event_id)
     return InvalidEvent(
         "unknown_event_type",
         f"event_type: unknown type {_show(event_type)} (expected one of {known})",
         path="event_type",
+        event_id=event_id,
     )
 
 
-def _schema_error(exc: ValidationError) -> InvalidEvent:
+def _schema_error(exc: ValidationError, event_id: str | None) -> InvalidEvent:
     parts = []
     first_path = None
     for error in exc.errors(include_url=False):
@@ -244,7 +247,7 @@ def _schema_error(exc: ValidationError) -> InvalidEvent:
             parts.append(f"{path}: missing")
         else:
             parts.append(f"{path}: {_lower_first(error['msg'])}, got {_show(error['input'])}")
-    return InvalidEvent("schema_violation", "; ".join(parts), path=first_path)
+    return InvalidEvent("schema_violation", "; ".join(parts), path=first_path, event_id=event_id)
 
 
 def _lower_first(text: str) -> str:

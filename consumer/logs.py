@@ -62,6 +62,7 @@ def configure_logging(
         else structlog.processors.JSONRenderer(ensure_ascii=False)
     )
     shared: list[Any] = [
+        _logger_key,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -109,6 +110,16 @@ def event_context(
         context["event_type"] = event_type
     with structlog.contextvars.bound_contextvars(**context):
         yield
+
+
+def _logger_key(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Our loggers carry ``logger_name`` (``logger`` is taken in structlog's API);
+    print it as ``logger``, the key the stdlib loggers' lines use."""
+    if "logger_name" in event_dict:
+        event_dict["logger"] = event_dict.pop("logger_name")
+    return event_dict
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

@@ -54,6 +54,11 @@ class Metrics:
         self.dead_letters = Counter(
             "push_dead_letters", "Records written to the dead-letter topic.", ["reason"], registry=r
         )
+        self.dead_letter_failures = Counter(
+            "push_dead_letter_write_failures",
+            "Failed attempts to write a dead-letter record (each is retried).",
+            registry=r,
+        )
         self.lag = Gauge(
             "kafka_consumer_lag",
             "Records behind the end of the partition.",

@@ -51,13 +51,17 @@ class OutcomeRecorder:
         metrics: Metrics,
         clock: Clock,
         retry_delay_s: float = 1.0,
+        max_retry_delay_s: float = 30.0,
     ) -> None:
         self._mark_done = mark_done
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._clock = clock
         self._retry_delay_s = retry_delay_s
+        self._max_retry_delay_s = max_retry_delay_s
         self._queue: asyncio.Queue[_DeadLetter] = asyncio.Queue()
+        self._unwritten = 0
+        self._failing_since: float | None = None
         self.recorded = 0
         self.sent_since_commit = asyncio.Event()
         self._counters: dict[tuple[str, Outcome], Any] = {}
@@ -99,6 +103,7 @@ class OutcomeRecorder:
             fields["error"] = text
         if outcome is Outcome.DEAD_LETTERED:
             log.warning("event_dead_lettered", **fields)
+            self._unwritten += 1
             self._queue.put_nowait(
                 _DeadLetter(
                     origin=origin,
@@ -116,7 +121,12 @@ class OutcomeRecorder:
 
     @property
     def dead_letters_waiting(self) -> int:
-        return self._queue.qsize()
+        """Dead letters not yet acknowledged by Kafka (queued or being written)."""
+        return self._unwritten
+
+    def failing_for(self, now: float) -> float:
+        """Seconds dead-letter writes have been failing without a success (0 if not)."""
+        return 0.0 if self._failing_since is None else now - self._failing_since
 
     async def run(self) -> None:
         """Write queued dead letters in order; retry a failed write until it lands."""
@@ -129,6 +139,7 @@ class OutcomeRecorder:
         await self._queue.join()
 
     async def _write_until_done(self, item: _DeadLetter) -> None:
+        delay = self._retry_delay_s
         while True:
             try:
                 await self._dead_letters.write(
@@ -139,8 +150,21 @@ class OutcomeRecorder:
                     event_id=item.event_id,
                 )
             except Exception as exc:  # the record must not be lost: retry until Kafka takes it
-                log.error("dead_letter_write_failed", error=repr(exc), offset=item.origin.offset)
-                await self._clock.sleep(self._retry_delay_s)
+                self._metrics.dead_letter_failures.inc()
+                if self._failing_since is None:
+                    self._failing_since = self._clock.monotonic()
+                log.error(
+                    "dead_letter_write_failed",
+                    error=repr(exc),
+                    topic=item.origin.topic,
+                    partition=item.origin.partition,
+                    offset=item.origin.offset,
+                    retry_in_s=delay,
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay_s)
                 continue
+            self._failing_since = None
+            self._unwritten -= 1
             self._mark_done(item.origin)
             return

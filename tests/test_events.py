@@ -168,6 +168,7 @@ def test_schema_violations_name_the_field_expected_and_got(
 
     assert error.kind == "schema_violation"
     assert error.path == path
+    assert error.event_id == change.get("event_id", "evt-1"), "the id is kept when readable"
     assert str(error).startswith(f"{path}: ")
     assert says in str(error)
 
@@ -198,3 +199,10 @@ def test_oversized_record_is_rejected_before_parsing() -> None:
     assert error.kind == "too_large"
     assert f"{len(payload)} bytes" in str(error)
     assert "1024" in str(error)
+
+
+def test_unknown_type_lists_the_types_mappings_declare() -> None:
+    error = rejected(raw(order_event(event_type="cart.lost")), extra_types={"cart.abandoned"})
+
+    assert "cart.abandoned" in str(error)
+    assert error.event_id == "evt-1"

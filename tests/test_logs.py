@@ -42,6 +42,7 @@ def test_json_lines_carry_the_bound_event_context() -> None:
 
     first, second = lines(out)
     assert first["event"] == "push_sent"
+    assert first["logger"] == "test"
     assert first["level"] == "info"
     assert {k: first[k] for k in ("topic", "partition", "offset", "event_id", "event_type")} == {
         "topic": "orders",

@@ -8,6 +8,14 @@ A job enters as an ``Entry`` and is, at any time, in one state:
                and its offset is not yet committable)
     DONE       has its outcome
 
+Two rules keep what the customer sees in order and every offset accounted for:
+a waiting job whose collapse key has a request in flight is held back (DELAYED
+with no retry time) until that request settles, so two statuses of one order
+never race each other to the provider; and a job in flight when its partition
+was revoked is an *orphan*: if it fails it is forgotten (the partition's new
+owner sends it), and if this process gets the partition back and re-reads the
+record, the record is dropped and the orphan is adopted again instead.
+
 Lookups are heaps with lazy deletion: an item is valid while its entry is still
 in the state (and generation) it was pushed for; stale items are skipped when
 they surface and the heaps are rebuilt when stale items outnumber live ones.
@@ -50,6 +58,7 @@ class Entry:
     state: State = State.READY
     gen: int = 0
     not_before: float = 0.0
+    orphaned: bool = False
 
     @property
     def push_class(self) -> PushClass:
@@ -95,6 +104,9 @@ class PendingSet:
         self._expiry: list[tuple[dt.datetime, int, int, Entry]] = []
         self._groups: dict[Hashable, dict[int, Entry]] = {}
         self._collapse: dict[str, Entry] = {}
+        self._held: dict[str, Entry] = {}  # event id -> its entry, waiting or in flight
+        self._flying: dict[str, int] = {}  # collapse key -> requests in flight carrying it
+        self._blocked: dict[str, Entry] = {}  # collapse key -> waiting entry held back
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._sent: OrderedDict[str, Mark] = OrderedDict()
         self._dedupe_memory = dedupe_memory
@@ -124,6 +136,10 @@ class PendingSet:
         now_wall: dt.datetime,
     ) -> None:
         if job.event_id in self._seen:
+            held = self._held.get(job.event_id)
+            if held is not None and held.job.origin == job.origin:
+                held.orphaned = False  # the same record read again: it is ours once more
+                return
             self.finish(job, Outcome.SKIPPED, "duplicate")
             return
         _remember(self._seen, job.event_id, None, self._dedupe_memory)
@@ -132,6 +148,7 @@ class PendingSet:
             return
         entry = Entry(job, next(self._seq), group, recipients, arrived=now_mono)
         if self._wins_collapse(entry, returning=False):
+            self._held[job.event_id] = entry
             self._enter(entry, now_mono)
         self._compact()
 
@@ -139,21 +156,31 @@ class PendingSet:
         self, entry: Entry, not_before: float, now_mono: float, now_wall: dt.datetime
     ) -> None:
         """Bring a failed in-flight job back, to go again from ``not_before``."""
-        self._in_flight -= 1
-        entry.state = State.DONE
+        self.release(entry)
+        if entry.orphaned:  # its partition has a new owner, which will send it
+            self._seen.pop(entry.job.event_id, None)
+            return
         if entry.job.expires_at <= now_wall:
             self.finish(entry.job, Outcome.EXPIRED, "ttl_elapsed")
             return
         if self._wins_collapse(entry, returning=True):
+            self._held[entry.job.event_id] = entry
             entry.gen += 1
             entry.not_before = not_before
             self._enter(entry, now_mono)
         self._compact()
 
     def release(self, entry: Entry) -> None:
-        """An in-flight job got its outcome (the caller reports it)."""
+        """An in-flight job is settled: the caller reports its outcome (or requeues it)."""
         self._in_flight -= 1
         entry.state = State.DONE
+        self._held.pop(entry.job.event_id, None)
+        key = entry.job.push.collapse_key
+        if key is not None and key in self._flying:
+            self._flying[key] -= 1
+            if not self._flying[key]:
+                del self._flying[key]
+                self._unblock(key)
 
     def take(self, entries: Iterable[Entry]) -> None:
         """The entries go out now: in flight, and their versions count as shown."""
@@ -163,6 +190,7 @@ class PendingSet:
             entry.job.attempts += 1
             key = entry.job.push.collapse_key
             if key is not None:
+                self._flying[key] = self._flying.get(key, 0) + 1
                 mark, shown = Mark.of(entry.job), self._sent.get(key)
                 if shown is None or not mark.older_than(shown):
                     _remember(self._sent, key, mark, self._collapse_memory)
@@ -194,7 +222,11 @@ class PendingSet:
         item = (entry.seq, entry.gen, entry)
         heapq.heappush(self._aging[entry.push_class], item)
         heapq.heappush(self._expiry, (entry.job.expires_at, *item))
-        if entry.not_before > now_mono:
+        key = entry.job.push.collapse_key
+        if key is not None and key in self._flying:
+            entry.state = State.DELAYED  # until the request carrying this key settles
+            self._blocked[key] = entry
+        elif entry.not_before > now_mono:
             entry.state = State.DELAYED
             heapq.heappush(self._delayed, (entry.not_before, *item))
         else:
@@ -205,7 +237,15 @@ class PendingSet:
         heapq.heappush(self._ready[entry.push_class], (entry.seq, entry.gen, entry))
         self._groups.setdefault(entry.group, {})[entry.seq] = entry
 
+    def _unblock(self, key: str) -> None:
+        """The key has no request in flight now: its held-back entry may go when due."""
+        entry = self._blocked.pop(key, None)
+        if entry is not None and entry.state is State.DELAYED:
+            heapq.heappush(self._delayed, (entry.not_before, entry.seq, entry.gen, entry))
+
     def _leave(self, entry: Entry, state: State) -> None:
+        if entry.state in _WAITING and state is not State.IN_FLIGHT:
+            self._held.pop(entry.job.event_id, None)
         if entry.state is State.READY:
             members = self._groups[entry.group]
             del members[entry.seq]
@@ -215,6 +255,8 @@ class PendingSet:
         key = entry.job.push.collapse_key
         if key is not None and self._collapse.get(key) is entry:
             del self._collapse[key]
+        if key is not None and self._blocked.get(key) is entry:
+            del self._blocked[key]
         entry.state = state
 
     # --- what the scheduler asks -------------------------------------------------
@@ -264,15 +306,19 @@ class PendingSet:
         return heap[0][0] if heap else None
 
     def drop(self, partitions: set[tuple[str, int]]) -> int:
-        """Forget waiting jobs of these partitions, with no outcome (and as never seen)."""
+        """Forget waiting jobs of these partitions, with no outcome (and as never seen);
+        mark their jobs in flight as orphans. Returns how many waiting jobs were dropped."""
         dropped = 0
-        for heap in self._aging.values():
-            for _, gen, entry in list(heap):
-                origin = entry.job.origin
-                if _valid(entry, gen, _WAITING) and (origin.topic, origin.partition) in partitions:
-                    self._leave(entry, State.DONE)
-                    self._seen.pop(entry.job.event_id, None)
-                    dropped += 1
+        for entry in list(self._held.values()):
+            origin = entry.job.origin
+            if (origin.topic, origin.partition) not in partitions:
+                continue
+            if entry.state is State.IN_FLIGHT:
+                entry.orphaned = True
+                continue
+            self._leave(entry, State.DONE)
+            self._seen.pop(entry.job.event_id, None)
+            dropped += 1
         self._compact()
         return dropped
 

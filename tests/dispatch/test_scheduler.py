@@ -16,7 +16,7 @@ from consumer.settings import DispatchSettings
 
 def test_a_duplicate_event_id_is_skipped() -> None:
     harness = Harness()
-    harness.run([(0.0, make_job("e1")), (0.0, make_job("e1", user="other"))])
+    harness.run([(0.0, make_job("e1")), (0.0, make_job("e1", user="other", offset=7))])
 
     assert sorted(o[:2] for o in harness.outcomes["e1"]) == [
         (Outcome.SENT, "sent"),

@@ -1,0 +1,122 @@
+"""Records read again after a rebalance, and two statuses of one order in flight."""
+
+from __future__ import annotations
+
+import random
+
+from dispatch_support import T0, make_job
+
+from consumer.dispatch.scheduler import Request, Scheduler
+from consumer.errors import OutcomeUnknown
+from consumer.providers.base import ProviderLimits
+from consumer.push import Outcome, PushJob
+from consumer.settings import DispatchSettings
+
+NOW = 1_000.0
+PARTITION = {("orders", 0)}
+
+
+def scheduler() -> Scheduler:
+    return Scheduler(
+        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=1000),
+        coalesce_key=lambda job: job.push.message,
+        recipients=lambda job: (job.recipient.push_id,),
+        settings=DispatchSettings(retry_initial_backoff_s=1.0, retry_max_backoff_s=1.0),
+        rng=random.Random(0),
+    )
+
+
+def send_next(s: Scheduler, at: float = NOW) -> Request:
+    request = s.next_request(at, T0)
+    assert request is not None
+    return request
+
+
+def outcomes(s: Scheduler) -> list[tuple[str, Outcome]]:
+    return [(f.job.event_id, f.outcome) for f in s.pop_finished()]
+
+
+def test_a_record_read_again_while_its_push_is_in_flight_gets_no_second_outcome() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    request = send_next(s)
+
+    s.add(make_job("e1", offset=5), NOW, T0)  # a rebalance gave the partition back
+    assert outcomes(s) == []
+
+    s.on_sent(request)
+    assert outcomes(s) == [("e1", Outcome.SENT)]
+    assert s.pending.size == 0
+
+
+def test_the_same_event_id_in_another_record_is_a_duplicate() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    send_next(s)
+
+    s.add(make_job("e1", offset=9), NOW, T0)
+
+    assert outcomes(s) == [("e1", Outcome.SKIPPED)]
+
+
+def test_an_orphan_that_fails_is_forgotten_for_the_partitions_new_owner() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    request = send_next(s)
+    assert s.pending.drop(PARTITION) == 0  # in flight: orphaned, not dropped
+
+    s.on_failed(request, OutcomeUnknown("timeout"), NOW + 1, T0)
+
+    assert outcomes(s) == []
+    assert s.pending.size == 0
+    assert s.next_request(NOW + 10, T0) is None, "the orphan is not retried"
+    s.add(make_job("e1", offset=5), NOW + 20, T0)  # read again later: processed afresh
+    assert outcomes(s) == []
+    assert s.pending.size == 1
+
+
+def test_an_orphan_whose_record_comes_back_is_adopted_and_retried() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    request = send_next(s)
+    s.pending.drop(PARTITION)
+    s.add(make_job("e1", offset=5), NOW, T0)  # the partition came back to us
+
+    s.on_failed(request, OutcomeUnknown("timeout"), NOW + 1, T0)
+    retry = send_next(s, NOW + 5)
+    s.on_sent(retry)
+
+    assert outcomes(s) == [("e1", Outcome.SENT)]
+
+
+def order_status(event_id: str, version: int, text: str) -> PushJob:
+    return make_job(event_id, text=text, collapse_key="A-1", version=version, offset=version)
+
+
+def test_a_newer_status_waits_while_an_older_one_of_the_order_is_in_flight() -> None:
+    s = scheduler()
+    s.add(order_status("v1", 1, "confirmed"), NOW, T0)
+    first = send_next(s)
+
+    s.add(order_status("v2", 2, "shipped"), NOW, T0)
+    assert s.next_request(NOW + 1, T0) is None, "two statuses of one order never race"
+
+    s.on_sent(first)
+    second = send_next(s, NOW + 2)
+    assert [job.event_id for e in second.envelopes for job in e.jobs] == ["v2"]
+    s.on_sent(second)
+    assert outcomes(s) == [("v1", Outcome.SENT), ("v2", Outcome.SENT)]
+
+
+def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
+    s = scheduler()
+    s.add(order_status("v1", 1, "confirmed"), NOW, T0)
+    first = send_next(s)
+    s.add(order_status("v2", 2, "assembling"), NOW, T0)
+    s.add(order_status("v3", 3, "shipped"), NOW, T0)
+
+    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    request = send_next(s, NOW + 5)
+
+    assert [job.event_id for e in request.envelopes for job in e.jobs] == ["v3"]
+    assert sorted(outcomes(s)) == [("v1", Outcome.SUPERSEDED), ("v2", Outcome.SUPERSEDED)]
