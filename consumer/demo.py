@@ -24,11 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
-
 from consumer.app import Service
+from consumer.demo_kafka import create_topics, delete_topics, publish
 from consumer.demo_view import DemoSummary, PushPrinter, print_summary
 from consumer.localkafka import LocalKafka
 from consumer.logs import configure_logging
@@ -147,55 +144,6 @@ def demo_records(options: DemoOptions, topics: DemoTopics) -> list[tuple[str, by
         )
     )
     return records
-
-
-async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    """Create the topics and wait until each partition has a leader (bounded)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        new = [NewTopic(name, count, 1) for name, count in partitions.items()]
-        response = await admin.create_topics(new)
-        errors = [error for error in response.topic_errors if error[1] != 0]
-        if errors:
-            raise KafkaError(f"creating the demo topics failed: {errors}")
-        deadline = time.monotonic() + 30
-        while not await _led(admin, partitions):
-            if time.monotonic() > deadline:
-                raise KafkaError(f"the demo topics had no leaders within 30 s: {list(partitions)}")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
-
-
-async def _led(admin: AIOKafkaAdminClient, partitions: dict[str, int]) -> bool:
-    described = await admin.describe_topics(list(partitions))
-    return all(
-        topic["error_code"] == 0
-        and sum(1 for p in topic["partitions"] if p["leader"] >= 0) == partitions[topic["topic"]]
-        for topic in described
-    )
-
-
-async def delete_topics(bootstrap: str, names: list[str]) -> None:
-    """Best effort: a broker that went away takes its topics with it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    with contextlib.suppress(KafkaError, OSError, TimeoutError):
-        await admin.start()
-        try:
-            await admin.delete_topics(names)
-        finally:
-            await admin.close()
-
-
-async def publish(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for topic, key, value in records]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:

@@ -18,7 +18,8 @@ from consumer.deadletter import DeadLetterWriter, build_producer
 from consumer.metrics import Metrics
 from consumer.progress import ProgressBar
 from consumer.push import Origin
-from consumer.replay import MARKER, DeadLetter, ReplayFilter, parse_time, replay
+from consumer.replay import replay
+from consumer.replay_select import MARKER, DeadLetter, ReplayFilter, parse_time
 from consumer.settings import KafkaSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
