@@ -3,8 +3,9 @@
 A dead-letter record has the original key, value and headers, plus these headers
 (UTF-8 text values), so the event can be understood and replayed after a fix:
 
-- ``dlq.reason``: short code, e.g. ``invalid_event``, ``render_failed``,
-  ``provider_rejected`` (the ``reason`` of the error class in ``consumer.errors``)
+- ``dlq.reason``: short code, e.g. ``invalid_json``, ``schema_violation`` (the
+  kind of an ``InvalidEvent``), ``render_failed``, ``provider_rejected``,
+  ``retries_exhausted`` (see the README for the full list)
 - ``dlq.error_class``: the exception class name, e.g. ``InvalidEvent``
 - ``dlq.message``: the error message, at most 1024 bytes (cut on a character
   boundary, ending with ``…`` when cut)
