@@ -90,7 +90,13 @@ def _compare(
             continue
         actual = _actual(push, key)
         if _reader_text(actual) != _reader_text(expected[key]):
-            yield *where, f"{label}: the {key} is {actual!r}, expected {expected[key]!r}"
+            shown, wanted = _quoted(actual), _quoted(expected[key])
+            yield *where, f"{label}: the {key} is {shown}, expected {wanted}"
+
+
+def _quoted(value: object) -> str:
+    """Text as the reader sees it, in quotes (no Python escapes like \\xa0)."""
+    return "(none)" if value is None else f"«{_reader_text(value)}»"
 
 
 def _lengths(

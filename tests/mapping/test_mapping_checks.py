@@ -136,11 +136,22 @@ def test_deeplink_must_start_with_a_written_scheme(tmp_path: Path) -> None:
     assert "the deeplink must start with its scheme written out" in problem
 
 
+def test_example_mismatch_shows_plain_text_not_escapes(tmp_path: Path) -> None:
+    title = "'Собрали {{ order.total | money }}'"
+    text = rule_yaml(title=title, expected_title="Собрали 1500 ₽").replace(
+        "status: handed_to_courier}",
+        "status: handed_to_courier, total: {amount: '1500.00', currency: RUB}}",
+    )
+    problem = only_problem(tmp_path, text)
+    assert "the title is «Собрали 1 500 ₽», expected «Собрали 1500 ₽»" in problem
+    assert "\\xa0" not in problem
+
+
 def test_example_that_renders_differently(tmp_path: Path) -> None:
     problem = only_problem(tmp_path, rule_yaml(expected_title="Заказ №78 отправлен"))
     assert problem.endswith(
-        ":12: example 'example 1': the title is 'Заказ №77 отправлен', "
-        "expected 'Заказ №78 отправлен'"
+        ":12: example 'example 1': the title is «Заказ №77 отправлен», "
+        "expected «Заказ №78 отправлен»"
     )
 
 
