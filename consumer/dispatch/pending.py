@@ -125,6 +125,10 @@ class PendingSet:
     def finish(
         self, job: PushJob, outcome: Outcome, reason: str, error: ConsumerError | None = None
     ) -> None:
+        if outcome is Outcome.DEAD_LETTERED:
+            # Replayed from the dead-letter topic after a fix, it must go out, not be
+            # skipped as a duplicate of itself.
+            self._seen.pop(job.event_id, None)
         self.finished.append(Finished(job, outcome, reason, error))
 
     def add(

@@ -7,7 +7,7 @@ import random
 from dispatch_support import T0, make_job
 
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import OutcomeUnknown
+from consumer.errors import OutcomeUnknown, ProviderRejected
 from consumer.providers.base import ProviderLimits
 from consumer.push import Outcome, PushJob
 from consumer.settings import DispatchSettings
@@ -120,3 +120,15 @@ def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
 
     assert [job.event_id for e in request.envelopes for job in e.jobs] == ["v3"]
     assert sorted(outcomes(s)) == [("v1", Outcome.SUPERSEDED), ("v2", Outcome.SUPERSEDED)]
+
+
+def test_a_dead_lettered_event_replayed_after_a_fix_is_sent_not_skipped() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    s.on_failed(send_next(s), ProviderRejected("400: bad userIds"), NOW, T0)
+    assert outcomes(s) == [("e1", Outcome.DEAD_LETTERED)]
+
+    s.add(make_job("e1", offset=77), NOW + 60, T0)  # replayed: a new record, same event
+    s.on_sent(send_next(s, NOW + 60))
+
+    assert outcomes(s) == [("e1", Outcome.SENT)]
