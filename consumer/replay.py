@@ -34,9 +34,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from consumer.errors import FatalError
+from consumer.logs import configure_logging
 from consumer.progress import ProgressBar
 from consumer.replay_select import DeadLetter, ReplayFilter, describe, parse_time
-from consumer.settings import KafkaSettings, load_settings
+from consumer.settings import KafkaSettings, LogLevel, load_settings
 from consumer.source import client_kwargs
 
 STALL_AFTER_S = 30.0
@@ -207,7 +208,10 @@ def register(subparsers: Any) -> None:
 
 def _cli(args: argparse.Namespace) -> int:
     overrides = {"bootstrap_servers": args.bootstrap_servers} if args.bootstrap_servers else {}
-    settings = load_settings(kafka=overrides).kafka
+    loaded = load_settings(kafka=overrides)
+    # stdout carries the listing and the report; logs (warnings only) go to stderr
+    configure_logging(LogLevel.WARNING, loaded.service.log_format, stream=sys.stderr)
+    settings = loaded.kafka
     topic = args.topic or settings.dlq_topic
     selection = ReplayFilter(
         frozenset(args.reason), frozenset(args.event_type), args.since, args.until
