@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "consumer.simulators",
     "consumer.demo",
     "consumer.replay",
+    "consumer.bench",
 ]
 
 

@@ -1,0 +1,115 @@
+"""Compiled templates render exactly as Liquid does, or hand the render back to Liquid."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from liquid.exceptions import LiquidError
+
+from consumer.mapping.compiled import Fallback, compile_template
+from consumer.mapping.render import _CONTEXT_FILTERS, build_environment, render_context
+
+ENV = build_environment()
+NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+COMPILABLE = [
+    "plain text",
+    "Заказ №{{ order.number | default: order.id }} оформлен",
+    "{{ order.total | money }} / {{ order.total.amount | money: 'USD' }}",
+    "{{ bonus.amount | plural: 'бонус', 'бонуса', 'бонусов' }}",
+    "{{ bonus.amount | number }} {{ bonus.amount | plural_word: 'день', 'дня', 'дней' }}",
+    "{{ order.delivery.eta | day | capitalize }} {{ order.delivery.eta | time }}",
+    "{{ order.delivery.eta | time_range: order.delivery.eta_until }} {{ order.date | date_ru }}",
+    "imshop://orders/{{ order.id | url_encode }}?q={{ order.note | truncate: 8 }}",
+    "{% if order.total %}Сумма {{ order.total | money }}.{% else %}Без суммы.{% endif %}",
+    "{% if a and c %}A{% elsif b or c %}B{% elsif b %}D{% else %}C{% endif %}!",
+    "{% if order.total %}   {% endif %}[{{ flag }}][{{ zero }}][{{ items }}][{{ none_yet }}]",
+    "{{ order.missing | default: 'нет' }} {{ order.missing | default }}|",
+    "{{ order.number | append: '-' | prepend: '#' | upcase | replace: '#', '№' }}",
+    "{{ bonus.amount | plus: 1 | minus: 0.5 | round: 1 | abs }} {{ items | size }}",
+]
+
+NOT_COMPILED = [
+    "{% for item in items %}{{ item }}{% endfor %}",
+    "{% if order.status == 'created' %}x{% endif %}",
+    "{{ items.first }} {{ items.size }}",
+    "{{ items[0] }}",
+    "{% assign x = 1 %}{{ x }}",
+]
+
+FAILING = [
+    "{{ order.missing }}",  # strict: a missing value is an error, not ""
+    "{{ order.missing | upcase }}",
+    "{{ order.id | money }}",  # a filter refusing its input
+    "{{ order.number.deeper }}",  # a path through a string
+]
+
+
+def _context(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "order": {
+            "id": "A 1/2",
+            "number": "10452",
+            "total": {"amount": Decimal("1990.50"), "currency": "RUB"},
+            "delivery": {
+                "eta": dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC),
+                "eta_until": "2026-11-25T14:00:00+03:00",
+            },
+            "date": dt.date(2027, 1, 2),
+            "note": "позвоните заранее, пожалуйста",
+        },
+        "bonus": {"amount": Decimal("21")},
+        "a": 1,
+        "c": "",
+        "flag": True,
+        "zero": 0,
+        "items": ["x", "y"],
+        "none_yet": [],
+    }
+    data.update(overrides)
+    return render_context(data, ZoneInfo("Europe/Moscow"), NOW)
+
+
+def _liquid(source: str, context: dict[str, Any]) -> str:
+    return ENV.from_string(source).render(context)
+
+
+@pytest.mark.parametrize("source", COMPILABLE)
+@pytest.mark.parametrize("overrides", [{}, {"a": False, "b": 0, "order": {"id": "B"}}])
+def test_compiled_output_equals_liquid(source: str, overrides: dict[str, Any]) -> None:
+    function = compile_template(ENV.from_string(source), _CONTEXT_FILTERS)
+    assert function is not None
+    context = _context(**overrides)
+    try:
+        expected = _liquid(source, context)
+    except LiquidError:
+        with pytest.raises(Fallback):
+            function(context)
+        return
+    assert function(context) == expected
+
+
+@pytest.mark.parametrize("source", NOT_COMPILED)
+def test_tags_and_operators_beyond_the_subset_stay_on_liquid(source: str) -> None:
+    assert compile_template(ENV.from_string(source), _CONTEXT_FILTERS) is None
+
+
+@pytest.mark.parametrize("source", FAILING)
+def test_what_liquid_refuses_falls_back_so_liquid_names_the_error(source: str) -> None:
+    function = compile_template(ENV.from_string(source), _CONTEXT_FILTERS)
+    assert function is not None
+    with pytest.raises(LiquidError):
+        _liquid(source, _context())
+    with pytest.raises(Fallback):
+        function(_context())
+
+
+def test_a_name_the_event_lacks_falls_back_to_liquid_builtins() -> None:
+    function = compile_template(ENV.from_string("{{ now }}"), _CONTEXT_FILTERS)
+    assert function is not None
+    with pytest.raises(Fallback):
+        function(_context())
