@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,32 @@ class Service:
                     await self._serve(group, parts, stop)
             except* FatalError as failed:
                 raise failed.exceptions[0] from None
+
+    @contextlib.asynccontextmanager
+    async def serving(self, ready_timeout_s: float = 60.0) -> AsyncIterator[Service]:
+        """Run the service in this event loop until the block ends, then stop it gracefully.
+
+        For the demo, benchmarks and tests; raises the start-up failure, or
+        ``FatalError`` if the service is not ready within ``ready_timeout_s``.
+        """
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop), name="service")
+        ready = asyncio.create_task(self.ready.wait())
+        await asyncio.wait({task, ready}, timeout=ready_timeout_s, return_when="FIRST_COMPLETED")
+        ready.cancel()
+        if task.done():
+            task.result()  # the start-up failure
+            raise FatalError("the service stopped before it was ready")
+        if not self.ready.is_set():
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, ready_timeout_s)
+            raise FatalError(f"the service was not ready within {ready_timeout_s:g} s")
+        try:
+            yield self
+        finally:
+            stop.set()
+            await task
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> _Parts:
         settings = self.settings

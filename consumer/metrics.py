@@ -81,6 +81,16 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def outcome_counts(self) -> dict[tuple[str, str], float]:
+        """Events counted so far, by (event_type, outcome)."""
+        counts: dict[tuple[str, str], float] = {}
+        for metric in self.events.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["event_type"], sample.labels["outcome"])
+                    counts[key] = sample.value
+        return counts
+
     def value(self, name: str, **labels: str) -> float:
         """Current value of one sample (0.0 if it was never set), for tests and the demo."""
         found = self.registry.get_sample_value(name, labels)

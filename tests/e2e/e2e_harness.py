@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,34 +132,14 @@ async def wait_until(
         await asyncio.sleep(0.05)
 
 
-@contextlib.asynccontextmanager
-async def running(service: Service) -> AsyncIterator[Service]:
+def running(service: Service) -> contextlib.AbstractAsyncContextManager[Service]:
     """Run the service in this event loop; stop it gracefully on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    ready = asyncio.create_task(service.ready.wait())
-    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=30)
-    if task.done():
-        task.result()  # raise the start-up failure
-    try:
-        yield service
-    finally:
-        stop.set()
-        ready.cancel()
-        await asyncio.wait_for(task, 30)
+    return service.serving(ready_timeout_s=30)
 
 
 def outcomes(service: Service) -> dict[tuple[str, str], float]:
     """Events counted by (event_type, outcome) so far."""
-    result: dict[tuple[str, str], float] = {}
-    for metric in service.metrics.registry.collect():
-        if metric.name != "push_events":
-            continue
-        for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                key = (sample.labels["event_type"], sample.labels["outcome"])
-                result[key] = sample.value
-    return result
+    return service.metrics.outcome_counts()
 
 
 def total_outcomes(service: Service) -> float:
