@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from consumer.errors import FatalError
+from consumer.kafka_clients import connect
 from consumer.logs import configure_logging
 from consumer.progress import ProgressBar
 from consumer.replay_select import DeadLetter, ReplayFilter, describe, parse_time
@@ -71,7 +72,7 @@ async def replay(
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), group_id=None, enable_auto_commit=False, client_id="dlq-replay"
     )
-    await consumer.start()
+    await connect(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:
         ends = await _assign_all(consumer, settings, dlq_topic)
         if progress is not None:
@@ -137,7 +138,7 @@ class _Run:
 async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
     # The consumer's own metadata knows only subscribed topics; the admin client asks.
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
+    await connect(admin.start, admin.close, settings.bootstrap_servers)
     try:
         (described,) = await admin.describe_topics([topic])
     finally:

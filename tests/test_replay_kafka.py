@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from consumer.cli import build_parser
 from consumer.deadletter import DeadLetterWriter, build_producer
+from consumer.errors import FatalError
 from consumer.metrics import Metrics
 from consumer.progress import ProgressBar
 from consumer.push import Origin
@@ -226,6 +228,21 @@ async def test_the_command_line_dry_run(kafka_bootstrap: str, setup: dict[str, s
         "skipped 0 (no dlq.source_topic)"
     )
     assert await read_topic(kafka_bootstrap, setup["orders"]) == []
+
+
+async def test_an_unreachable_broker_is_one_line_and_exit_2() -> None:
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-W", "default", "-m", "consumer", "dlq", "replay"],
+        *["--bootstrap-servers", "127.0.0.1:1", "--topic", "dead-letter", "--dry-run"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode == 2
+    assert stdout == b""
+    (line,) = stderr.decode().splitlines()
+    assert line.startswith("error: cannot reach Kafka at 127.0.0.1:1: "), line
 
 
 def test_times_are_iso_or_ages() -> None:
