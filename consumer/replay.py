@@ -140,6 +140,13 @@ async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await connect(admin.start, admin.close, settings.bootstrap_servers)
     try:
+        # Metadata naming a topic creates it on brokers with auto.create.topics.enable
+        # (Kafka's default): look it up in the full list first, so a mistyped --topic
+        # fails instead of leaving a stray empty topic behind.
+        if topic not in await admin.list_topics():
+            raise FatalError(
+                f"the dead-letter topic {topic!r} does not exist at {settings.bootstrap_servers}"
+            )
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()

@@ -230,6 +230,20 @@ async def test_the_command_line_dry_run(kafka_bootstrap: str, setup: dict[str, s
     assert await read_topic(kafka_bootstrap, setup["orders"]) == []
 
 
+async def test_a_missing_topic_fails_clearly_and_is_not_created(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, unique_name: Any
+) -> None:
+    """The broker auto-creates topics: a mistyped --topic must not leave one behind."""
+    missing = unique_name("dlq-typo")
+
+    with pytest.raises(FatalError, match=f"dead-letter topic '{missing}' does not exist"):
+        await replay(
+            KafkaSettings(bootstrap_servers=kafka_bootstrap), missing, ReplayFilter(), dry_run=True
+        )
+
+    assert missing not in await kafka_admin.list_topics()
+
+
 async def test_an_unreachable_broker_is_one_line_and_exit_2() -> None:
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-W", "default", "-m", "consumer", "dlq", "replay"],
