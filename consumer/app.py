@@ -79,6 +79,11 @@ class Service:
             except* FatalError as failed:
                 raise failed.exceptions[0] from None
 
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """Partitions this instance holds now (empty before start and after stop)."""
+        return self._parts.source.assigned if self._parts else frozenset()
+
     @contextlib.asynccontextmanager
     async def serving(self, ready_timeout_s: float = 60.0) -> AsyncIterator[Service]:
         """Run the service in this event loop until the block ends, then stop it gracefully.

@@ -19,7 +19,7 @@ import contextlib
 import random
 
 from consumer.clock import Clock
-from consumer.dispatch.budget import Budget
+from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.pending import Finished
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import ConsumerError, FatalError, OutcomeUnknown, RateLimited
@@ -167,8 +167,10 @@ class Dispatcher:
             request = self._scheduler.next_request(self._clock.monotonic(), now_wall)
             if request is None:
                 break
-            self._budget.try_start()
-            task = asyncio.create_task(self._send(request))
+            slot = self._budget.try_start()
+            if slot is None:  # cannot happen after can_start(); stay safe regardless
+                break
+            task = asyncio.create_task(self._send(request, slot))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._report(self._scheduler.pop_finished())
@@ -179,11 +181,14 @@ class Dispatcher:
         times = []
         if (due := self._scheduler.next_wakeup(now_mono, now_wall)) is not None:
             times.append(due)
-        if len(self._tasks) < self._max_concurrent and self._scheduler.has_ready():
-            times.append(self._budget.next_start_at())
+        # None: only a request in flight can free a slot, and its end wakes the loop
+        free = self._budget.next_start_at()
+        can_send = len(self._tasks) < self._max_concurrent and self._scheduler.has_ready()
+        if can_send and free is not None:
+            times.append(free)
         return min(times, default=None)
 
-    async def _send(self, request: Request) -> None:
+    async def _send(self, request: Request, slot: Slot) -> None:
         error: ConsumerError | None = None
         try:
             await self._provider.send(request.envelopes)
@@ -192,6 +197,8 @@ class Dispatcher:
         except Exception as exc:  # a provider bug: the request may have gone out
             log.exception("push_send_crashed", provider=self._provider.name)
             error = OutcomeUnknown(f"{self._provider.name} send failed unexpectedly: {exc!r}")
+        finally:
+            self._budget.finish(slot)  # cancelled too: it may have arrived by now
         self._settle(request, error)
 
     def _settle(self, request: Request, error: ConsumerError | None) -> None:

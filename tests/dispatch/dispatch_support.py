@@ -10,7 +10,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from consumer.clock import FakeClock
-from consumer.dispatch.budget import Budget
+from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import ConsumerError, RateLimited
 from consumer.events import Recipient
@@ -222,30 +222,32 @@ class Harness:
     ) -> None:
         start = self.clock.t  # arrival times are seconds from now
         waiting = sorted(((start + at, job) for at, job in arrivals), key=lambda item: item[0])
-        flights: list[tuple[float, int, Request, ConsumerError | None]] = []
+        flights: list[tuple[float, int, Request, ConsumerError | None, Slot]] = []
         for step in range(max_steps):
             now = self.clock.t
             while waiting and waiting[0][0] <= now:
                 self.scheduler.add(waiting.pop(0)[1], now, self.clock.now())
             flights.sort(key=lambda item: (item[0], item[1]))
             while flights and flights[0][0] <= now:
-                _, _, request, error = flights.pop(0)
+                _, _, request, error, slot = flights.pop(0)
+                self.budget.finish(slot)
                 self._settle(request, error)
             self.scheduler.advance(now, self.clock.now())
             while self.budget.can_start():
                 request = self.scheduler.next_request(now, self.clock.now())
                 if request is None:
                     break
-                assert self.budget.try_start()
+                slot = self.budget.try_start()
+                assert slot is not None
                 error = next(results) if results is not None else None
                 self.requests.append((now, request, error))
-                flights.append((now + self.latency_s, step, request, error))
+                flights.append((now + self.latency_s, step, request, error, slot))
             self._collect()
             times = [at for at, _ in waiting[:1]] + [at for at, *_ in flights]
             if (wake := self.scheduler.next_wakeup(now, self.clock.now())) is not None:
                 times.append(wake)
-            if self.scheduler.has_ready():
-                times.append(self.budget.next_start_at())
+            if self.scheduler.has_ready() and (free := self.budget.next_start_at()) is not None:
+                times.append(free)
             if not times:
                 return
             self.clock.t = max(now, min(times))
