@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.demo import DemoOptions, run_demo
 from consumer.demo_view import mask
+from consumer.errors import FatalError
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -79,3 +80,11 @@ async def test_demo_stops_at_its_time_limit_and_says_so(
 def test_user_ids_are_masked_but_distinguishable() -> None:
     assert mask("79990001122") == "7999***1122"
     assert mask("1234") == "1234"
+
+
+async def test_an_unreachable_broker_ends_the_demo_with_one_clear_error() -> None:
+    options = DemoOptions(bootstrap_servers="127.0.0.1:1", quiet=True)
+
+    with pytest.raises(FatalError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "):
+        await run_demo(options, io.StringIO())
+
