@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from typing import Any, TextIO
 from consumer.app import Service
 from consumer.demo_kafka import create_topics, delete_topics, publish
 from consumer.demo_view import DemoSummary, PushPrinter, print_summary
+from consumer.errors import FatalError
 from consumer.localkafka import LocalKafka
 from consumer.logs import configure_logging
 from consumer.samples import sample_events, to_record
@@ -36,6 +36,7 @@ from consumer.simulators.imshop import ImshopSimulator, SimulatorConfig
 REAL_WINDOW_S = 60.0
 API_KEY = "demo-key"
 POLL_S = 0.1
+READY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ class _Say:
     def __call__(self, text: str, *, always: bool = False) -> None:
         if always or not self.quiet:
             print(text, file=self.out, flush=True)
+
+
+def log_path() -> Path:
+    """The service's log of the last demo run (overwritten by the next one)."""
+    return Path.home() / ".cache" / "order-push-consumer" / "demo" / "service.log"
 
 
 def default_mappings_dir() -> Path:
@@ -178,10 +184,11 @@ async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
             f"a bonus campaign to {options.campaign} customers, 2 malformed records."
         )
         printer = PushPrinter(simulator, out, window_s=options.window_s, quiet=options.quiet)
-        service = await stack.enter_async_context(_running(Service(settings)))
+        service = Service(settings)
+        running = await stack.enter_async_context(_running(service))
         say("The service is running; pushes as the simulator receives them:\n")
         deadline = time.monotonic() + options.max_seconds
-        finished = await _watch(service, printer, len(records), deadline)
+        finished = await _watch(service, running, printer, len(records), deadline)
         if not finished:
             say(f"Stopping: the {options.max_seconds:g} s limit was reached.", always=True)
     printer.show_new()  # pushes sent while draining
@@ -205,26 +212,42 @@ def _intro(options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: s
     )
 
 
-async def _watch(service: Service, printer: PushPrinter, expected: int, deadline: float) -> bool:
-    """Print pushes until every event has its outcome and dead letters are written."""
+async def _watch(
+    service: Service,
+    running: asyncio.Task[None],
+    printer: PushPrinter,
+    expected: int,
+    deadline: float,
+) -> bool:
+    """Print pushes until every event has its outcome and dead letters are written.
+
+    Raced against the service: if it ends early, its error ends the demo at once.
+    """
     while time.monotonic() < deadline:
         printer.show_new()
         if DemoSummary.settled(service, expected):
             return True
-        await asyncio.sleep(POLL_S)
+        await asyncio.wait({running}, timeout=POLL_S)
+        if running.done():
+            running.result()  # the service's error
+            raise FatalError("the service stopped before every event had its outcome")
     return False
 
 
 @contextlib.asynccontextmanager
-async def _running(service: Service) -> AsyncIterator[Service]:
+async def _running(service: Service) -> AsyncIterator[asyncio.Task[None]]:
+    """The service's run() as a task, once it is ready (bounded); stopped on the way out."""
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop), name="service")
     ready = asyncio.create_task(service.ready.wait())
     try:
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=60)
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=READY_S)
         if task.done():
-            task.result()  # raise the start-up failure
-        yield service
+            task.result()  # the start-up failure
+            raise FatalError("the service stopped before it was ready")
+        if not service.ready.is_set():
+            raise FatalError(f"the service was not ready within {READY_S:g} s; see its log")
+        yield task
     finally:
         stop.set()
         ready.cancel()
@@ -281,10 +304,12 @@ def _cli(args: argparse.Namespace) -> int:
         mappings_dir=args.mappings,
         seed=args.seed,
     )
-    log_path = Path(tempfile.mkdtemp(prefix="consumer-demo-")) / "service.log"
-    # Kept open until the process ends: the service logs until its last moment.
-    log_file = log_path.open("a", encoding="utf-8")
+    path = log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One log, overwritten each run; kept open until the process ends, as the
+    # service logs until its last moment.
+    log_file = path.open("w", encoding="utf-8")
     configure_logging("info", LogFormat.JSON, stream=log_file)
-    print(f"Service logs: {log_path}", flush=True)
+    print(f"Service logs: {path}", flush=True)
     summary = asyncio.run(run_demo(options, sys.stdout))
     return 0 if summary.clean else 1

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.demo import DemoOptions, run_demo
-from consumer.demo_view import mask
+from consumer.app import Service
+from consumer.demo import DemoOptions, _watch, run_demo
+from consumer.demo_view import PushPrinter, mask
 from consumer.errors import FatalError
+from consumer.settings import load_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -88,3 +94,17 @@ async def test_an_unreachable_broker_ends_the_demo_with_one_clear_error() -> Non
     with pytest.raises(FatalError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "):
         await run_demo(options, io.StringIO())
 
+
+async def test_a_service_that_dies_mid_run_ends_the_watch_at_once() -> None:
+    async def dies() -> None:
+        await asyncio.sleep(0.05)
+        raise FatalError("the consume loop broke")
+
+    running = asyncio.create_task(dies())
+    simulator: Any = SimpleNamespace(pushes=[], config=SimpleNamespace(rate_limit=10))
+    printer = PushPrinter(simulator, io.StringIO(), window_s=1.0, quiet=True)
+    service = Service(load_settings())
+
+    with pytest.raises(FatalError, match="the consume loop broke"):
+        # Far from the deadline: without the race it would poll on and return False.
+        await _watch(service, running, printer, expected=5, deadline=time.monotonic() + 30)
