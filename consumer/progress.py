@@ -1,7 +1,8 @@
 """A text progress bar on stderr, with no dependency: ``[#####.....]  512/1024  note``.
 
 On a terminal the bar redraws in place (at most ten times a second); in a log
-file or CI output it prints one line per quarter, so the log stays short.
+file or CI output it prints one line per quarter, so the log stays short. A line
+identical to the one last shown is not shown again.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from typing import TextIO
 
 WIDTH = 30
+CLEAR_TO_END = "\x1b[K"  # a shorter line must not leave the tail of the longer one
 REDRAW_S = 0.1
 STEPS = 4  # lines printed when the stream is not a terminal
 
@@ -24,6 +26,7 @@ class ProgressBar:
         self._drawn_at = 0.0
         self._step = 0
         self._started = False
+        self._shown = ""
 
     def start(self, total: int) -> None:
         self._total = total
@@ -55,11 +58,16 @@ class ProgressBar:
             now = time.monotonic()
             if force or now - self._drawn_at >= REDRAW_S:
                 self._drawn_at = now
-                self._stream.write("\r" + self.line())
-                self._stream.flush()
+                self._show("\r{}" + CLEAR_TO_END)
             return
         step = STEPS * self._done // self._total if self._total else STEPS
         if force or step > self._step:
             self._step = step
-            self._stream.write(self.line() + "\n")
+            self._show("{}\n")
+
+    def _show(self, form: str) -> None:
+        line = self.line()
+        if line != self._shown:
+            self._shown = line
+            self._stream.write(form.format(line))
             self._stream.flush()

@@ -193,7 +193,11 @@ async def test_replaying_into_the_dead_letter_topic_itself_ends(
 
     assert (report.scanned, report.replayed) == (5, 5)
     assert len(await read_topic(kafka_bootstrap, setup["dlq"])) == 10
-    assert progress_out.getvalue().splitlines()[-1].startswith(f"[{'#' * 30}] 5/5")
+    bars = [f"[{'#' * round(6 * n)}{'.' * (30 - round(6 * n))}] {n}/5" for n in range(6)]
+    assert progress_out.getvalue().splitlines() == [
+        bars[0],
+        *(f"{bars[n]}  matched {n}" for n in range(2, 6)),
+    ], "one line per quarter, the last one once"
 
 
 async def test_the_command_line_dry_run(kafka_bootstrap: str, setup: dict[str, str]) -> None:
