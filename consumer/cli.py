@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from aiokafka.errors import KafkaError
+
 from consumer import __version__
 from consumer.errors import FatalError
 
@@ -50,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:  # e.g. no broker at the address given
+        print(f"error: Kafka: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,8 +122,8 @@ async def produce(bootstrap_servers: str, count: int, seed: int) -> int:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=20)
-    await producer.start()
     try:
+        await producer.start()
         for event in sample_events(count, seed=seed):
             record = to_record(event)
             await producer.send(record.topic, record.value, key=record.key)
@@ -135,20 +136,26 @@ async def produce(bootstrap_servers: str, count: int, seed: int) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("samples", help="sample events (for the demo and tests)")
     sub = parser.add_subparsers(metavar="ACTION", required=True)
-    produce_parser = sub.add_parser("produce", help="publish sample events to Kafka")
-    produce_parser.add_argument("--bootstrap-servers", default="localhost:9092")
-    produce_parser.add_argument("--count", type=int, default=200)
-    produce_parser.add_argument("--seed", type=int, default=7)
+    produce_parser = sub.add_parser(
+        "produce", help="publish sample events to the topics `orders` and `bonus`"
+    )
+    produce_parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)",
+    )
+    produce_parser.add_argument("--count", type=int, default=200, help="how many events")
+    produce_parser.add_argument("--seed", type=int, default=7, help="same seed, same events")
     produce_parser.set_defaults(func=_produce)
     show_parser = sub.add_parser("show", help="print sample events as JSON lines")
-    show_parser.add_argument("--count", type=int, default=20)
-    show_parser.add_argument("--seed", type=int, default=7)
+    show_parser.add_argument("--count", type=int, default=20, help="how many events")
+    show_parser.add_argument("--seed", type=int, default=7, help="same seed, same events")
     show_parser.set_defaults(func=_show)
 
 
 def _produce(args: argparse.Namespace) -> int:
     sent = asyncio.run(produce(args.bootstrap_servers, args.count, args.seed))
-    print(f"produced {sent} sample events to {args.bootstrap_servers}")
+    print(f"produced {sent} sample events to orders and bonus at {args.bootstrap_servers}")
     return 0
 
 
