@@ -43,7 +43,7 @@ def e2e_settings(
     topics: Topics,
     push_url: str,
     *,
-    mappings: Path = MAPPINGS,
+    mappings_dir: Path = MAPPINGS,
     **sections: dict[str, Any],
 ) -> Settings:
     """Small windows and short intervals, so each test runs in seconds."""
@@ -66,7 +66,7 @@ def e2e_settings(
             "timeout_s": 2.0,
         },
         "dispatch": {"retry_initial_backoff_s": 0.05, "retry_max_backoff_s": 0.5},
-        "mappings": {"dir": mappings},
+        "mappings": {"dir": mappings_dir},
         "service": {"health_port": 0, "shutdown_grace_s": 5.0},
     }
     for name, values in sections.items():

@@ -17,6 +17,7 @@ from e2e_harness import (
     encode,
     expiring,
     make_topics,
+    now_iso,
     order,
     produce,
     read_all,
@@ -27,6 +28,8 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
+from consumer.replay import replay
+from consumer.replay_select import ReplayFilter
 from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
@@ -151,7 +154,7 @@ async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(
         if index < len(good):
             records.append((topics.orders, b"good", encode(good[index])))
     await produce(kafka_bootstrap, records)
-    settings = e2e_settings(kafka_bootstrap, topics, imshop.url, mappings=tmp_path)
+    settings = e2e_settings(kafka_bootstrap, topics, imshop.url, mappings_dir=tmp_path)
 
     async with running(Service(settings)) as service:
         await wait_until(lambda: total_outcomes(service) == len(bad) + 4, what="every outcome")
@@ -221,3 +224,55 @@ async def test_provider_outage_then_recovery_loses_nothing_and_keeps_the_budget(
 def _text(simulator: ImshopSimulator, user: str) -> tuple[str, str]:
     (push,) = [p for p in simulator.pushes if user in p["userIds"]]
     return push["message"]["title"], push["message"]["summary"]
+
+
+async def test_a_template_fix_and_a_replay_deliver_what_was_dead_lettered(
+    kafka_bootstrap: str, topics: Topics, imshop: Any, tmp_path: Path
+) -> None:
+    """The runbook's path: render_failed -> fix the mapping (hot reload) -> dlq replay -> sent."""
+    write_failing_rule(tmp_path)
+    promo = {
+        "event_id": "promo-fix",
+        "event_type": "promo.code_issued",
+        "occurred_at": now_iso(),
+        "recipient": {"user_id": "79990000088"},
+        "promo": {"campaign": "autumn"},  # no code: the template cannot render
+    }
+    await produce(kafka_bootstrap, [(topics.orders, b"promo", encode(promo))])
+    settings = e2e_settings(
+        kafka_bootstrap,
+        topics,
+        imshop.url,
+        mappings_dir=tmp_path,
+        mappings={"reload_interval_s": 0.1},
+    )
+
+    async with running(Service(settings)) as service:
+        failed = lambda: service.metrics.value(  # noqa: E731
+            "push_dead_letters_total", reason="render_failed"
+        )
+        await wait_until(lambda: failed() == 1, what="the render failure dead-lettered")
+        fixed = (
+            (tmp_path / "promo.yaml")
+            .read_text(encoding="utf-8")
+            .replace(
+                'summary: "Промокод {{ promo.code }} на следующий заказ"',
+                "summary: '{% if promo.code %}Промокод {{ promo.code }} на следующий заказ"
+                "{% else %}Для вас есть промокод{% endif %}'",
+            )
+        )
+        (tmp_path / "promo.yaml").write_text(fixed, encoding="utf-8")
+        reloaded = lambda: service.metrics.value(  # noqa: E731
+            "mapping_reloads_total", result="loaded"
+        )
+        await wait_until(lambda: reloaded() == 1, what="the fixed mapping loaded")
+
+        report = await replay(
+            settings.kafka, topics.dlq, ReplayFilter(reasons=frozenset({"render_failed"}))
+        )
+        assert report.replayed == 1
+        await wait_until(lambda: bool(imshop.pushes), what="the replayed push sent")
+
+    (push,) = imshop.pushes
+    assert push["userIds"] == ["79990000088"]
+    assert push["message"]["summary"] == "Для вас есть промокод"
