@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 JVM_OPTIONS = [
@@ -26,6 +24,8 @@ JVM_OPTIONS = [
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 ]
+
+KILL_WAIT_S = 10.0
 
 LOG4J2_PROPERTIES = """status = warn
 appender.file.type = File
@@ -90,32 +90,48 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """SIGTERM the broker's process group, SIGKILL it if it lingers; False if it outlives both."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
+        return True
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    try:
+        process.wait(timeout=KILL_WAIT_S)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """On Linux, have the kernel SIGKILL the broker if this process dies without stop().
+# PR_SET_PDEATHSIG, then a check that the parent did not die before it was set,
+# then the broker's exec. It runs in a fresh single-threaded interpreter: code
+# run through Popen's preexec_fn would run in a forked copy of this threaded
+# process (asyncio.to_thread, aiokafka), where a lock held by another thread at
+# the fork can deadlock the child. The death signal survives the exec.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the process that started the Kafka broker is gone; not starting it")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dying_with_parent(command: list[str]) -> list[str]:
+    """On Linux, ``command`` wrapped so the kernel SIGKILLs it if this process dies without stop().
 
     The broker runs in its own session (so Ctrl-C reaches only us and we stop it
-    in order); this keeps a killed test run from leaving a JVM behind.
+    in order); this keeps a killed test run from leaving a JVM behind. The
+    "parent" is the thread that spawns it, which must outlive the broker.
+    ``command[0]`` must be a path (it is exec'd without a PATH search).
     """
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_death_signal() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-    return set_death_signal
+        return command
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]

@@ -39,11 +39,14 @@ from consumer.kafka_process import (
     JVM_OPTIONS,
     LOG4J2_PROPERTIES,
     cluster_id,
-    die_with_parent,
+    dying_with_parent,
     free_ports,
     server_properties,
     terminate_group,
 )
+from consumer.logs import get_logger
+
+log = get_logger(__name__)
 
 __all__ = ["KafkaStartFailed", "KafkaUnavailable", "LocalKafka", "ensure_jars", "register"]
 
@@ -93,12 +96,14 @@ class LocalKafka:
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """SIGTERM the broker, SIGKILL its process group if it lingers, remove its data."""
         process, self._process = self._process, None
-        if process is not None:
-            terminate_group(process, timeout_s)
         data, self._data = self._data, None
-        if data is not None:
-            shutil.rmtree(data, ignore_errors=True)
         self._port = None
+        try:
+            if process is not None and not terminate_group(process, timeout_s):
+                log.warning("kafka_broker_not_stopped", pid=process.pid, data_dir=str(data))
+        finally:
+            if data is not None:
+                shutil.rmtree(data, ignore_errors=True)
 
     def __enter__(self) -> Self:
         self.start()
@@ -156,15 +161,14 @@ class LocalKafka:
 
     def _spawn(self) -> None:
         assert self._data is not None
-        command = [*self._java_command(), "kafka.Kafka", str(self._data / "server.properties")]
+        broker = [*self._java_command(), "kafka.Kafka", str(self._data / "server.properties")]
         with (self._data / "broker.out").open("wb") as out:
             self._process = subprocess.Popen(
-                command,
+                dying_with_parent(broker),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(),
             )
 
     def _java_command(self) -> list[str]:

@@ -6,14 +6,23 @@ a metadata string that a later member of the same group reads back.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from structlog.testing import capture_logs
+
+from consumer.kafka_process import dying_with_parent
+from consumer.localkafka import LocalKafka
 
 pytestmark = pytest.mark.kafka
 
@@ -121,3 +130,52 @@ async def test_committed_offset_and_metadata_survive_to_the_next_group_member(
     async with _consumer(kafka_bootstrap, group, topic) as second:
         resumed = await _read(second, 1)
     assert [(r.offset, r.value) for r in resumed] == [(4, b"r4")]
+
+
+def test_the_broker_command_runs_with_a_death_signal_set_before_its_exec() -> None:
+    pr_get_pdeathsig = (
+        "import ctypes; v = ctypes.c_int(); "
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); print(v.value)"
+    )
+    command = dying_with_parent([sys.executable, "-c", pr_get_pdeathsig])
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+    assert (done.returncode, done.stdout.strip()) == (0, str(int(signal.SIGKILL))), done.stderr
+
+
+def test_the_broker_is_not_started_when_its_parent_is_already_gone() -> None:
+    command = dying_with_parent(["/bin/echo", "started"])
+    parent_at = command.index(str(os.getpid()))
+    command[parent_at] = "1"  # as if we had died and init had adopted the child
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "is gone; not starting it" in done.stderr
+
+
+class _OutlivesSigkill:
+    """A broker whose wait never succeeds; ``pid`` is a real process group to signal."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise subprocess.TimeoutExpired("kafka.Kafka", timeout or 0)
+
+
+def test_stop_removes_the_data_dir_even_when_the_broker_outlives_sigkill(tmp_path: Path) -> None:
+    stand_in = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    data = tmp_path / "localkafka-data"
+    data.mkdir()
+    kafka = LocalKafka()
+    kafka._data, kafka._process = data, _OutlivesSigkill(stand_in.pid)  # type: ignore[assignment]
+
+    with capture_logs() as logs:
+        kafka.stop(timeout_s=0.1)
+
+    assert not data.exists()
+    assert [entry["event"] for entry in logs] == ["kafka_broker_not_stopped"]
+    assert stand_in.wait(timeout=10) in (-signal.SIGTERM, -signal.SIGKILL), "it was signalled"
