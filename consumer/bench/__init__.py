@@ -2,7 +2,8 @@
 
 Not part of the tests' pass/fail: it measures, prints a summary and optionally
 writes every figure as JSON. It starts its own Kafka broker (``LocalKafka``)
-unless ``--bootstrap-servers`` names one, and runs the IMSHOP simulator itself.
+unless ``--bootstrap-servers`` names one (its topics are deleted at the end
+then), and runs the IMSHOP simulator itself.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str, Any]:
+    from consumer.bench.support import own_topics_deleted
     from consumer.localkafka import LocalKafka
 
     if bootstrap is not None:
-        return await _sections(bootstrap, quick, sections)
+        async with own_topics_deleted(bootstrap):
+            return await _sections(bootstrap, quick, sections)
     async with LocalKafka() as kafka:
         return await _sections(kafka.bootstrap_servers, quick, sections)
 

@@ -6,18 +6,23 @@ Nothing here is timed itself; the benchmarks time around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import statistics
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
 
+from consumer.demo_kafka import delete_topics
+from consumer.errors import FatalError
+from consumer.kafka_clients import connect
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
 from consumer.samples import sample_events
@@ -36,11 +41,19 @@ def quiet_logs() -> None:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 3) -> str:
+    """Create ``name`` and wait (30 s at most) until every partition has a leader."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    await connect(admin.start, admin.close, bootstrap)
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-        for _ in range(300):  # a leader for every partition, within 30 s
+        response = await admin.create_topics([NewTopic(name, partitions, 1)])
+        failed = [(code, *rest) for _topic, code, *rest in response.topic_errors if code != 0]
+        if failed:
+            code, *message = failed[0]
+            raise FatalError(
+                f"creating topic {name} at {bootstrap} failed: "
+                f"{for_code(code).__name__} (Kafka error {code}) {' '.join(map(str, message))}"
+            )
+        for _ in range(300):
             (described,) = await admin.describe_topics([name])
             leaders = [p for p in described["partitions"] if p["leader"] >= 0]
             if described["error_code"] == 0 and len(leaders) == partitions:
@@ -48,7 +61,33 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 3) -> str:
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    raise RuntimeError(f"topic {name} got no leaders in 30 s")
+    raise FatalError(f"topic {name} at {bootstrap} got no partition leaders in 30 s")
+
+
+@contextlib.asynccontextmanager
+async def own_topics_deleted(bootstrap: str) -> AsyncIterator[None]:
+    """Delete the ``bench-`` topics that appear during the block: on a broker we did
+    not start, the run leaves nothing behind (its topics, and the dead-letter topics
+    the service created)."""
+    before = set(await list_topics(bootstrap))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FatalError):
+            after = await list_topics(bootstrap)
+            created = sorted(t for t in after if t.startswith("bench-") and t not in before)
+            if created:
+                await delete_topics(bootstrap, created)
+
+
+async def list_topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await connect(admin.start, admin.close, bootstrap)
+    try:
+        topics: list[str] = await admin.list_topics()
+        return topics
+    finally:
+        await admin.close()
 
 
 def sample_values(count: int, *, distinct: int = 2000, seed: int = 11) -> Iterator[bytes]:
