@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from consumer.cli import build_parser
+from consumer.clock import FakeClock
 from consumer.deadletter import DeadLetterWriter, build_producer
 from consumer.errors import FatalError
 from consumer.metrics import Metrics
@@ -28,6 +29,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 PARTITIONS = {"orders": 3, "bonus": 3, "dlq": 2}  # by topic prefix
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+# The dead letters' dlq.time; their record timestamps are the real now, long after.
+DEAD_LETTERED_AT = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
+INVALID = frozenset({"schema_violation", "invalid_json"})
 
 
 def event(event_type: str, event_id: str) -> bytes:
@@ -39,7 +43,7 @@ async def dead_letter(bootstrap: str, dlq: str, letters: list[tuple[Origin, str]
     producer = build_producer(KafkaSettings(bootstrap_servers=bootstrap))
     await producer.start()
     try:
-        writer = DeadLetterWriter(producer, dlq, Metrics())
+        writer = DeadLetterWriter(producer, dlq, Metrics(), clock=FakeClock(DEAD_LETTERED_AT))
         for origin, reason in letters:
             await writer.write(origin, reason=reason, error_class="X", message="why", event_id=None)
     finally:
@@ -77,18 +81,18 @@ async def setup(kafka_bootstrap: str, topic_factory: Any) -> dict[str, str]:
             Origin(
                 orders, 1, 10, b"A-1", event("order.status_changed", "o-1"), (("trace", b"t1"),), 1
             ),
-            "invalid_event",
+            "schema_violation",
         ),
         (
             Origin(orders, 2, 11, b"A-2", event("order.status_changed", "o-2"), (), 2),
             "render_failed",
         ),
-        (Origin(bonus, 0, 12, None, b"\xff not json", (("trace", b"t3"),), 3), "invalid_event"),
+        (Origin(bonus, 0, 12, None, b"\xff not json", (("trace", b"t3"),), 3), "invalid_json"),
         (
             Origin(
                 bonus, 1, 13, b"u-4", event("bonus.accrued", "b-4"), (("dlq.reason", b"old"),), 4
             ),
-            "invalid_event",
+            "schema_violation",
         ),
     ]
     await dead_letter(kafka_bootstrap, dlq, origins)
@@ -96,7 +100,7 @@ async def setup(kafka_bootstrap: str, topic_factory: Any) -> dict[str, str]:
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(dlq, b"orphan", headers=[("dlq.reason", b"invalid_event")])
+        await producer.send_and_wait(dlq, b"orphan", headers=[("dlq.reason", b"invalid_json")])
     finally:
         await producer.stop()
     return {"orders": orders, "bonus": bonus, "dlq": dlq}
@@ -109,7 +113,7 @@ async def test_dry_run_lists_matches_and_publishes_nothing(
     report = await replay(
         KafkaSettings(bootstrap_servers=kafka_bootstrap),
         setup["dlq"],
-        ReplayFilter(reasons=frozenset({"invalid_event"})),
+        ReplayFilter(reasons=INVALID),
         dry_run=True,
         on_match=lambda letter, target: listed.append((letter, target)),
     )
@@ -129,7 +133,7 @@ async def test_replay_sends_the_original_record_back_with_a_marker(
         KafkaSettings(bootstrap_servers=kafka_bootstrap),
         setup["dlq"],
         ReplayFilter(
-            reasons=frozenset({"invalid_event"}), event_types=frozenset({"order.status_changed"})
+            reasons=frozenset({"schema_violation"}), event_types=frozenset({"order.status_changed"})
         ),
     )
 
@@ -151,7 +155,7 @@ async def test_replay_of_a_bonus_drops_every_old_dlq_header_and_keeps_bytes(
     report = await replay(
         KafkaSettings(bootstrap_servers=kafka_bootstrap),
         setup["dlq"],
-        ReplayFilter(reasons=frozenset({"invalid_event"})),
+        ReplayFilter(reasons=INVALID),
     )
 
     assert (report.matched, report.replayed, report.skipped) == (4, 3, 1)
@@ -167,13 +171,21 @@ async def test_replay_of_a_bonus_drops_every_old_dlq_header_and_keeps_bytes(
 async def test_time_filter_uses_the_dead_letter_time(
     kafka_bootstrap: str, setup: dict[str, str]
 ) -> None:
+    """dlq.time says January; the records were written now. Only the orphan has no dlq.time."""
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    later = await replay(settings, setup["dlq"], ReplayFilter(since=future), dry_run=True)
-    earlier = await replay(settings, setup["dlq"], ReplayFilter(until=future), dry_run=True)
+    hour = dt.timedelta(hours=1)
 
-    assert (later.scanned, later.matched) == (5, 0)
-    assert earlier.matched == 5
+    async def matched(selection: ReplayFilter) -> int:
+        return (await replay(settings, setup["dlq"], selection, dry_run=True)).matched
+
+    assert (
+        await matched(ReplayFilter(since=DEAD_LETTERED_AT - hour, until=DEAD_LETTERED_AT + hour))
+        == 4
+    )
+    assert await matched(ReplayFilter(since=DEAD_LETTERED_AT + hour)) == 1, (
+        "the orphan, by timestamp"
+    )
+    assert await matched(ReplayFilter(until=DEAD_LETTERED_AT - hour)) == 0
 
 
 async def test_replaying_into_the_dead_letter_topic_itself_ends(
@@ -214,7 +226,7 @@ async def test_the_command_line_dry_run(kafka_bootstrap: str, setup: dict[str, s
         "--reason",
         "render_failed",
         "--since",
-        "1h",
+        "2026-01-01T08:00Z",  # an hour before DEAD_LETTERED_AT
         "--dry-run",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
