@@ -217,7 +217,10 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
     simulator = ImshopSimulator(config)
     await simulator.start(host, port)
-    print(json.dumps({"simulator": "imshop", "url": simulator.url}), flush=True)
+    print(
+        json.dumps({"simulator": "imshop", "base_url": simulator.base_url, "url": simulator.url}),
+        flush=True,
+    )
     try:
         await asyncio.Event().wait()  # until interrupted
     finally:

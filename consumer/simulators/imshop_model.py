@@ -55,6 +55,9 @@ class Faults:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        for name, value in data.items():
+            if problem := _fault_setting_problem(name, value):
+                raise ValueError(f"fault setting {name!r}: {problem}")
         faults = cls(**data)
         for kind in [*faults.script, faults.error_kind]:
             if kind not in FAULT_KINDS:
@@ -63,6 +66,25 @@ class Faults:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _fault_setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one fault setting's JSON value, or None (kinds are checked later)."""
+    if name == "script":
+        if isinstance(value, list) and all(isinstance(kind, str) for kind in value):
+            return None
+        return f"must be a list of fault kinds, not {value!r}"
+    if name == "error_kind":
+        return None if isinstance(value, str) else f"must be a fault kind, not {value!r}"
+    if name == "retry_after_s":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return None if whole and value >= 0 else f"must be a whole number >= 0, not {value!r}"
+    # a number: bool is an int to Python, not to JSON
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return f"must be a number, not {value!r}"
+    if name == "error_rate" and not 0 <= value <= 1:
+        return f"must be between 0 and 1, not {value!r}"
+    return None if value >= 0 else f"must be >= 0, not {value!r}"
 
 
 def _child(name: str, inner: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +12,7 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig, _serve
 
 KEY = {"Authorization": "Bearer K"}
 GOOD = {"userIds": ["79990000001"], "message": {"title": "Заказ", "summary": "Готов"}}
@@ -159,3 +162,42 @@ def test_the_cli_offers_simulate_imshop() -> None:
 
     assert (args.port, args.rate_limit, args.window, args.max_ids) == (0, 3, 1.0, 1000)
     assert callable(args.func)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("error_rate", "x"),
+        ("error_rate", 2),
+        ("script", "timeout"),
+        ("retry_after_s", 1.5),
+        ("latency_s", True),
+        ("hang_s", -1),
+    ],
+)
+async def test_fault_settings_of_the_wrong_type_are_refused_by_name(
+    sim: ImshopSimulator, client: httpx.AsyncClient, setting: str, value: Any
+) -> None:
+    answer = await client.post(f"{sim.base_url}/_sim/faults", json={setting: value})
+
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(f"fault setting '{setting}': must be")
+    assert (await client.post(sim.url, json=GOOD, headers=KEY)).status_code == 200, "unchanged"
+
+
+async def test_the_command_prints_its_addresses_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    serving = asyncio.create_task(_serve(SimulatorConfig(), "127.0.0.1", 0))
+    try:
+        for _ in range(200):  # bounded: the line comes once the port is bound
+            if out := capsys.readouterr().out:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    started = json.loads(out)
+    assert started["simulator"] == "imshop"
+    assert started["url"] == started["base_url"] + "/push"
+    assert started["base_url"].startswith("http://127.0.0.1:")
