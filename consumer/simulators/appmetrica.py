@@ -9,7 +9,9 @@ all behind `Authorization: OAuth <token>` (401 otherwise).
 
 Control (no token): `GET /_sim/transfers` (every accepted transfer with its
 messages and devices), `GET /_sim/groups`, `GET /_sim/stats` (requests per
-route), `GET|POST|DELETE /_sim/faults` (see ``Faults``), `POST /_sim/reset`.
+route, and the requests refused by the per-second quota), `GET|POST|DELETE
+/_sim/faults` (see ``Faults``), `POST /_sim/reset`. The API routes answer 429
+`quota` beyond `requests_per_s` (the documented 30 per IP) in any second.
 A lost answer (`drop_after_accept_count`) is the ambiguous case: the transfer is
 recorded, the client sees a 5xx or no answer at all.
 
@@ -105,6 +107,9 @@ class AppMetricaSimulator:
         if request.path.startswith("/_sim/"):
             return await handler(request)
         self.state.count(f"{request.method} {_route_name(request)}")
+        if self.state.over_quota():
+            limit = self.config.requests_per_s
+            return _error(ApiError.one(429, "quota", f"more than {limit} requests per second"))
         if request.headers.get("Authorization") != f"OAuth {self.config.token}":
             return _error(ApiError.one(401, "unauthorized", "invalid or missing OAuth token"))
         faults = self.state.faults
@@ -174,7 +179,13 @@ class AppMetricaSimulator:
         return web.json_response({"groups": [g.view() for g in self.state.groups.values()]})
 
     async def _sim_stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.state.requests})
+        return web.json_response(
+            {
+                "requests": self.state.requests,
+                "quota_violations": self.state.quota_violations,
+                "requests_per_s": self.config.requests_per_s,
+            }
+        )
 
     async def _sim_get_faults(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state.faults.model_dump())
@@ -237,6 +248,9 @@ def add_parser(sub: Any) -> None:
         "--invalid-device", action="append", default=[], help="a device id that fails transfers"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of random fault injection")
+    parser.add_argument(
+        "--requests-per-s", type=int, default=30, help="API requests per second (0: no limit)"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -246,6 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         status_step_s=args.status_step_s,
         invalid_device_ids=frozenset(args.invalid_device),
         seed=args.seed,
+        requests_per_s=args.requests_per_s,
     )
     asyncio.run(_serve(config, args.host, args.port))
     return 0

@@ -56,6 +56,8 @@ class SimulatorConfig:
     invalid_device_ids: frozenset[str] = frozenset()
     hang_s: float = 300.0
     seed: int | None = None
+    # The documented per-IP quota: 30 requests in any second; 0 turns it off.
+    requests_per_s: int = 30
 
 
 @dataclass

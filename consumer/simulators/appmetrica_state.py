@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -59,9 +60,29 @@ class SimulatorState:
         self._group_ids = itertools.count(1)
         self._transfer_ids = itertools.count(1)
         self._random = random.Random(config.seed)
+        self.quota_violations = 0
+        self._served_at: deque[float] = deque()
 
     def count(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
+
+    def over_quota(self) -> bool:
+        """True (and counted) if an API request exceeds ``requests_per_s``.
+
+        The quota clears once the last second holds fewer requests than the
+        limit; a request refused with 429 is not served and does not count.
+        """
+        limit = self.config.requests_per_s
+        if not limit:
+            return False
+        now = self.clock()
+        while self._served_at and self._served_at[0] <= now - 1.0:
+            self._served_at.popleft()
+        if len(self._served_at) >= limit:
+            self.quota_violations += 1
+            return True
+        self._served_at.append(now)
+        return False
 
     def take_error(self, scope_hit: bool) -> int | None:
         faults = self.faults

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from consumer.simulators.appmetrica import AppMetricaSimulator, add_parser
+from consumer.simulators.appmetrica import AppMetricaSimulator, _serve, add_parser
 from consumer.simulators.appmetrica_model import SimulatorConfig
 
 TOKEN = "sim-token"
@@ -276,3 +279,48 @@ def test_cli_parser_builds_the_simulator_options() -> None:
     )
     assert (args.port, args.status_step_s, args.invalid_device) == (0, 0.1, ["x"])
     assert callable(args.func)
+
+
+async def test_more_than_the_per_second_quota_is_refused_with_429(
+    manual_time: ManualTime,
+) -> None:
+    config = SimulatorConfig(token=TOKEN, requests_per_s=3)
+    async with (
+        AppMetricaSimulator(config, clock=manual_time) as sim,
+        httpx.AsyncClient(base_url=sim.base_url, headers=AUTH, timeout=5) as api,
+    ):
+        answers = [await api.get("/push/v1/management/groups?app_id=7") for _ in range(4)]
+        stats = await api.get("/_sim/stats")  # control routes are not counted
+        manual_time.now += 1.0
+        after_a_second = await api.get("/push/v1/management/groups?app_id=7")
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[3].json() == {
+        "errors": [
+            {"error_type": "quota", "message": "more than 3 requests per second", "location": ""}
+        ],
+        "code": 429,
+        "message": "more than 3 requests per second",
+    }
+    assert stats.status_code == 200
+    assert stats.json()["quota_violations"] == 1
+    assert after_a_second.status_code == 200
+
+
+async def test_the_command_prints_its_base_url_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serving = asyncio.create_task(_serve(SimulatorConfig(), "127.0.0.1", 0))
+    try:
+        for _ in range(200):  # bounded: the line comes once the port is bound
+            if out := capsys.readouterr().out:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    started = json.loads(out)
+    assert started["simulator"] == "appmetrica"
+    assert started["base_url"].startswith("http://127.0.0.1:")
