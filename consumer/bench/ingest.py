@@ -12,7 +12,6 @@ handed out (baseline) or the first outcome (candidate) to the last one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from consumer.source import FETCH_MAX_BYTES, MAX_PARTITION_FETCH_BYTES
 
 _TIMEOUT_S = 600.0
 _POLL_S = 0.005
+_STALL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,27 +95,23 @@ async def candidate(bootstrap: str, topic: str, total: int) -> Run:
         service={"push_provider": "dry-run", "health_port": 0, "shutdown_grace_s": 5.0},
     )
     service = Service(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
+    async with service.serving():
         first, wall0, cpu0 = 0, 0.0, 0.0
         deadline = time.monotonic() + _TIMEOUT_S
-        done = 0
+        done, moved_at = 0, time.monotonic()
         while done < total and time.monotonic() < deadline:
-            if task.done():
-                task.result()
-                raise RuntimeError("the service stopped before the benchmark ended")
             await asyncio.sleep(_POLL_S)
-            done = outcomes_recorded(service.metrics)
+            done, before = outcomes_recorded(service.metrics), done
+            if done != before:
+                moved_at = time.monotonic()
+            elif time.monotonic() - moved_at > _STALL_S:
+                # A service that died mid-run ends here; leaving the block raises its error.
+                raise RuntimeError(f"the service finished no event for {_STALL_S:g} s")
             if done and not first:
                 first, wall0, cpu0 = done, time.perf_counter(), time.process_time()
         if done < total:
             raise RuntimeError(f"the service finished {done} of {total} events in {_TIMEOUT_S:g} s")
         return Run(done - first, time.perf_counter() - wall0, time.process_time() - cpu0)
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
 
 
 async def measure(bootstrap: str, *, events: int, pairs: int) -> dict[str, Any]:

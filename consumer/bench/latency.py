@@ -10,7 +10,6 @@ both ends is this machine's wall clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import time
@@ -71,26 +70,22 @@ async def measure(bootstrap: str, *, events: int) -> dict[str, Any]:
                 "assume_window_used_at_start": False,
             },
         )
-        service, stop = Service(settings), asyncio.Event()
-        task = asyncio.create_task(service.run(stop))
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-        await producer.start()
-        try:
-            # One event first: the group has joined and every connection is warm.
-            await producer.send_and_wait(topic, _event(-1))
-            await _wait_for(sim, {"L-1"}, _WAIT_S)
-            produced: dict[str, float] = {}
-            for index in range(events):
-                value = _event(index)
-                produced[f"L{index}"] = time.time()
-                await producer.send_and_wait(topic, value)
-                await asyncio.sleep(1 / _RATE_PER_S)
-            arrivals = await _wait_for(sim, set(produced), _WAIT_S)
-        finally:
-            await producer.stop()
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        async with Service(settings).serving():
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+            await producer.start()
+            try:
+                # One event first: every connection is warm.
+                await producer.send_and_wait(topic, _event(-1))
+                await _wait_for(sim, {"L-1"}, _WAIT_S)
+                produced: dict[str, float] = {}
+                for index in range(events):
+                    value = _event(index)
+                    produced[f"L{index}"] = time.time()
+                    await producer.send_and_wait(topic, value)
+                    await asyncio.sleep(1 / _RATE_PER_S)
+                arrivals = await _wait_for(sim, set(produced), _WAIT_S)
+            finally:
+                await producer.stop()
     samples = [(arrivals[key] - sent) * 1000 for key, sent in produced.items()]
     return {
         "latency_events": events,
