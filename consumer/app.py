@@ -66,6 +66,8 @@ class Service:
         self._parts: _Parts | None = None
         self.health_port: int | None = None
         self.ready = asyncio.Event()
+        # serving()'s run() task: a caller may race its own work against it ending early
+        self.run_task: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain and close; raise ``FatalError`` if it cannot."""
@@ -93,6 +95,7 @@ class Service:
         """
         stop = asyncio.Event()
         task = asyncio.create_task(self.run(stop), name="service")
+        self.run_task = task
         ready = asyncio.create_task(self.ready.wait())
         await asyncio.wait({task, ready}, timeout=ready_timeout_s, return_when="FIRST_COMPLETED")
         ready.cancel()

@@ -18,7 +18,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -184,8 +183,9 @@ async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
             f"a bonus campaign to {options.campaign} customers, 2 malformed records."
         )
         printer = PushPrinter(simulator, out, window_s=options.window_s, quiet=options.quiet)
-        service = Service(settings)
-        running = await stack.enter_async_context(_running(service))
+        service = await stack.enter_async_context(Service(settings).serving(READY_S))
+        running = service.run_task
+        assert running is not None  # serving() set it
         say("The service is running; pushes as the simulator receives them:\n")
         deadline = time.monotonic() + options.max_seconds
         finished = await _watch(service, running, printer, len(records), deadline)
@@ -232,26 +232,6 @@ async def _watch(
             running.result()  # the service's error
             raise FatalError("the service stopped before every event had its outcome")
     return False
-
-
-@contextlib.asynccontextmanager
-async def _running(service: Service) -> AsyncIterator[asyncio.Task[None]]:
-    """The service's run() as a task, once it is ready (bounded); stopped on the way out."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name="service")
-    ready = asyncio.create_task(service.ready.wait())
-    try:
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED, timeout=READY_S)
-        if task.done():
-            task.result()  # the start-up failure
-            raise FatalError("the service stopped before it was ready")
-        if not service.ready.is_set():
-            raise FatalError(f"the service was not ready within {READY_S:g} s; see its log")
-        yield task
-    finally:
-        stop.set()
-        ready.cancel()
-        await asyncio.wait_for(task, service.settings.service.shutdown_grace_s + 30)
 
 
 def register(subparsers: Any) -> None:
