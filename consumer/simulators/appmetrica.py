@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -35,12 +32,15 @@ from pydantic import ValidationError
 
 from consumer.simulators.appmetrica_model import ApiError, SimulatorConfig
 from consumer.simulators.appmetrica_state import Faults, SimulatorState
+from consumer.simulators.server import SimulatorServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SEND_PATH = "/push/v1/send-batch"
 
 
-class AppMetricaSimulator:
+class AppMetricaSimulator(SimulatorServer):
+    name = "appmetrica"
+
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -48,37 +48,7 @@ class AppMetricaSimulator:
         self.config = config or SimulatorConfig()
         self._clock = clock
         self.state = SimulatorState(self.config, clock)
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0][1]
-        self.base_url = f"http://{host}:{bound}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        self._stopping.set()  # hanging handlers give up now
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> AppMetricaSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        super().__init__()
 
     def set_faults(self, faults: Faults) -> None:
         self.state.faults = faults
@@ -133,10 +103,6 @@ class AppMetricaSimulator:
             return result if isinstance(result, web.StreamResponse) else web.json_response(result)
 
         return answer
-
-    async def _wait_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _create_group(self, request: web.Request) -> Any:
         return {"group": self.state.create_group(await _json(request)).view()}
@@ -262,15 +228,5 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         requests_per_s=args.requests_per_s,
     )
-    asyncio.run(_serve(config, args.host, args.port))
+    asyncio.run(AppMetricaSimulator(config).serve_forever(args.host, args.port))
     return 0
-
-
-async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
-    simulator = AppMetricaSimulator(config)
-    base_url = await simulator.start(host, port)
-    print(json.dumps({"simulator": "appmetrica", "base_url": base_url}), flush=True)
-    try:
-        await asyncio.Event().wait()  # until interrupted
-    finally:
-        await simulator.stop()

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +36,7 @@ from consumer.simulators.imshop_model import (
     retry_after_header,
     validate,
 )
+from consumer.simulators.server import SimulatorServer
 
 __all__ = ["Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
 
@@ -46,15 +45,18 @@ _REASONS |= {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Una
 _REASONS |= {504: "Gateway Timeout"}
 
 
-class ImshopSimulator:
+class ImshopSimulator(SimulatorServer):
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.config = config or SimulatorConfig()
         self.state = SimulatorState(self.config, clock)
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
+        super().__init__()
+
+    name = "imshop"
+
+    def announcement(self) -> dict[str, Any]:
+        return {**super().announcement(), "url": self.url}
 
     @property
     def url(self) -> str:
@@ -70,32 +72,6 @@ class ImshopSimulator:
 
     def set_faults(self, faults: Faults) -> None:
         self.state.faults = faults
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.base_url = f"http://{host}:{self._runner.addresses[0][1]}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        self._stopping.set()  # hanging handlers give up now
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ImshopSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -152,10 +128,6 @@ class ImshopSimulator:
             raise asyncio.CancelledError  # aiohttp drops the request without an answer
         return _error(int(kind.removeprefix("http_")), "An internal server error occurred")
 
-    async def _wait_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
     async def _sim_pushes(self, _request: web.Request) -> web.Response:
         return web.json_response({"pushes": self.state.pushes})
 
@@ -210,18 +182,5 @@ def _run(args: argparse.Namespace) -> int:
         path=args.path,
         seed=args.seed,
     )
-    asyncio.run(_serve(config, args.host, args.port))
+    asyncio.run(ImshopSimulator(config).serve_forever(args.host, args.port))
     return 0
-
-
-async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
-    simulator = ImshopSimulator(config)
-    await simulator.start(host, port)
-    print(
-        json.dumps({"simulator": "imshop", "base_url": simulator.base_url, "url": simulator.url}),
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()  # until interrupted
-    finally:
-        await simulator.stop()

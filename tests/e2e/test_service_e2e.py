@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from e2e_harness import (
     e2e_settings,
     encode,
     expiring,
-    make_topics,
     now_iso,
     order,
     produce,
@@ -30,22 +28,9 @@ from e2e_harness import (
 from consumer.app import Service
 from consumer.replay import replay
 from consumer.replay_select import ReplayFilter
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.simulators.imshop import Faults, ImshopSimulator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-async def topics(topic_factory: Any, unique_name: Callable[[str], str]) -> Topics:
-    return await make_topics(topic_factory, unique_name)
-
-
-@pytest.fixture
-async def imshop() -> Any:
-    async with ImshopSimulator(
-        SimulatorConfig(api_key="test-key", rate_limit=5, window_s=1.0)
-    ) as simulator:
-        yield simulator
 
 
 def delivered(simulator: ImshopSimulator) -> Counter[tuple[str, str, str]]:

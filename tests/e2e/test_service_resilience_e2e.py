@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from e2e_harness import (
     e2e_settings,
     encode,
     expiring,
-    make_topics,
     order,
     produce,
     running,
@@ -34,22 +33,9 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.simulators.imshop import Faults, ImshopSimulator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-async def topics(topic_factory: Any, unique_name: Callable[[str], str]) -> Topics:
-    return await make_topics(topic_factory, unique_name)
-
-
-@pytest.fixture
-async def imshop() -> Any:
-    async with ImshopSimulator(
-        SimulatorConfig(api_key="test-key", rate_limit=5, window_s=1.0)
-    ) as simulator:
-        yield simulator
 
 
 def deliveries(simulator: ImshopSimulator, pushes: list[dict[str, Any]] | None = None) -> Counter:

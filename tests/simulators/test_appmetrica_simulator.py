@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from consumer.simulators.appmetrica import AppMetricaSimulator, _serve, add_parser
+from consumer.simulators.appmetrica import AppMetricaSimulator, add_parser
 from consumer.simulators.appmetrica_model import SimulatorConfig
 
 TOKEN = "sim-token"
@@ -310,7 +310,9 @@ async def test_more_than_the_per_second_quota_is_refused_with_429(
 async def test_the_command_prints_its_base_url_as_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    serving = asyncio.create_task(_serve(SimulatorConfig(), "127.0.0.1", 0))
+    serving = asyncio.create_task(
+        AppMetricaSimulator(SimulatorConfig()).serve_forever("127.0.0.1", 0)
+    )
     try:
         for _ in range(200):  # bounded: the line comes once the port is bound
             if out := capsys.readouterr().out:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig, _serve
+from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 
 KEY = {"Authorization": "Bearer K"}
 GOOD = {"userIds": ["79990000001"], "message": {"title": "Заказ", "summary": "Готов"}}
@@ -186,7 +186,7 @@ async def test_fault_settings_of_the_wrong_type_are_refused_by_name(
 
 
 async def test_the_command_prints_its_addresses_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    serving = asyncio.create_task(_serve(SimulatorConfig(), "127.0.0.1", 0))
+    serving = asyncio.create_task(ImshopSimulator(SimulatorConfig()).serve_forever("127.0.0.1", 0))
     try:
         for _ in range(200):  # bounded: the line comes once the port is bound
             if out := capsys.readouterr().out:
