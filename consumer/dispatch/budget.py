@@ -17,6 +17,8 @@ burst on top of what the previous process sent.
 
 from __future__ import annotations
 
+from collections import deque
+
 from consumer.clock import Clock
 
 
@@ -46,32 +48,32 @@ class Budget:
         self.window_s = window_s
         self.margin_s = margin_s
         self._clock = clock
-        self._slots: list[Slot] = []
+        self._in_flight = 0
+        # End times of finished requests still inside the window. The clock only moves
+        # forward, so appending at finish keeps them sorted: the oldest leaves first.
+        self._ended: deque[float] = deque()
         self._hold_until = float("-inf")
         if assume_window_used:
-            now = clock.monotonic()
-            self._slots = [Slot(now, now) for _ in range(limit)]
-
-    def _released_at(self, slot: Slot) -> float:
-        if slot.finished is None:
-            return float("inf")  # in flight: it may arrive at any moment
-        return slot.finished + self.window_s + self.margin_s
+            self._ended.extend([clock.monotonic()] * limit)
 
     def _prune(self, now: float) -> None:
-        if any(self._released_at(slot) <= now for slot in self._slots):
-            self._slots = [slot for slot in self._slots if self._released_at(slot) > now]
+        keep = self.window_s + self.margin_s
+        while self._ended and self._ended[0] + keep <= now:
+            self._ended.popleft()
 
     def next_start_at(self) -> float | None:
         """Monotonic time from which a request may start (past if one may start now);
         None while only a request in flight finishing can free a slot."""
         self._prune(self._clock.monotonic())
         at = self._hold_until
-        if len(self._slots) >= self.limit:
-            releases = sorted(self._released_at(slot) for slot in self._slots)
-            freed = releases[len(self._slots) - self.limit]
-            if freed == float("inf"):
+        counted = self._in_flight + len(self._ended)
+        if counted >= self.limit:
+            # The slot that frees one place: ended slots leave oldest first, then
+            # (never on their own) the ones in flight.
+            index = counted - self.limit
+            if index >= len(self._ended):
                 return None
-            at = max(at, freed)
+            at = max(at, self._ended[index] + self.window_s + self.margin_s)
         return at
 
     def can_start(self) -> bool:
@@ -83,13 +85,14 @@ class Budget:
         calls ``finish`` when the answer (or its own timeout) comes back."""
         if not self.can_start():
             return None
-        slot = Slot(self._clock.monotonic())
-        self._slots.append(slot)
-        return slot
+        self._in_flight += 1
+        return Slot(self._clock.monotonic())
 
     def finish(self, slot: Slot) -> None:
         if slot.finished is None:
             slot.finished = self._clock.monotonic()
+            self._in_flight -= 1
+            self._ended.append(slot.finished)
 
     def hold_until(self, monotonic_at: float) -> None:
         """Start nothing before this time (the provider asked us to wait: Retry-After)."""
@@ -98,4 +101,4 @@ class Budget:
     def used(self) -> int:
         """Requests counted against the window now: in flight, or ended within it."""
         self._prune(self._clock.monotonic())
-        return len(self._slots)
+        return self._in_flight + len(self._ended)
