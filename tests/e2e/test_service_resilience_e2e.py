@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,18 @@ def deliveries(simulator: ImshopSimulator, pushes: list[dict[str, Any]] | None =
         for push in (simulator.pushes if pushes is None else pushes)
         for user in push["userIds"]
     )
+
+
+async def settled(count: Callable[[], int], quiet_s: float = 0.5, timeout_s: float = 10) -> None:
+    """Wait until ``count()`` stops changing for ``quiet_s`` (bounded by ``timeout_s``)."""
+    last, still = count(), 0.0
+    for _ in range(int(timeout_s / 0.05)):
+        await asyncio.sleep(0.05)
+        still = still + 0.05 if count() == last else 0.0
+        last = count()
+        if still >= quiet_s:
+            return
+    raise AssertionError(f"still changing after {timeout_s} s")
 
 
 def service_env(bootstrap: str, topics: Topics, push_url: str) -> dict[str, str]:
@@ -105,7 +117,13 @@ async def test_kill_9_and_restart_resends_only_what_was_in_flight(
         imshop.set_faults(Faults(script=["lost_answer"] * 50, hang_s=5.0))
         answered = len(imshop.pushes)
         await wait_until(lambda: len(imshop.pushes) > answered, what="a push taken, unanswered")
+        # Until every request slot hangs: by then the answered requests are committed.
+        await settled(lambda: imshop.stats()["requests"])
         first.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.wait, 10)
+        # Requests the killed process sent just before dying may still sit in the
+        # simulator's socket buffers: let it take them all before counting.
+        await settled(lambda: imshop.stats()["requests"])
         in_flight = deliveries(imshop, imshop.pushes[answered:])
         imshop.set_faults(Faults())
     assert in_flight, "the kill should have caught a request in flight"
