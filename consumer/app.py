@@ -21,21 +21,22 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumer.clock import Clock, SystemClock
-from consumer.deadletter import DeadLetterWriter, build_producer
+from consumer.dispatch.budget import provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
-from consumer.kafka_support import aiokafka_c_extension_problem
+from consumer.kafka.clients import aiokafka_c_extension_problem
+from consumer.kafka.deadletter import DeadLetterWriter, build_producer
+from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
 from consumer.mapping import MappingReloader, MappingSet
 from consumer.metrics import Metrics
 from consumer.outcomes import OutcomeRecorder
 from consumer.providers.base import PushProvider
-from consumer.providers.registry import build_budget, build_provider
+from consumer.providers.registry import build_provider
 from consumer.push import Origin, Outcome, PushJob
 from consumer.settings import ProviderName, Settings, load_settings
-from consumer.source import MAX_POLL_RECORDS, KafkaSource
 
 log = get_logger(__name__)
 
@@ -140,7 +141,7 @@ class Service:
         dispatcher = Dispatcher(
             provider,
             settings.dispatch,
-            build_budget(settings, self.clock),
+            provider_budget(settings, self.clock),
             recorder,
             self.clock,
             self.metrics,

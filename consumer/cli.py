@@ -21,12 +21,12 @@ COMMAND_MODULES = [
     "consumer.app",
     "consumer.commands",
     "consumer.mapping.commands",
-    "consumer.localkafka",
-    "consumer.samples",
-    "consumer.simulators",
-    "consumer.demo",
-    "consumer.replay",
-    "consumer.bench",
+    "consumer.local.kafka",
+    "consumer.local.samples",
+    "consumer.local.simulators",
+    "consumer.local.demo",
+    "consumer.replay.command",
+    "consumer.local.bench",
 ]
 
 

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from consumer.localkafka import KafkaUnavailable, LocalKafka
+from consumer.local.kafka import KafkaUnavailable, LocalKafka
 
 TopicFactory = Callable[..., Awaitable[str]]
 

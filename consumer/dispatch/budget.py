@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 
 from consumer.clock import Clock
+from consumer.settings import ProviderName, Settings
 
 
 class Slot:
@@ -102,3 +103,26 @@ class Budget:
         """Requests counted against the window now: in flight, or ended within it."""
         self._prune(self._clock.monotonic())
         return self._in_flight + len(self._ended)
+
+
+def provider_budget(settings: Settings, clock: Clock) -> Budget:
+    """The request budget of the provider ``PUSH_PROVIDER`` names.
+
+    The dry-run provider takes IMSHOP's limits, so a dry run schedules exactly as
+    production would.
+    """
+    if settings.service.push_provider is ProviderName.APPMETRICA:
+        appmetrica = settings.appmetrica
+        return Budget(
+            limit=appmetrica.rate_limit_requests,
+            window_s=appmetrica.rate_limit_window_s,
+            clock=clock,
+        )
+    imshop = settings.imshop
+    return Budget(
+        limit=imshop.rate_limit_requests,
+        window_s=imshop.rate_limit_window_s,
+        clock=clock,
+        margin_s=imshop.rate_limit_margin_s,
+        assume_window_used=imshop.assume_window_used_at_start,
+    )

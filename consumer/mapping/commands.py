@@ -11,6 +11,7 @@ from typing import Any
 
 from consumer.errors import InvalidEvent, MappingLoadError, RenderError
 from consumer.events import parse_event
+from consumer.mapping.cost import cost_lines
 from consumer.mapping.loader import load_mappings
 from consumer.mapping.rules import MappingSet
 from consumer.push import RenderedPush
@@ -51,7 +52,7 @@ def _check(args: argparse.Namespace) -> int:
     examples = sum(len(rule.examples) for rule in mappings.rules)
     print(f"ok: {len(mappings.rules)} rules, {examples} examples render as expected")
     print("provider cost of each rule (IMSHOP limits):")
-    for line in mappings.cost_report(settings.imshop):
+    for line in cost_lines(mappings.rules, settings.imshop):
         print(f"  {line}")
     return 0
 

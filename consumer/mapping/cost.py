@@ -13,13 +13,10 @@ needs a request of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from consumer.mapping.contract import is_grouped, is_shared, normalize
+from consumer.mapping.rules import Rule
 from consumer.settings import ImshopSettings
-
-if TYPE_CHECKING:
-    from consumer.mapping.rules import Rule
 
 
 def _paths(rule: Rule) -> list[str]:

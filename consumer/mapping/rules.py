@@ -17,7 +17,6 @@ from liquid.template import BoundTemplate
 
 from consumer.errors import RenderError
 from consumer.events import BaseEvent
-from consumer.mapping.cost import cost_lines
 from consumer.mapping.filters import truncate
 from consumer.mapping.render import (
     PartFailed,
@@ -27,7 +26,7 @@ from consumer.mapping.render import (
     without_nulls,
 )
 from consumer.push import Message, PushClass, RenderedPush
-from consumer.settings import ImshopSettings, MappingSettings
+from consumer.settings import MappingSettings
 
 _ABSENT = object()
 
@@ -252,8 +251,3 @@ class MappingSet:
             for platform, values in rule.extras.items()
         }
         return {"appmetrica": platforms}
-
-    def cost_report(self, imshop: ImshopSettings | None = None) -> list[str]:
-        """One line per rule: shared or personal text, and what that costs in requests."""
-        limits = imshop if imshop is not None else ImshopSettings.model_construct()
-        return cost_lines(self.rules, limits)

@@ -6,11 +6,12 @@ import pytest
 from dispatch_support import make_job
 
 from consumer.clock import FakeClock
+from consumer.dispatch.budget import provider_budget
 from consumer.metrics import Metrics
 from consumer.providers.base import Envelope
 from consumer.providers.dryrun import DryRunProvider
 from consumer.providers.imshop import ImshopProvider
-from consumer.providers.registry import build_budget, build_provider
+from consumer.providers.registry import build_provider
 from consumer.settings import ImshopSettings, ProviderName, ServiceSettings, Settings
 
 
@@ -30,7 +31,7 @@ async def test_imshop_gets_its_limits_and_a_budget_that_starts_full() -> None:
     settings, clock = _settings(ProviderName.IMSHOP), FakeClock()
 
     provider = build_provider(settings, None, clock=clock, metrics=Metrics())
-    budget = build_budget(settings, clock)
+    budget = provider_budget(settings, clock)
     try:
         assert isinstance(provider, ImshopProvider)
         assert provider.limits.max_recipients_per_request == 500

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from e2e_harness import Topics, make_topics
 
-from consumer.simulators.imshop import ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
 
 
 @pytest.fixture

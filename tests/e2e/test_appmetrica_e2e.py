@@ -21,8 +21,8 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
-from consumer.simulators.appmetrica import AppMetricaSimulator
-from consumer.simulators.appmetrica_model import SimulatorConfig
+from consumer.local.simulators.appmetrica import AppMetricaSimulator
+from consumer.local.simulators.appmetrica_model import SimulatorConfig
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -26,9 +26,9 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
-from consumer.replay import replay
-from consumer.replay_select import ReplayFilter
-from consumer.simulators.imshop import Faults, ImshopSimulator
+from consumer.local.simulators.imshop import Faults, ImshopSimulator
+from consumer.replay.command import replay
+from consumer.replay.select import ReplayFilter
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

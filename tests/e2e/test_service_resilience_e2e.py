@@ -33,7 +33,7 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
-from consumer.simulators.imshop import Faults, ImshopSimulator
+from consumer.local.simulators.imshop import Faults, ImshopSimulator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 

@@ -12,6 +12,7 @@ from mapping_helpers import event, rule_yaml, write
 from consumer.cli import main
 from consumer.errors import MappingLoadError, RenderError
 from consumer.mapping import MappingSet, load_mappings
+from consumer.mapping.cost import cost_lines
 from consumer.mapping.filters import NBSP
 from consumer.push import PushClass
 from consumer.settings import ImshopSettings, MappingSettings
@@ -155,8 +156,9 @@ def test_cost_report_tells_personal_grouped_and_shared_apart(tmp_path: Path) -> 
     )
     write(tmp_path, "items.yaml", grouped)
     mappings = load_mappings(tmp_path, MappingSettings())
-    report = mappings.cost_report(
-        ImshopSettings(rate_limit_requests=10, rate_limit_window_s=60, max_ids_per_request=1000)
+    report = cost_lines(
+        mappings.rules,
+        ImshopSettings(rate_limit_requests=10, rate_limit_window_s=60, max_ids_per_request=1000),
     )
     assert report == [
         f"{tmp_path}/bonus.yaml:2: order_shipped — personal text (order.number, order.id): "

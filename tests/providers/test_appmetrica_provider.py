@@ -18,14 +18,14 @@ from consumer.errors import (
     SettingsError,
 )
 from consumer.events import Device, Recipient
+from consumer.local.simulators.appmetrica import AppMetricaSimulator
+from consumer.local.simulators.appmetrica_model import SimulatorConfig
+from consumer.local.simulators.appmetrica_state import Faults
 from consumer.metrics import Metrics
 from consumer.providers.appmetrica import AppMetricaProvider
 from consumer.providers.base import Envelope
 from consumer.push import Message, Origin, PushClass, PushJob, RenderedPush
 from consumer.settings import AppMetricaSettings
-from consumer.simulators.appmetrica import AppMetricaSimulator
-from consumer.simulators.appmetrica_model import SimulatorConfig
-from consumer.simulators.appmetrica_state import Faults
 
 TOKEN = "sim-token"
 SEND = "POST /push/v1/send-batch"

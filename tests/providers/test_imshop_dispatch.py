@@ -16,13 +16,14 @@ from pydantic import SecretStr
 
 from consumer.clock import SystemClock
 from consumer.dispatch import Dispatcher
+from consumer.dispatch.budget import provider_budget
 from consumer.errors import ConsumerError
 from consumer.events import Recipient
+from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 from consumer.metrics import Metrics
-from consumer.providers.registry import build_budget, build_provider
+from consumer.providers.registry import build_provider
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
 from consumer.settings import DispatchSettings, ImshopSettings, Settings
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 
 LIMIT, WINDOW_S = 3, 1.0
 
@@ -92,7 +93,7 @@ async def stack(sim: ImshopSimulator) -> AsyncIterator[Stack]:
     )
     clock, metrics, sink = SystemClock(), Metrics(), Sink()
     provider = build_provider(settings, None, clock=clock, metrics=metrics)
-    budget = build_budget(settings, clock)
+    budget = provider_budget(settings, clock)
     dispatcher = Dispatcher(provider, settings.dispatch, budget, sink, clock, metrics)
     yield Stack(sim, dispatcher, sink, metrics)
     await dispatcher.aclose()

@@ -16,11 +16,11 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 from consumer.providers.base import Envelope
 from consumer.providers.imshop import ImshopProvider, retry_after_s
 from consumer.push import Message
 from consumer.settings import ImshopSettings
-from consumer.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
 
 ENVELOPE = Envelope(
     Message("Заказ 1042 в пути", "Курьер приедет завтра", "imshop://orders/1042"),

@@ -1,0 +1,121 @@
+"""Kafka clients: how they connect, how a command starts one, and the C-extension check.
+
+``client_kwargs`` holds the connection and security options shared by the
+service's consumer, its dead-letter producer and the operator's tools.
+
+``connect`` starts a client in a command (``dlq replay``, ``demo``) and fails in
+one line: an unreachable broker otherwise shows as an aiokafka error log per
+refused connection, a traceback, and an "Unclosed AIOKafka..." warning from the
+client left half started.
+
+aiokafka parses and builds record batches in a Cython extension. When the
+extension is missing (no wheel for the platform, or ``AIOKAFKA_NO_EXTENSIONS``
+set) it silently falls back to pure Python, which costs several times the CPU per
+record: ``aiokafka_c_extension_problem`` lets the service say so instead of just
+being slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiokafka.util
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.record import default_records, legacy_records, memory_records, util
+
+from consumer.errors import FatalError, SettingsError
+from consumer.settings import KafkaSettings, SaslMechanism, SecurityProtocol
+
+_C_PACKAGE = "aiokafka.record._crecords"
+
+
+def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options shared by the consumer and the producer."""
+    protocol = settings.security_protocol
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": protocol.value,
+    }
+    if protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+        try:
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=settings.ssl_cafile,
+                certfile=settings.ssl_certfile,
+                keyfile=settings.ssl_keyfile,
+            )
+        except OSError as exc:  # includes ssl.SSLError
+            raise SettingsError(
+                f"KAFKA_SSL_CAFILE / KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE cannot be loaded: {exc}"
+            ) from exc
+    if protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):
+        if not settings.sasl_username or settings.sasl_password is None:
+            raise SettingsError(
+                f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with "
+                f"KAFKA_SECURITY_PROTOCOL={protocol.value}"
+            )
+        kwargs["sasl_mechanism"] = (settings.sasl_mechanism or SaslMechanism.PLAIN).value
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return kwargs
+
+
+async def connect(
+    start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]], bootstrap: str
+) -> None:
+    """Run a client's ``start``; on failure close it and raise a FatalError naming the broker."""
+    try:
+        with _bootstrap_errors_unlogged():
+            await start()
+    except (KafkaError, OSError) as exc:
+        await close()
+        raise FatalError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _bootstrap_errors_unlogged() -> Iterator[None]:
+    # aiokafka logs every refused bootstrap connection at error level; the
+    # FatalError raised above already says it, once. Scoped to the start only,
+    # so errors while running are still logged.
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def aiokafka_c_extension_problem() -> str | None:
+    """Why aiokafka runs without its C extension, or None when it uses it."""
+    if aiokafka.util.NO_EXTENSIONS:
+        value = os.environ.get("AIOKAFKA_NO_EXTENSIONS", "")
+        return (
+            f"AIOKAFKA_NO_EXTENSIONS={value!r} is set, so aiokafka uses its pure-Python "
+            "record code; unset it"
+        )
+    implementations = {
+        "DefaultRecordBatch": default_records.DefaultRecordBatch,
+        "DefaultRecordBatchBuilder": default_records.DefaultRecordBatchBuilder,
+        "LegacyRecordBatch": legacy_records.LegacyRecordBatch,
+        "MemoryRecords": memory_records.MemoryRecords,
+        "calc_crc32c": util.calc_crc32c,
+    }
+    pure = [name for name, impl in implementations.items() if _C_PACKAGE not in impl.__module__]
+    if pure:
+        return (
+            f"aiokafka's C extension ({_C_PACKAGE}) did not load, so these run in pure "
+            f"Python: {', '.join(pure)}; install an aiokafka wheel built for this platform"
+        )
+    return None
+
+
+def assert_aiokafka_c_extension() -> None:
+    """Raise FatalError when aiokafka would run without its C extension."""
+    problem = aiokafka_c_extension_problem()
+    if problem is not None:
+        raise FatalError(problem)

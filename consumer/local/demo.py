@@ -1,0 +1,295 @@
+"""``python -m consumer demo``: the whole pipeline in one process, in about a minute.
+
+A local Kafka broker (or ``KAFKA_BOOTSTRAP_SERVERS``), fresh uniquely named topics,
+the IMSHOP simulator and the service run in one event loop; sample order and
+bonus events plus a few malformed records are published, every push is shown as
+the simulator receives it, and the run ends by itself with a summary. Time is
+compressed: the real limit of 10 requests per 60 s becomes 10 per ``window_s``.
+Everything started is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from consumer.app import Service
+from consumer.errors import FatalError
+from consumer.local.demo_kafka import create_topics, delete_topics, publish
+from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
+from consumer.local.kafka import LocalKafka
+from consumer.local.samples import sample_events, to_record
+from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
+from consumer.logs import configure_logging
+from consumer.settings import LogFormat, Settings, load_settings
+
+REAL_WINDOW_S = 60.0
+API_KEY = "demo-key"
+POLL_S = 0.1
+READY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    events: int = 300
+    campaign: int = 400
+    window_s: float = 6.0
+    rate_limit: int = 10
+    max_seconds: float = 90.0
+    quiet: bool = False
+    bootstrap_servers: str | None = None
+    topics_prefix: str = "demo"
+    mappings_dir: Path | None = None
+    seed: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTopics:
+    orders: str
+    bonus: str
+    dlq: str
+    group: str
+
+    @classmethod
+    def fresh(cls, prefix: str) -> DemoTopics:
+        run = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        return cls(f"{run}-orders", f"{run}-bonus", f"{run}-dead-letter", f"{run}-group")
+
+
+@dataclass(frozen=True, slots=True)
+class _Say:
+    out: TextIO
+    quiet: bool = False
+
+    def __call__(self, text: str, *, always: bool = False) -> None:
+        if always or not self.quiet:
+            print(text, file=self.out, flush=True)
+
+
+def log_path() -> Path:
+    """The service's log of the last demo run (overwritten by the next one)."""
+    return Path.home() / ".cache" / "order-push-consumer" / "demo" / "service.log"
+
+
+def default_mappings_dir() -> Path:
+    """The repository's mappings when run from a checkout, else ``MAPPINGS_DIR``."""
+    beside_package = Path(__file__).resolve().parents[1] / "mappings"
+    return beside_package if beside_package.is_dir() else load_settings().mappings.dir
+
+
+def demo_settings(
+    options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str
+) -> Settings:
+    scale = options.window_s / REAL_WINDOW_S
+    return load_settings(
+        kafka={
+            "bootstrap_servers": bootstrap,
+            "topics": [topics.orders, topics.bonus],
+            "group_id": topics.group,
+            "group_instance_id": None,
+            "dlq_topic": topics.dlq,
+            "commit_interval_s": 0.5,
+            "session_timeout_ms": 10_000,
+        },
+        imshop={
+            "url": push_url,
+            "api_key": API_KEY,
+            "rate_limit_requests": options.rate_limit,
+            "rate_limit_window_s": options.window_s,
+            "rate_limit_margin_s": max(0.05, 1.0 * scale),
+            "assume_window_used_at_start": False,  # the simulator starts with an empty window
+            "timeout_s": 5.0,
+        },
+        dispatch={"retry_initial_backoff_s": 0.2, "retry_max_backoff_s": 2.0},
+        mappings={"dir": options.mappings_dir or default_mappings_dir()},
+        service={"push_provider": "imshop", "health_port": 0, "shutdown_grace_s": 5.0},
+    )
+
+
+def campaign_events(count: int, now: dt.datetime) -> list[dict[str, Any]]:
+    """The samples' bonus campaign sent to more customers: the same text, so one request."""
+    expires = (now + dt.timedelta(days=7)).date().isoformat()
+    return [
+        {
+            "event_id": f"campaign-{index}",
+            "event_type": "bonus.expiring",
+            "occurred_at": now.isoformat(),
+            "recipient": {"user_id": f"7998{index:07d}"},
+            "bonus": {"amount": 500, "expires_at": expires},
+        }
+        for index in range(count)
+    ]
+
+
+def demo_records(options: DemoOptions, topics: DemoTopics) -> list[tuple[str, bytes, bytes]]:
+    """Samples and the campaign (``occurred_at`` = now), then two malformed records."""
+    now = dt.datetime.now(dt.UTC)
+    events = [*sample_events(options.events, seed=options.seed, now=now)]
+    events += campaign_events(options.campaign, now)
+    records = []
+    for event in events:
+        record = to_record(event, orders_topic=topics.orders, bonus_topic=topics.bonus)
+        records.append((record.topic, record.key, record.value))
+    records.append((topics.orders, b"A-broken", b'{"event_id": "broken-1", "event_type": "or'))
+    records.append(
+        (
+            topics.orders,
+            b"A-nouser",
+            b'{"event_id": "broken-2", "event_type": "order.status_changed",'
+            b' "occurred_at": "2026-01-01T00:00:00Z", "order": {"id": "A-nouser"}}',
+        )
+    )
+    return records
+
+
+async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
+    say = _Say(out, options.quiet)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            say("Starting a local Kafka broker (the first run fetches its jars with Maven)...")
+            kafka = await stack.enter_async_context(LocalKafka())
+            bootstrap = kafka.bootstrap_servers
+        topics = DemoTopics.fresh(options.topics_prefix)
+        await create_topics(bootstrap, {topics.orders: 3, topics.bonus: 3, topics.dlq: 1})
+        stack.push_async_callback(
+            delete_topics, bootstrap, [topics.orders, topics.bonus, topics.dlq]
+        )
+        simulator = await stack.enter_async_context(
+            ImshopSimulator(
+                SimulatorConfig(
+                    api_key=API_KEY, rate_limit=options.rate_limit, window_s=options.window_s
+                )
+            )
+        )
+        settings = demo_settings(options, bootstrap, topics, simulator.url)
+        say(_intro(options, bootstrap, topics, simulator.url))
+        records = demo_records(options, topics)
+        # Published before the service starts, as after a deploy: the backlog shows
+        # coalescing (one request for the whole campaign) and supersession at once.
+        await publish(bootstrap, records)
+        say(
+            f"Published {len(records)} events: {options.events} sample orders and bonuses, "
+            f"a bonus campaign to {options.campaign} customers, 2 malformed records."
+        )
+        printer = PushPrinter(simulator, out, window_s=options.window_s, quiet=options.quiet)
+        service = await stack.enter_async_context(Service(settings).serving(READY_S))
+        running = service.run_task
+        assert running is not None  # serving() set it
+        say("The service is running; pushes as the simulator receives them:\n")
+        deadline = time.monotonic() + options.max_seconds
+        finished = await _watch(service, running, printer, len(records), deadline)
+        if not finished:
+            say(f"Stopping: the {options.max_seconds:g} s limit was reached.", always=True)
+    printer.show_new()  # pushes sent while draining
+    summary = DemoSummary.collect(
+        service, simulator, produced=len(records), wall_s=time.monotonic() - started
+    )
+    print_summary(summary, out, window_s=options.window_s, limit=options.rate_limit)
+    if not summary.clean:
+        say("The demo did not finish cleanly; see the log above.", always=True)
+    return summary
+
+
+def _intro(options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str) -> str:
+    return (
+        f"Kafka: {bootstrap}  topics: {topics.orders}, {topics.bonus}  "
+        f"dead letters: {topics.dlq}\n"
+        f"IMSHOP simulator: {push_url}\n"
+        f"Budget scaled {REAL_WINDOW_S / options.window_s:g}x for the demo: "
+        f"{options.rate_limit} requests per {options.window_s:g} s "
+        f"(IMSHOP allows {options.rate_limit} per {REAL_WINDOW_S:g} s).\n"
+    )
+
+
+async def _watch(
+    service: Service,
+    running: asyncio.Task[None],
+    printer: PushPrinter,
+    expected: int,
+    deadline: float,
+) -> bool:
+    """Print pushes until every event has its outcome and dead letters are written.
+
+    Raced against the service: if it ends early, its error ends the demo at once.
+    """
+    while time.monotonic() < deadline:
+        printer.show_new()
+        if DemoSummary.settled(service, expected):
+            return True
+        await asyncio.wait({running}, timeout=POLL_S)
+        if running.done():
+            running.result()  # the service's error
+            raise FatalError("the service stopped before every event had its outcome")
+    return False
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run Kafka, the IMSHOP simulator and the service on sample events"
+    )
+    defaults = DemoOptions()
+    parser.add_argument("--events", type=int, default=defaults.events, help="sample events")
+    parser.add_argument(
+        "--campaign",
+        type=int,
+        default=defaults.campaign,
+        help="extra customers of the sample bonus campaign (one push text for all)",
+    )
+    parser.add_argument(
+        "--window-s",
+        type=float,
+        default=defaults.window_s,
+        help="the rate-limit window in seconds (IMSHOP's is 60; the demo compresses it)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=defaults.max_seconds,
+        help="stop after this long once Kafka is up, even if events are still pending",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--bootstrap-servers", help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)"
+    )
+    parser.add_argument(
+        "--topics-prefix",
+        default=defaults.topics_prefix,
+        help="start of the run's topic and group names (a random suffix keeps re-runs apart)",
+    )
+    parser.add_argument("--mappings", type=Path, help="mappings directory to use")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        events=args.events,
+        campaign=args.campaign,
+        window_s=args.window_s,
+        max_seconds=args.max_seconds,
+        quiet=args.quiet,
+        bootstrap_servers=args.bootstrap_servers,
+        topics_prefix=args.topics_prefix,
+        mappings_dir=args.mappings,
+        seed=args.seed,
+    )
+    path = log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One log, overwritten each run; kept open until the process ends, as the
+    # service logs until its last moment.
+    log_file = path.open("w", encoding="utf-8")
+    configure_logging("info", LogFormat.JSON, stream=log_file)
+    print(f"Service logs: {path}", flush=True)
+    summary = asyncio.run(run_demo(options, sys.stdout))
+    return 0 if summary.clean else 1

@@ -1,0 +1,152 @@
+"""What the demo shows: each push as the simulator receives it, and the summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from consumer.push import Outcome
+
+if TYPE_CHECKING:
+    from consumer.app import Service
+    from consumer.local.simulators.imshop import ImshopSimulator
+
+SHOWN_RECIPIENTS = 3
+
+
+def mask(user_id: str) -> str:
+    """``79990001122`` -> ``7999***1122``: enough to tell users apart on screen."""
+    return f"{user_id[:4]}***{user_id[-4:]}" if len(user_id) > 8 else user_id
+
+
+def event_outcomes(service: Service) -> Counter[str]:
+    """Events counted by outcome so far (every event type together)."""
+    counts: Counter[str] = Counter()
+    for metric in service.metrics.registry.collect():
+        if metric.name != "push_events":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                counts[sample.labels["outcome"]] += int(sample.value)
+    return counts
+
+
+def dead_letters_written(service: Service) -> int:
+    total = 0
+    for metric in service.metrics.registry.collect():
+        if metric.name == "push_dead_letters":
+            total += sum(int(s.value) for s in metric.samples if s.name.endswith("_total"))
+    return total
+
+
+class PushPrinter:
+    """Prints the simulator's accepted pushes that were not shown yet."""
+
+    def __init__(
+        self, simulator: ImshopSimulator, out: TextIO, *, window_s: float, quiet: bool
+    ) -> None:
+        self._simulator = simulator
+        self._out = out
+        self._window_s = window_s
+        self._quiet = quiet
+        self._shown = 0
+
+    def show_new(self) -> None:
+        pushes = self._simulator.pushes
+        while self._shown < len(pushes):
+            push = pushes[self._shown]
+            self._shown += 1
+            if not self._quiet:
+                in_window = sum(
+                    1 for p in pushes[: self._shown] if p["at"] > push["at"] - self._window_s
+                )
+                self._print(self._shown, push, in_window)
+
+    def _print(self, number: int, push: dict[str, Any], in_window: int) -> None:
+        limit = self._simulator.config.rate_limit
+        ids = push["userIds"]
+        shown = ", ".join(mask(i) for i in ids[:SHOWN_RECIPIENTS])
+        more = f" +{len(ids) - SHOWN_RECIPIENTS} more" if len(ids) > SHOWN_RECIPIENTS else ""
+        noun = "recipient" if len(ids) == 1 else "recipients"
+        message = push["message"]
+        lines = [
+            f"{push['at']:7.1f}s  request {number:<3} {len(ids):>4} {noun:<10}  "
+            f"budget {in_window}/{limit} in {self._window_s:g} s   {shown}{more}",
+            f"{'':10}{message['title']} — {message['summary']}",
+        ]
+        if push.get("deeplink"):
+            lines.append(f"{'':10}-> {push['deeplink']}")
+        print("\n".join(lines), file=self._out, flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    produced: int
+    outcomes: dict[str, int]
+    requests: int
+    recipients: int
+    max_recipients: int
+    dead_letters: int
+    violations: int
+    max_in_window: int
+    wall_s: float
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def clean(self) -> bool:
+        """Every event has an outcome, every dead letter was written, no limit was broken."""
+        return (
+            self.accounted == self.produced
+            and self.dead_letters == self.outcomes.get(Outcome.DEAD_LETTERED, 0)
+            and self.violations == 0
+        )
+
+    @staticmethod
+    def settled(service: Service, expected: int) -> bool:
+        outcomes = event_outcomes(service)
+        return sum(outcomes.values()) >= expected and dead_letters_written(service) >= outcomes.get(
+            Outcome.DEAD_LETTERED, 0
+        )
+
+    @classmethod
+    def collect(
+        cls, service: Service, simulator: ImshopSimulator, *, produced: int, wall_s: float
+    ) -> DemoSummary:
+        stats = simulator.stats()
+        sizes = [len(p["userIds"]) for p in simulator.pushes]
+        return cls(
+            produced=produced,
+            outcomes=dict(event_outcomes(service)),
+            requests=len(sizes),
+            recipients=sum(sizes),
+            max_recipients=max(sizes, default=0),
+            dead_letters=dead_letters_written(service),
+            violations=int(stats["violations"]),
+            max_in_window=int(stats["max_in_window"]),
+            wall_s=wall_s,
+        )
+
+
+def print_summary(summary: DemoSummary, out: TextIO, *, window_s: float, limit: int) -> None:
+    outcomes = ", ".join(f"{name} {count}" for name, count in sorted(summary.outcomes.items()))
+    per_request = summary.recipients / summary.requests if summary.requests else 0.0
+    lines = [
+        "",
+        "Summary",
+        f"  events published:   {summary.produced}",
+        f"  events by outcome:  {outcomes or 'none'} "
+        f"(accounted for: {summary.accounted}/{summary.produced})",
+        f"  provider requests:  {summary.requests} for {summary.produced} events",
+        f"  recipients:         {summary.recipients} "
+        f"({per_request:.1f} per request, at most {summary.max_recipients})",
+        f"  dead letters:       {summary.dead_letters}",
+        f"  budget:             at most {summary.max_in_window}/{limit} requests "
+        f"in one {window_s:g} s window; violations: {summary.violations}",
+        f"  wall time:          {summary.wall_s:.1f} s",
+        f"  result:             {'OK' if summary.clean else 'INCOMPLETE'}",
+    ]
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,268 @@
+"""A real single-node Apache Kafka broker (KRaft) for tests and the demo.
+
+``LocalKafka`` formats a fresh storage directory, starts the broker JVM from the
+cached jars (see ``consumer.local.kafka_jars``) on free loopback ports, waits until it
+serves clients, and stops it so that no JVM is left behind::
+
+    async with LocalKafka() as kafka:
+        print(kafka.bootstrap_servers)
+
+Sync code (a pytest session fixture, the CLI) uses ``start()`` / ``stop()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from consumer.errors import FatalError
+from consumer.local.kafka_jars import (
+    KAFKA_VERSION,
+    KafkaUnavailable,
+    default_cache_dir,
+    ensure_jars,
+    require_java,
+)
+from consumer.local.kafka_process import (
+    JVM_OPTIONS,
+    LOG4J2_PROPERTIES,
+    cluster_id,
+    dying_with_parent,
+    free_ports,
+    server_properties,
+    terminate_group,
+)
+from consumer.logs import get_logger
+
+log = get_logger(__name__)
+
+__all__ = ["KafkaStartFailed", "KafkaUnavailable", "LocalKafka", "ensure_jars", "register"]
+
+
+class KafkaStartFailed(FatalError):
+    """The broker was started but did not come up; the message ends with its log tail."""
+
+    reason = "kafka_start_failed"
+
+
+class LocalKafka:
+    """One broker+controller node on 127.0.0.1, in a temporary data directory."""
+
+    def __init__(self, *, cache_dir: Path | None = None, start_timeout_s: float = 120.0) -> None:
+        self._cache_dir = cache_dir or default_cache_dir()
+        self._start_timeout_s = start_timeout_s
+        self._data: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self._command: list[str] = []
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self._port is None:
+            raise RuntimeError("LocalKafka is not started")
+        return f"127.0.0.1:{self._port}"
+
+    def start(self) -> str:
+        """Start the broker and block until it serves clients; return the bootstrap address.
+
+        Must not be called from a thread running an event loop (use ``async with``).
+        The calling thread must outlive the broker: on Linux the broker dies with it.
+        """
+        try:
+            self._prepare()
+            self._spawn()
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self._wait_ready())
+            finally:
+                loop.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self.bootstrap_servers
+
+    def stop(self, *, timeout_s: float = 30.0) -> None:
+        """SIGTERM the broker, SIGKILL its process group if it lingers, remove its data."""
+        process, self._process = self._process, None
+        data, self._data = self._data, None
+        self._port = None
+        try:
+            if process is not None and not terminate_group(process, timeout_s):
+                log.warning("kafka_broker_not_stopped", pid=process.pid, data_dir=str(data))
+        finally:
+            if data is not None:
+                shutil.rmtree(data, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        try:
+            # Fetching and formatting block for seconds: keep them off the event loop.
+            await asyncio.to_thread(self._prepare)
+            # Spawned from the loop's thread, which lives as long as the broker should.
+            self._spawn()
+            await self._wait_ready()
+        except BaseException:
+            await asyncio.to_thread(self.stop)
+            raise
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _prepare(self) -> None:
+        java = require_java()
+        lib = ensure_jars(self._cache_dir)
+        self._command = [java, *JVM_OPTIONS, "-cp", f"{lib}/*"]
+        self._data = Path(tempfile.mkdtemp(prefix="localkafka-"))
+        broker_port, controller_port = free_ports(2)
+        self._port = broker_port
+        (self._data / "server.properties").write_text(
+            server_properties(self._data, broker_port, controller_port), encoding="utf-8"
+        )
+        (self._data / "log4j2.properties").write_text(
+            LOG4J2_PROPERTIES.format(log=self._data / "broker.log"), encoding="utf-8"
+        )
+        command = [
+            *self._java_command(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            cluster_id(),
+            "--config",
+            str(self._data / "server.properties"),
+            "--standalone",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise KafkaStartFailed(
+                f"formatting the Kafka storage in {self._data} failed (exit {done.returncode}):\n"
+                + (done.stdout + done.stderr).strip()
+            )
+
+    def _spawn(self) -> None:
+        assert self._data is not None
+        broker = [*self._java_command(), "kafka.Kafka", str(self._data / "server.properties")]
+        with (self._data / "broker.out").open("wb") as out:
+            self._process = subprocess.Popen(
+                dying_with_parent(broker),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _java_command(self) -> list[str]:
+        assert self._data is not None
+        config = self._data / "log4j2.properties"
+        return [*self._command, f"-Dlog4j2.configurationFile={config}"]
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise KafkaStartFailed(
+                    f"the Kafka broker exited with status {self._process.returncode} "
+                    f"during start\n{self._log_tail()}"
+                )
+            assert self._port is not None
+            if await _serves_clients(self._port):
+                return
+            await asyncio.sleep(0.25)
+        raise KafkaStartFailed(
+            f"the Kafka broker did not serve clients within {self._start_timeout_s:g} s\n"
+            f"{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 30) -> str:
+        assert self._data is not None
+        parts = []
+        for name in ("broker.out", "broker.log"):
+            path = self._data / name
+            if path.exists():
+                text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+                body = "\n".join(text) or "(empty)"
+                parts.append(f"--- {path} (last {lines} lines) ---\n{body}")
+        return "\n".join(parts) or f"(no broker log in {self._data})"
+
+
+async def _serves_clients(port: int) -> bool:
+    """True once the broker answers metadata and lists itself (registered and unfenced)."""
+    # A bare connect first: aiokafka logs an error for every refused connection.
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=5000)
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    except (KafkaError, OSError):
+        return False
+    finally:
+        await admin.close()
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "kafka", help=f"a local Apache Kafka {KAFKA_VERSION} broker for tests and the demo"
+    )
+    commands = parser.add_subparsers(title="kafka commands", metavar="ACTION", required=True)
+    start = commands.add_parser("start", help="run a broker in the foreground until Ctrl-C")
+    start.set_defaults(func=_cli_start)
+    fetch = commands.add_parser("fetch", help="fetch the broker jars with Maven (once)")
+    fetch.set_defaults(func=_cli_fetch)
+
+
+def _cli_fetch(_args: argparse.Namespace) -> int:
+    lib = ensure_jars()
+    print(f"Kafka {KAFKA_VERSION} jars: {lib} ({len(list(lib.glob('*.jar')))} jars)")
+    return 0
+
+
+def _cli_start(_args: argparse.Namespace) -> int:
+    def on_signal(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    kafka = LocalKafka()
+    try:
+        bootstrap = kafka.start()
+        _print_ready(bootstrap, sys.stdout)
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        kafka.stop()
+    print("kafka stopped", file=sys.stderr)
+    return 0
+
+
+def _print_ready(bootstrap: str, out: IO[str]) -> None:
+    out.write(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
+    out.write("Kafka is running; press Ctrl-C to stop it.\n")
+    out.flush()

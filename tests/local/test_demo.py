@@ -1,0 +1,110 @@
+"""The demo end to end on the session broker: it ends by itself and accounts for everything."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumer.app import Service
+from consumer.errors import FatalError
+from consumer.local.demo import DemoOptions, _watch, run_demo
+from consumer.local.demo_view import PushPrinter, mask
+from consumer.settings import load_settings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+
+async def test_demo_ends_by_itself_with_every_event_accounted_for(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, unique_name: Callable[[str], str]
+) -> None:
+    prefix = unique_name("demo")
+    out = io.StringIO()
+    options = DemoOptions(
+        events=60,
+        campaign=40,
+        window_s=1.0,
+        max_seconds=60,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=prefix,
+    )
+
+    summary = await run_demo(options, out)
+
+    text = out.getvalue()
+    assert summary.produced == 60 + 40 + 2
+    assert summary.accounted == summary.produced, summary.outcomes
+    assert summary.outcomes["dead_lettered"] == 2
+    assert summary.dead_letters == 2
+    assert summary.violations == 0
+    assert summary.clean
+    assert summary.requests < summary.outcomes["sent"], "the campaign was coalesced"
+    assert summary.max_in_window <= options.rate_limit
+    assert "request 1 " in text
+    assert f"request {summary.requests} " in text, "every request was shown"
+    assert "Budget scaled 60x" in text
+    assert "violations: 0" in text
+    assert "result:             OK" in text
+    assert not [t for t in await kafka_admin.list_topics() if t.startswith(prefix)], (
+        "the demo deletes its topics"
+    )
+
+
+async def test_demo_stops_at_its_time_limit_and_says_so(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    out = io.StringIO()
+    # One request per minute: most pushes cannot go out before the limit.
+    options = DemoOptions(
+        events=40,
+        campaign=0,
+        window_s=60.0,
+        rate_limit=1,
+        max_seconds=2.0,
+        quiet=True,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=unique_name("demo"),
+    )
+
+    summary = await run_demo(options, out)
+
+    text = out.getvalue()
+    assert not summary.clean
+    assert summary.accounted < summary.produced
+    assert summary.violations == 0
+    assert "Stopping: the 2 s limit was reached." in text
+    assert "result:             INCOMPLETE" in text
+    assert "request 1 " not in text, "--quiet shows no pushes"
+
+
+def test_user_ids_are_masked_but_distinguishable() -> None:
+    assert mask("79990001122") == "7999***1122"
+    assert mask("1234") == "1234"
+
+
+async def test_an_unreachable_broker_ends_the_demo_with_one_clear_error() -> None:
+    options = DemoOptions(bootstrap_servers="127.0.0.1:1", quiet=True)
+
+    with pytest.raises(FatalError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "):
+        await run_demo(options, io.StringIO())
+
+
+async def test_a_service_that_dies_mid_run_ends_the_watch_at_once() -> None:
+    async def dies() -> None:
+        await asyncio.sleep(0.05)
+        raise FatalError("the consume loop broke")
+
+    running = asyncio.create_task(dies())
+    simulator: Any = SimpleNamespace(pushes=[], config=SimpleNamespace(rate_limit=10))
+    printer = PushPrinter(simulator, io.StringIO(), window_s=1.0, quiet=True)
+    service = Service(load_settings())
+
+    with pytest.raises(FatalError, match="the consume loop broke"):
+        # Far from the deadline: without the race it would poll on and return False.
+        await _watch(service, running, printer, expected=5, deadline=time.monotonic() + 30)
