@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     render.add_argument("--now", help="pretend it is this time (ISO, with offset)")
     render.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     render.set_defaults(func=_render)
-    register_studio(commands)  # preview: the product team's page
+    register_studio(commands)  # preview and diff: the product team's tools
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, MappingSet | None]:

@@ -1,4 +1,4 @@
-"""``python -m consumer mappings preview``: its options.
+"""``python -m consumer mappings preview`` and ``mappings diff``: their options.
 
 Registered under ``mappings`` by ``consumer.mapping.commands``; each imports its
 module only when run.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 
 from consumer.settings import Settings, load_settings
+from consumer.studio.tail import MAX_RECORDS
 
 
 def register(commands: Any) -> None:
-    """Add ``preview`` to the ``mappings`` commands."""
+    """Add ``preview`` and ``diff`` to the ``mappings`` commands."""
     preview = commands.add_parser(
         "preview", help="a live page with every rule's pushes as phone lock-screen cards"
     )
@@ -31,6 +33,32 @@ def register(commands: Any) -> None:
     preview.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
     preview.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     preview.set_defaults(func=_preview)
+
+    diff = commands.add_parser(
+        "diff", help="which pushes an edit changes: shipped mappings against the edited ones"
+    )
+    diff.add_argument(
+        "--against",
+        required=True,
+        metavar="REF|DIR",
+        help="the shipped mappings: a git ref (main, HEAD, a tag) or a directory",
+    )
+    events = diff.add_mutually_exclusive_group()
+    events.add_argument(
+        "--events", type=Path, help="events to render: JSON lines, a JSON list or one object"
+    )
+    events.add_argument("--from-topic", metavar="TOPIC", help="render the last records of a topic")
+    diff.add_argument(
+        "--last",
+        type=int,
+        default=100,
+        help=f"with --from-topic: how many (100, at most {MAX_RECORDS})",
+    )
+    diff.add_argument("--now", help="render as if it were this time (default: each event's time)")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of text")
+    diff.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    diff.add_argument("dir", nargs="?", type=Path, help="the edited mappings (MAPPINGS_DIR)")
+    diff.set_defaults(func=_diff)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -64,3 +92,36 @@ def _preview(args: argparse.Namespace) -> int:
         )
         return 2
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from consumer.studio.diff import DiffOptions, print_diff, run_diff
+
+    settings = _settings(args)
+    options = DiffOptions(
+        edited=args.dir or settings.mappings.dir,
+        against=args.against,
+        events_file=args.events,
+        topic=args.from_topic,
+        last=args.last,
+        now=_parse_now(args.now),
+    )
+    report = asyncio.run(run_diff(options, settings))
+    print_diff(report, sys.stdout, as_json=args.json)
+    return 1 if report.new_failures else 0
+
+
+def _parse_now(text: str | None) -> dt.datetime | None:
+    from consumer.errors import SettingsError
+
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00"
+        ) from None
+    if now.tzinfo is None:
+        raise SettingsError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
+    return now
