@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from conftest import SHIPPED, ServePreview, edit
+from playwright.async_api import expect
 
 from consumer.mapping import load_mappings
 from consumer.settings import MappingSettings
@@ -164,3 +166,36 @@ rules:
         assert await page.locator("img").count() == 0
         assert await page.locator("#paste-result script").count() == 0
         assert await page.evaluate("window.hacked") is None
+
+
+async def test_a_save_announced_while_the_page_is_still_loading_is_not_lost(
+    mappings: Path, serve_preview: ServePreview, page: Any
+) -> None:
+    # The page fetches version 2 of the model; while that answer is on its way the
+    # file is saved again (version 3 announced). The page must end on version 3.
+    orders = mappings / "orders.yaml"
+    async with serve_preview(mappings) as (url, preview):
+        await page.goto(url)
+        await expect(page.locator("body")).to_have_attribute("data-version", "1")
+        fetched, release = asyncio.Event(), asyncio.Event()
+        held: list[Any] = []
+
+        async def hold_the_first(route: Any) -> None:
+            if held:
+                await route.continue_()
+                return
+            held.append(await route.fetch())  # version 2, as the server has it now
+            fetched.set()
+            await release.wait()
+            await route.fulfill(response=held[0])
+
+        await page.route("**/api/model", hold_the_first)
+        edit(orders, "}} оформлен", "}} принят")
+        await asyncio.wait_for(fetched.wait(), 10)
+        edit(orders, "}} принят", "}} создан")
+        while preview.version < 3:
+            await asyncio.sleep(0.02)
+        release.set()
+        await expect(page.locator("body")).to_have_attribute("data-version", "3")
+        title = page.locator('.rule[data-rule="order_created"] .phone.ios .title').first
+        await expect(title).to_have_text("Заказ №10452 создан")

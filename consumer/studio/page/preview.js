@@ -22,7 +22,7 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-const state = { model: null, pasted: null };
+const state = { model: null, pasted: null, announced: 0 };
 
 // ---- live: server-sent events announce a new model version ----
 
@@ -35,8 +35,8 @@ function follow() {
     live.textContent = "reconnecting…"; live.className = "live off";
   });
   source.addEventListener("model", (event) => {
-    const version = Number(event.data);
-    if (!state.model || state.model.version !== version) loadModel();
+    state.announced = Math.max(state.announced, Number(event.data));
+    if (!state.model || state.model.version < state.announced) loadModel();
   });
 }
 
@@ -44,10 +44,12 @@ let loading = null;
 async function loadModel() {
   if (loading) return loading;
   loading = (async () => {
+    let loaded = false;
     try {
       const response = await fetch("/api/model", { cache: "no-store" });
       if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
       state.model = await response.json();
+      loaded = true;
       draw(state.model);
       if (state.pasted !== null) renderPasted(state.pasted);
     } catch (error) {
@@ -56,6 +58,9 @@ async function loadModel() {
     } finally {
       loading = null;
     }
+    // A version announced while this one was on its way: fetch again. (After a
+    // failure, the next announcement retries.)
+    if (loaded && state.model.version < state.announced) loadModel();
   })();
   return loading;
 }
