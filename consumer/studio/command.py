@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from consumer.settings import Settings, load_settings
+from consumer.logs import configure_logging
+from consumer.settings import LogLevel, Settings, load_settings
 from consumer.studio.tail import MAX_RECORDS
 
 
@@ -70,6 +71,8 @@ def _preview(args: argparse.Namespace) -> int:
     from consumer.studio.preview import Preview, PreviewOptions, needs_token, serve
 
     settings = _settings(args)
+    # stdout carries the address; warnings (a failed refresh) go to stderr
+    configure_logging(LogLevel.WARNING, settings.service.log_format, stream=sys.stderr)
     options = PreviewOptions(
         directory=args.dir or settings.mappings.dir,
         host=args.host,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from consumer.errors import FatalError
 from consumer.mapping.examples import example_event
 from consumer.mapping.filters import NBSP
@@ -236,8 +238,8 @@ def file_samples(path: Path, now: dt.datetime | None) -> list[Sample]:
         raise FatalError(f"cannot read --events {path}: {exc}") from None
     moment = now or dt.datetime.now(dt.UTC)
     try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
+        whole = orjson.loads(text)  # nesting is capped, unlike json's recursion
+    except orjson.JSONDecodeError:
         items = list(_json_lines(path, text))
     else:
         listed = whole if isinstance(whole, list) else [whole]
@@ -259,8 +261,8 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any, str | None]]:
             continue
         label = f"{path}:{number}"
         try:
-            yield label, json.loads(line), None
-        except json.JSONDecodeError as exc:
+            yield label, orjson.loads(line), None
+        except orjson.JSONDecodeError as exc:
             yield label, None, f"not JSON: {exc.msg} (column {exc.colno})"
 
 

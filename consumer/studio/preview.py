@@ -28,9 +28,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from consumer.errors import ConsumerError, MappingLoadError
+from consumer.logs import get_logger
 from consumer.mapping.loader import digest_of, read_sources
 from consumer.settings import Settings
 from consumer.studio.cards import card, page_model
@@ -38,6 +40,7 @@ from consumer.studio.draft import Draft, load_draft
 from consumer.studio.outcome import Renderer, fill_preview_fields
 from consumer.studio.tail import MAX_RECORDS, Tail, read_last
 
+_log = get_logger(__name__)
 TOKEN_COOKIE = "preview_token"
 KEEPALIVE_S = 15.0
 _PAGE_FILES = {
@@ -138,12 +141,15 @@ class Preview:
     async def watch(self) -> None:
         while not self.closing:
             await asyncio.sleep(self.options.poll_interval_s)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # a bug of ours must not stop the page following the files
+                _log.exception("preview_refresh_failed", directory=str(self.options.directory))
 
     async def render_pasted(self, text: str) -> dict[str, Any]:
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
+            document = orjson.loads(text)  # nesting is capped, unlike json's recursion
+        except orjson.JSONDecodeError as exc:
             return {"error": f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"}
         if not isinstance(document, dict):
             return {"error": "an event is a JSON object: { ... }"}

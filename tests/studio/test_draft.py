@@ -169,3 +169,11 @@ def test_a_shared_variant_and_quiet_hours_are_shown_when_a_rule_has_them() -> No
             "Ваш заказ оформлен", "Подробности — в уведомлениях.", "imshop://notifications"
         ),
     }
+
+
+def test_a_record_nested_too_deeply_is_an_invalid_event_not_a_crash() -> None:
+    draft = load_draft(FIXTURE, SETTINGS)
+    deep = '{"event_type": "bonus.accrued", "x": ' + "[" * 30_000 + "]" * 30_000 + "}"
+    outcome = Renderer(draft.mappings, SETTINGS).raw(deep.encode(), max_bytes=100_000)
+    assert outcome.invalid is not None
+    assert "nested too deeply" in outcome.invalid

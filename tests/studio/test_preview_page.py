@@ -193,8 +193,9 @@ async def test_a_save_announced_while_the_page_is_still_loading_is_not_lost(
         edit(orders, "}} оформлен", "}} принят")
         await asyncio.wait_for(fetched.wait(), 10)
         edit(orders, "}} принят", "}} создан")
-        while preview.version < 3:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(10):
+            while preview.version < 3:
+                await preview.changed.wait()
         release.set()
         await expect(page.locator("body")).to_have_attribute("data-version", "3")
         title = page.locator('.rule[data-rule="order_created"] .phone.ios .title').first

@@ -174,3 +174,18 @@ def test_with_a_token_the_command_prints_an_address_that_carries_it(mappings: Pa
     # (Tests listen on loopback only; off loopback a token is made up: see needs_token.)
     with preview_command("--token", "t0ken", str(mappings)) as first:
         assert first.rstrip().endswith("/?token=t0ken"), first
+
+
+async def test_a_pasted_event_nested_too_deeply_gets_an_answer_not_a_crash(
+    mappings: Path, serve_preview: ServePreview
+) -> None:
+    deep = '{"event_type": "bonus.accrued", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    headers = {"Content-Type": "application/json"}
+    async with (
+        serve_preview(mappings) as (url, _),
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}api/render", data=deep, headers=headers) as answer,
+    ):
+        assert answer.status == 200
+        document = await answer.json()
+    assert document["error"].startswith("not JSON: depth limit exceeded")
