@@ -84,6 +84,11 @@ def _preview(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(f"Preview of {options.directory} at {url}", flush=True)
+        if options.host in ("0.0.0.0", "::"):
+            print(
+                f"(From another computer, use this computer's name or address for {options.host}.)",
+                flush=True,
+            )
         print("It follows the files as you save them. Ctrl-C stops it.", flush=True)
 
     try:

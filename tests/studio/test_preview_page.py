@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from playwright.async_api import expect
 
 from consumer.mapping import load_mappings
 from consumer.settings import MappingSettings
+from consumer.studio.phone import lock_screens
 
 ORDER_TOTAL = "{{ order.total | money }}.{% endif %}\n      Сообщим"
 
@@ -200,3 +202,50 @@ async def test_a_save_announced_while_the_page_is_still_loading_is_not_lost(
         await expect(page.locator("body")).to_have_attribute("data-version", "3")
         title = page.locator('.rule[data-rule="order_created"] .phone.ios .title').first
         await expect(title).to_have_text("Заказ №10452 создан")
+
+
+async def test_a_shared_variant_stands_beside_the_personal_one(
+    mappings: Path, serve_preview: ServePreview, page: Any
+) -> None:
+    # Rules cannot declare `shared:` or quiet hours yet (outcome.variants and
+    # quiet_hours read them once they can): the page is given a model as the
+    # server will build it then, to show that it lays the second variant out.
+    async with serve_preview(mappings) as (url, preview):
+        model = json.loads(preview.model)
+        rule = next(r for r in model["rules"] if r["id"] == "order_created")
+        rule["quiet_hours"] = "22:00–09:00"
+        rule["variants"].append(
+            {"name": "shared", "cost": {"tier": "shared", "text": "shared text"}}
+        )
+        example = rule["examples"][0]
+        personal = example["variants"][0]
+        shared_title, shared_summary = "Ваш заказ оформлен", "Подробности — в уведомлениях."
+        example["variants"].append(
+            {
+                **personal,
+                "name": "shared",
+                "title": shared_title,
+                "summary": shared_summary,
+                "screens": lock_screens(shared_title, shared_summary),
+            }
+        )
+        body = json.dumps(model, ensure_ascii=False)
+        await page.route("**/api/model", lambda route: route.fulfill(body=body))
+        await page.goto(url)
+        section = page.locator('.rule[data-rule="order_created"]')
+        await section.wait_for()
+        first = section.locator(".example").first
+        assert await first.locator(".variant h4").all_inner_texts() == [
+            "PERSONAL TEXT",
+            "SHARED TEXT",
+        ]
+        shared = first.locator('.variant[data-variant="shared"]')
+        assert await shared.locator(".phone.ios > .notification .title").inner_text() == (
+            shared_title
+        )
+        assert await shared.locator(".phone.android > .notification .line").inner_text() == (
+            shared_summary
+        )
+        assert "quiet hours 22:00–09:00" in await section.locator(".facts").inner_text()
+        costs = await section.locator(".cost").all_inner_texts()
+        assert [c.split(":")[0] for c in costs] == ["personal", "shared"]
