@@ -26,7 +26,7 @@ from consumer.dispatch.dispatcher import Dispatcher
 from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
-from consumer.kafka.clients import aiokafka_c_extension_problem
+from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
@@ -130,7 +130,8 @@ class Service:
         if start is not None:
             await start()
         producer = build_producer(settings.kafka)
-        await producer.start()
+        # The first Kafka client: an unreachable broker ends the start here, in one line.
+        await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
         stack.push_async_callback(producer.stop)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
@@ -384,7 +385,15 @@ async def serve(settings: Settings) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run the service (configured by environment)")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the service (configured by environment)",
+        description="Run the service until SIGTERM or Ctrl-C, then drain within "
+        "SHUTDOWN_GRACE_S. It takes no options: it is configured by environment "
+        "variables. `python -m consumer settings --markdown` lists every one with its "
+        "default and meaning (the README's Configuration table); `python -m consumer "
+        "settings` shows the values in effect.",
+    )
     parser.set_defaults(func=_run)
 
 

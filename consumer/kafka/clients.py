@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiokafka.util
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.record import default_records, legacy_records, memory_records, util
 
@@ -73,7 +73,12 @@ async def connect(
             await start()
     except (KafkaError, OSError) as exc:
         await close()
-        raise FatalError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        why = _NO_BROKER if isinstance(exc, KafkaConnectionError) else str(exc)
+        raise FatalError(f"cannot reach Kafka at {bootstrap}: {why}") from exc
+
+
+# aiokafka says "Unable to bootstrap from [(host, port, <AddressFamily...>)]".
+_NO_BROKER = "no broker answered there (is one running? is KAFKA_BOOTSTRAP_SERVERS right?)"
 
 
 @contextlib.contextmanager
