@@ -163,7 +163,9 @@ def add_parser(sub: Any) -> None:
     """Add `imshop` to the `simulate` command's subcommands."""
     parser = sub.add_parser("imshop", help="run the IMSHOP push API simulator")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8090, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=8090, help="port to listen on; 0 picks a free one"
+    )
     parser.add_argument("--rate-limit", type=int, default=10, help="requests per window")
     parser.add_argument("--window", type=float, default=60.0, help="window length, seconds")
     parser.add_argument("--max-ids", type=int, default=1000, help="userIds per request")
