@@ -24,10 +24,10 @@ from typing import Any, TextIO
 
 from consumer.app import Service
 from consumer.errors import FatalError
-from consumer.local.demo_kafka import create_topics, delete_topics, publish
 from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
 from consumer.local.kafka import LocalKafka
-from consumer.local.samples import sample_events, to_record
+from consumer.local.kafka_topics import create_topics, delete_topics
+from consumer.local.samples import publish, sample_events, to_record
 from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
 from consumer.logs import configure_logging
 from consumer.settings import LogFormat, Settings, load_settings
@@ -177,7 +177,7 @@ async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
         records = demo_records(options, topics)
         # Published before the service starts, as after a deploy: the backlog shows
         # coalescing (one request for the whole campaign) and supersession at once.
-        await publish(bootstrap, records)
+        await publish(settings.kafka, records)
         say(
             f"Published {len(records)} events: {options.events} sample orders and bonuses, "
             f"a bonus campaign to {options.campaign} customers, 2 malformed records."
