@@ -35,11 +35,16 @@ COMMAND_MODULES = [
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to an option's help, unless there is no default to show
-    (unset, a flag that is off) or the help already says it."""
+    (unset, a flag that is off) or the help already says "(default: ...)"."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         default = action.default
-        if default is None or default is False or default == [] or "default" in (action.help or ""):
+        if (
+            default is None
+            or default is False
+            or default == []
+            or "(default:" in (action.help or "")
+        ):
             return action.help
         return super()._get_help_string(action)
 
