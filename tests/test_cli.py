@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import main
-from consumer.settings import settings_table
+from consumer.cli import build_parser, main
+from consumer.settings import load_settings, settings_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,3 +103,80 @@ def test_run_against_no_broker_says_so_in_one_line_and_leaves_nothing_open(
     ]
     logged = [line for line in done.stderr.splitlines() if line.startswith("{")]
     assert not [line for line in logged if '"level":"info"' not in line], logged
+
+
+# ---- help: every option described, every default shown, pointers that lead somewhere
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def _help(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    """The command's --help as printed, with argparse's line wrapping undone."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_every_option_of_every_command_is_described() -> None:
+    undescribed = [
+        f"{' '.join(path)} {action.option_strings[-1]}"
+        for path, parser in _commands(build_parser())
+        for action in parser._actions
+        if action.option_strings and not action.help
+    ]
+
+    assert not undescribed
+
+
+def test_every_command_help_shows_the_defaults_it_will_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checked = 0
+    for path, parser in _commands(build_parser()):
+        shown = _help(capsys, *path)
+        for action in parser._actions:
+            default = action.default
+            nothing = default is None or default is False or default in ([], argparse.SUPPRESS)
+            if not action.option_strings or nothing:
+                continue
+            if "(default:" not in (action.help or ""):
+                assert f"(default: {default})" in shown, f"{' '.join(path)} {action.dest}"
+                checked += 1
+    assert checked > 20
+
+
+@pytest.mark.usefixtures("clean_environ")
+def test_the_local_tools_listen_where_the_service_looks_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = load_settings()
+    simulator = build_parser().parse_args(["simulate", "imshop"])
+    broker = build_parser().parse_args(["kafka", "start"])
+
+    assert settings.imshop.url == f"http://{simulator.host}:{simulator.port}{simulator.path}"
+    assert settings.kafka.bootstrap_servers == f"localhost:{broker.port}"
+    assert "--port PORT port to listen on; 0 picks a free one (default: 8090)" in _help(
+        capsys, "simulate", "imshop"
+    )
+    assert "0 picks a free one (default: 9092)" in _help(capsys, "kafka", "start")
+
+
+def test_run_help_points_to_a_command_that_lists_every_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shown = _help(capsys, "run")
+    assert "`python -m consumer settings --markdown` lists every one" in shown
+
+    assert main(["settings", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    for name, _, _ in settings_table():
+        assert f"| `{name}` |" in table
