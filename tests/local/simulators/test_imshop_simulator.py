@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
-from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop import (
+    Faults,
+    ImshopSimulator,
+    SimulatorConfig,
+    serve_showing_pushes,
+)
 
 KEY = {"Authorization": "Bearer K"}
 GOOD = {"userIds": ["79990000001"], "message": {"title": "Заказ", "summary": "Готов"}}
@@ -201,3 +206,35 @@ async def test_the_command_prints_its_addresses_as_json(capsys: pytest.CaptureFi
     assert started["simulator"] == "imshop"
     assert started["url"] == started["base_url"] + "/push"
     assert started["base_url"].startswith("http://127.0.0.1:")
+
+
+async def test_the_command_shows_each_accepted_push_as_it_arrives(
+    capsys: pytest.CaptureFixture[str], client: httpx.AsyncClient
+) -> None:
+    """What a person running `simulate imshop` by hand sees, after the start-up line."""
+    simulator = ImshopSimulator(SimulatorConfig(rate_limit=10, window_s=60))
+    serving = asyncio.create_task(serve_showing_pushes(simulator, "127.0.0.1", 0))
+    try:
+        started = json.loads(await _next_output(capsys))
+        body = {**GOOD, "userIds": ["79990001122", "79990003344"], "deeplink": "imshop://orders"}
+        assert (await client.post(started["url"], json=body)).status_code == 200
+        shown = await _next_output(capsys)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    lines = shown.splitlines()
+    assert "request 1 " in lines[0]
+    assert "2 recipients" in lines[0]
+    assert "budget 1/10 in 60 s   7999***1122, 7999***3344" in lines[0]
+    assert lines[1].strip() == "Заказ — Готов"
+    assert lines[2].strip() == "-> imshop://orders"
+
+
+async def _next_output(capsys: pytest.CaptureFixture[str]) -> str:
+    for _ in range(300):  # bounded: 3 s
+        if out := capsys.readouterr().out:
+            return out
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing was printed within 3 s")
