@@ -42,6 +42,7 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": protocol.value,
     }
     if protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+        _require_files(settings)
         try:
             kwargs["ssl_context"] = create_ssl_context(
                 cafile=settings.ssl_cafile,
@@ -62,6 +63,17 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = settings.sasl_username
         kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return kwargs
+
+
+def _require_files(settings: KafkaSettings) -> None:
+    """A set TLS file that is not there is named with its variable."""
+    for variable, path in (
+        ("KAFKA_SSL_CAFILE", settings.ssl_cafile),
+        ("KAFKA_SSL_CERTFILE", settings.ssl_certfile),
+        ("KAFKA_SSL_KEYFILE", settings.ssl_keyfile),
+    ):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{variable}='{path}': no such file")
 
 
 async def connect(
