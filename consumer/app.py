@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumer.clock import Clock, SystemClock
-from consumer.dispatch.budget import provider_budget
+from consumer.dispatch.budget import Budget, provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
@@ -139,10 +139,13 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
+        budget = provider_budget(settings, self.clock)
+        if settings.service.push_provider is not ProviderName.APPMETRICA:
+            _say_when_the_budget_frees(budget, self.clock)
         dispatcher = Dispatcher(
             provider,
             settings.dispatch,
-            provider_budget(settings, self.clock),
+            budget,
             recorder,
             self.clock,
             self.metrics,
@@ -356,6 +359,18 @@ class _Parts:
     recorder: OutcomeRecorder
     dispatcher: Dispatcher
     source: KafkaSource
+
+
+def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
+    """Explain a quiet first minute: the budget starts spent unless told otherwise."""
+    free_at = budget.next_start_at()
+    if free_at is not None and (wait_s := free_at - clock.monotonic()) > 0:
+        log.info(
+            "budget_spent_at_start",
+            first_request_in_s=round(wait_s, 1),
+            why="IMSHOP_ASSUME_WINDOW_USED_AT_START counts the last window as used, "
+            "so a restart never bursts past the limit",
+        )
 
 
 def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
