@@ -10,10 +10,12 @@ TMP := $(or $(TMPDIR),/tmp)
 
 .PHONY: install test lint format demo check-mappings clean clean-jars
 
+# setuptools ends every editable install with a notice to mind folders named like the
+# package in the working directory; here that folder is the package itself.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
