@@ -172,7 +172,11 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
     async with contextlib.AsyncExitStack() as stack:
         # Each note is registered before its part, so it is added just after the part closes.
         bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
+        if bootstrap:  # checked as the service checks it, before anything starts
+            bootstrap = load_settings(
+                kafka={"bootstrap_servers": bootstrap}
+            ).kafka.bootstrap_servers
+        else:
             say("Starting a local Kafka broker (the first run fetches its jars with Maven)...")
             stack.callback(cleaned.append, "stopped the local Kafka broker and removed its data")
             kafka = await stack.enter_async_context(LocalKafka())

@@ -13,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.app import Service
-from consumer.errors import FatalError
+from consumer.errors import FatalError, SettingsError
 from consumer.local.demo import DemoOptions, _watch, run_demo
 from consumer.local.demo_view import PushPrinter, mask
 from consumer.settings import load_settings
@@ -157,6 +157,16 @@ async def test_an_unreachable_broker_ends_the_demo_with_one_clear_error() -> Non
 
     with pytest.raises(FatalError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "):
         await run_demo(options, io.StringIO())
+
+
+async def test_a_malformed_broker_address_ends_the_demo_before_anything_starts() -> None:
+    options = DemoOptions(bootstrap_servers="host:abc", quiet=True)
+    out = io.StringIO()
+
+    with pytest.raises(SettingsError, match=r"^invalid setting KAFKA_BOOTSTRAP_SERVERS='host:abc'"):
+        await run_demo(options, out)
+
+    assert out.getvalue() == ""
 
 
 async def test_a_service_that_dies_mid_run_ends_the_watch_at_once() -> None:
