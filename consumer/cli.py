@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from consumer import __version__
 from consumer.errors import FatalError
+from consumer.settings import parse_bootstrap_servers
 
 COMMAND_MODULES = [
     "consumer.app",
@@ -55,6 +56,14 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+def bootstrap_servers_arg(text: str) -> str:
+    """The ``type`` of every --bootstrap-servers: the setting's check, as a usage error."""
+    try:
+        return parse_bootstrap_servers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,7 +87,6 @@ def test_run_against_no_broker_says_so_in_one_line_and_leaves_nothing_open(
             HEALTH_PORT="0",
             LOG_FORMAT="json",
             PYTHONWARNINGS="always",  # an unclosed client would warn
-            PYTHONASYNCIODEBUG="1",
         ),
         capture_output=True,
         text=True,
@@ -180,3 +179,28 @@ def test_run_help_points_to_a_command_that_lists_every_variable(
     table = capsys.readouterr().out
     for name, _, _ in settings_table():
         assert f"| `{name}` |" in table
+
+
+def test_every_bootstrap_servers_option_checks_the_address_as_the_setting_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    commands = [
+        path
+        for path, parser in _commands(build_parser())
+        if any("--bootstrap-servers" in action.option_strings for action in parser._actions)
+    ]
+    assert {"demo", "bench", "samples produce", "dlq replay"} <= {" ".join(c) for c in commands}
+    for command in commands:
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args([*command, "--bootstrap-servers", "host:abc"])
+        assert exited.value.code == 2
+        assert (
+            capsys.readouterr()
+            .err.splitlines()[-1]
+            .endswith(
+                "error: argument --bootstrap-servers: port 'abc' is not a number; "
+                "expected host:port[,host:port...], e.g. localhost:9092"
+            )
+        ), command
+        parsed = build_parser().parse_args([*command, "--bootstrap-servers", " a:1, b:2 "])
+        assert parsed.bootstrap_servers == "a:1,b:2"

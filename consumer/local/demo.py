@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from consumer.app import Service
+from consumer.cli import bootstrap_servers_arg
 from consumer.errors import FatalError
 from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
 from consumer.local.kafka import LocalKafka
@@ -299,7 +300,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
-        "--bootstrap-servers", help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)"
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)",
     )
     parser.add_argument(
         "--topics-prefix",

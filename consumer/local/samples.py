@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from consumer.cli import bootstrap_servers_arg
 from consumer.errors import FatalError
 from consumer.kafka.clients import client_kwargs, connect
 from consumer.settings import KafkaSettings, load_settings
@@ -170,6 +171,7 @@ def register(subparsers: Any) -> None:
     )
     produce_parser.add_argument(
         "--bootstrap-servers",
+        type=bootstrap_servers_arg,
         help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)",
     )
     produce_parser.add_argument("--count", type=int, default=20, help="how many events")

@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from consumer.cli import bootstrap_servers_arg
 from consumer.errors import FatalError
 from consumer.kafka.clients import client_kwargs, connect
 from consumer.logs import configure_logging
@@ -195,7 +196,11 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(metavar="ACTION", required=True)
     cmd = sub.add_parser("replay", help="re-publish dead-lettered records to their source topic")
     cmd.add_argument("--topic", help="dead-letter topic (default: $KAFKA_DLQ_TOPIC)")
-    cmd.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    cmd.add_argument(
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)",
+    )
     cmd.add_argument(
         "--reason",
         action="append",
