@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
+from consumer.errors import FatalError
 from consumer.local.simulators.imshop import (
     Faults,
     ImshopSimulator,
@@ -238,3 +240,18 @@ async def _next_output(capsys: pytest.CaptureFixture[str]) -> str:
             return out
         await asyncio.sleep(0.01)
     raise AssertionError("nothing was printed within 3 s")
+
+
+async def test_a_taken_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(FatalError) as caught:
+            await ImshopSimulator().start("127.0.0.1", port)
+
+    assert str(caught.value) == (
+        f"the imshop simulator cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "pick another --port (0 picks a free one)"
+    )
