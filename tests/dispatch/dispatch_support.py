@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget, Slot
+from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import ConsumerError, RateLimited
 from consumer.events import Recipient
+from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
 from consumer.settings import DispatchSettings
@@ -151,6 +153,37 @@ def max_starts_in_window(starts: list[float], window_s: float) -> int:
             low += 1
         best = max(best, high - low + 1)
     return best
+
+
+@dataclass
+class Rig:
+    """The real async dispatcher, running, with a fake provider, clock and sink."""
+
+    clock: FakeClock
+    provider: FakeProvider
+    sink: RecordingSink
+    metrics: Metrics
+    dispatcher: Dispatcher
+    runner: asyncio.Task[None]
+
+    async def close(self) -> None:
+        await self.dispatcher.aclose()
+        await self.runner
+
+
+async def make_rig(
+    *, limit: int = 3, window_s: float = 60, full: bool = False, **dispatch: float
+) -> Rig:
+    clock = FakeClock()
+    provider = FakeProvider(clock)
+    sink = RecordingSink(clock)
+    metrics = Metrics()
+    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
+    settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
+    runner = asyncio.create_task(dispatcher.run())
+    await settle()
+    return Rig(clock, provider, sink, metrics, dispatcher, runner)
 
 
 class StepClock:

@@ -3,56 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
-from dispatch_support import (
-    FakeProvider,
-    RecordingSink,
-    advance,
-    make_job,
-    max_starts_in_window,
-    settle,
-)
+from dispatch_support import Rig, advance, make_job, make_rig, max_starts_in_window, settle
 
-from consumer.clock import FakeClock
-from consumer.dispatch import Budget, Dispatcher
 from consumer.errors import FatalError, OutcomeUnknown, ProviderRejected, RateLimited
-from consumer.metrics import Metrics
 from consumer.push import Outcome, PushClass
-from consumer.settings import DispatchSettings
-
-
-@dataclass
-class Rig:
-    clock: FakeClock
-    provider: FakeProvider
-    sink: RecordingSink
-    metrics: Metrics
-    dispatcher: Dispatcher
-    runner: asyncio.Task[None]
-
-
-async def _rig(
-    *, limit: int = 3, window_s: float = 60, full: bool = False, **dispatch: float
-) -> Rig:
-    clock = FakeClock()
-    provider = FakeProvider(clock)
-    sink = RecordingSink(clock)
-    metrics = Metrics()
-    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
-    settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
-    dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
-    runner = asyncio.create_task(dispatcher.run())
-    await settle()
-    return Rig(clock, provider, sink, metrics, dispatcher, runner)
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    made = await _rig()
+    made = await make_rig()
     yield made
     await made.dispatcher.aclose()
     await made.runner
@@ -68,7 +30,7 @@ async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -
 
 
 async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
-    rig = await _rig(limit=2, window_s=60)
+    rig = await make_rig(limit=2, window_s=60)
     for i in range(2):
         rig.dispatcher.submit(make_job(f"personal{i}", user=f"p{i}", text=f"p{i}"))
     await settle()
@@ -89,7 +51,7 @@ async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
 
 
 async def test_a_failed_request_is_retried_after_backoff_and_spends_budget() -> None:
-    rig = await _rig(limit=10, window_s=60, retry_initial_backoff_s=4)
+    rig = await make_rig(limit=10, window_s=60, retry_initial_backoff_s=4)
     rig.provider.results.append(OutcomeUnknown("read timeout"))
     rig.dispatcher.submit(make_job("e1"))
     await settle()
@@ -107,7 +69,7 @@ async def test_a_failed_request_is_retried_after_backoff_and_spends_budget() -> 
 
 
 async def test_retry_after_holds_the_whole_budget() -> None:
-    rig = await _rig(limit=10, window_s=60)
+    rig = await make_rig(limit=10, window_s=60)
     rig.provider.results.append(RateLimited("429", retry_after=30))
     rig.dispatcher.submit(make_job("e1"))
     await settle()
@@ -125,7 +87,7 @@ async def test_retry_after_holds_the_whole_budget() -> None:
 
 
 async def test_attempts_run_out_into_dead_letter_with_the_last_error() -> None:
-    rig = await _rig(limit=10, window_s=1, retry_max_attempts=2, retry_initial_backoff_s=1)
+    rig = await make_rig(limit=10, window_s=1, retry_max_attempts=2, retry_initial_backoff_s=1)
     rig.provider.results.extend([OutcomeUnknown("timeout 1"), OutcomeUnknown("timeout 2")])
     rig.dispatcher.submit(make_job("e1"))
 
@@ -152,7 +114,7 @@ async def test_a_rejection_dead_letters_with_the_provider_message(rig: Rig) -> N
 
 
 async def test_a_push_expires_while_the_budget_is_spent() -> None:
-    rig = await _rig(limit=1, window_s=600, full=True)
+    rig = await make_rig(limit=1, window_s=600, full=True)
     rig.dispatcher.submit(make_job("e1", ttl_s=120))
     await settle()
 
@@ -167,7 +129,7 @@ async def test_a_push_expires_while_the_budget_is_spent() -> None:
 
 
 async def test_high_and_low_water_count_jobs_in_flight() -> None:
-    rig = await _rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
+    rig = await make_rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
     rig.provider.gate = asyncio.Event()
     for i in range(4):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
@@ -190,7 +152,7 @@ async def test_high_and_low_water_count_jobs_in_flight() -> None:
 
 
 async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
-    rig = await _rig(limit=1, full=True)
+    rig = await make_rig(limit=1, full=True)
     for i, partition in enumerate([0, 1, 1]):
         rig.dispatcher.submit(make_job(f"e{i}", text=f"t{i}", partition=partition))
 
@@ -202,7 +164,7 @@ async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
 
 
 async def test_drain_sends_what_the_budget_allows_then_stops() -> None:
-    rig = await _rig(limit=2, window_s=10)
+    rig = await make_rig(limit=2, window_s=10)
     for i in range(5):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
     drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=15))
@@ -235,7 +197,7 @@ async def test_a_fatal_provider_error_stops_the_loop_and_keeps_the_jobs(rig: Rig
 
 
 async def test_marketing_waits_behind_transactional_but_gets_its_share() -> None:
-    rig = await _rig(limit=1, window_s=10, full=True, marketing_min_share=0.25)
+    rig = await make_rig(limit=1, window_s=10, full=True, marketing_min_share=0.25)
     for i in range(6):
         rig.dispatcher.submit(
             make_job(f"m{i}", user=f"m{i}", text=f"m{i}", push_class=PushClass.MARKETING)
