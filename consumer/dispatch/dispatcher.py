@@ -172,7 +172,7 @@ class Dispatcher:
                 break
             task = asyncio.create_task(self._send(request, slot))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._request_done)
         self._report(self._scheduler.pop_finished())
         self._update_gauges()
 
@@ -200,6 +200,12 @@ class Dispatcher:
         finally:
             self._budget.finish(slot)  # cancelled too: it may have arrived by now
         self._settle(request, error)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        # Waiters count the tasks: wake them once this one is gone, not when it settled.
+        self._tasks.discard(task)
+        self._progress.set()
+        self._wake.set()
 
     def _settle(self, request: Request, error: ConsumerError | None) -> None:
         provider = self._provider.name
@@ -240,6 +246,8 @@ class Dispatcher:
 
     def _report(self, finished: list[Finished]) -> None:
         """Hand each outcome to the sink, which logs it once with the event's context."""
+        if finished:
+            self._progress.set()  # drain() ends when nothing is held, whatever ended it
         for item in finished:
             job = item.job
             try:

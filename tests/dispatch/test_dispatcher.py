@@ -214,3 +214,32 @@ async def test_marketing_waits_behind_transactional_but_gets_its_share() -> None
     assert rig.dispatcher.oldest_age(PushClass.MARKETING) == pytest.approx(80)
     await rig.dispatcher.aclose()
     await rig.runner
+
+
+async def test_waiting_for_requests_in_flight_without_a_timeout_returns_when_they_end(
+    rig: Rig,
+) -> None:
+    rig.provider.gate = asyncio.Event()
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight())
+    await settle()
+    assert not waiting.done()
+
+    rig.provider.gate.set()
+    await settle()
+
+    assert waiting.done(), "wait_in_flight() hung after its last request ended"
+    assert waiting.result() is True
+
+
+async def test_drain_ends_as_soon_as_the_last_pushes_expire() -> None:
+    rig = await make_rig(limit=1, window_s=600, full=True)
+    rig.dispatcher.submit(make_job("e1", ttl_s=30))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=300))
+
+    await advance(rig.clock, 31)
+
+    assert rig.sink.outcome("e1") is Outcome.EXPIRED
+    assert drained.done(), "drain waited for its deadline with nothing left to send"
+    assert drained.result() == 0
