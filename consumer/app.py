@@ -23,7 +23,13 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from consumer.clock import Clock, SystemClock
 from consumer.dispatch.budget import provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
-from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
+from consumer.errors import (
+    ConsumerError,
+    FatalError,
+    InvalidEvent,
+    RenderError,
+    UnexpectedFailure,
+)
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
 from consumer.kafka.clients import aiokafka_c_extension_problem
@@ -41,12 +47,6 @@ from consumer.settings import ProviderName, Settings, load_settings
 log = get_logger(__name__)
 
 FETCH_TIMEOUT_MS = 200
-
-
-class UnexpectedFailure(ConsumerError):
-    """A bug met while handling one record; the record is dead-lettered, not retried."""
-
-    reason = "unexpected_error"
 
 
 class Service:

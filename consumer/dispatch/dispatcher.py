@@ -7,6 +7,9 @@ so a slow provider does not stop scheduling; the budget slot is taken when a
 request starts. Each event's outcome goes to the ``OutcomeSink``, which also
 counts events by outcome (the dispatcher counts requests, not events).
 
+A transient failure is retried with capped backoff until the push's time-to-live
+ends (``expired``); a refusal dead-letters it; a provider that crashes (a bug)
+dead-letters the request's pushes at once rather than spend the budget on it.
 A ``FatalError`` from the provider (a refused API key, a wrong URL) stops the
 loop: ``run()`` raises it and the affected jobs keep no outcome, so their
 offsets stay uncommitted and nothing is lost.
@@ -20,9 +23,9 @@ import random
 
 from consumer.clock import Clock
 from consumer.dispatch.budget import Budget, Slot
-from consumer.dispatch.pending import Finished
+from consumer.dispatch.pending import Finished, Partition
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError, FatalError, OutcomeUnknown, RateLimited
+from consumer.errors import ConsumerError, FatalError, RateLimited, UnexpectedFailure
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.providers.base import PushProvider
@@ -94,8 +97,9 @@ class Dispatcher:
         """Seconds the oldest waiting push of the class has been here (None if none)."""
         return self._scheduler.oldest_age(push_class, self._clock.monotonic())
 
-    def drop_partitions(self, partitions: set[tuple[str, int]]) -> int:
-        """Forget waiting jobs of revoked partitions (no outcome: the new owner sends them)."""
+    def drop_partitions(self, partitions: set[Partition]) -> int:
+        """The partitions are given up: forget their waiting jobs (no outcome: the new
+        owner sends them); results of their requests still in flight are not recorded."""
         dropped = self._scheduler.pending.drop(partitions)
         if dropped:
             log.info("pending_dropped", jobs=dropped, partitions=sorted(partitions))
@@ -194,9 +198,9 @@ class Dispatcher:
             await self._provider.send(request.envelopes)
         except ConsumerError as exc:
             error = exc
-        except Exception as exc:  # a provider bug: the request may have gone out
+        except Exception as exc:  # a provider bug: retrying it would only spend the budget
             log.exception("push_send_crashed", provider=self._provider.name)
-            error = OutcomeUnknown(f"{self._provider.name} send failed unexpectedly: {exc!r}")
+            error = UnexpectedFailure(f"{self._provider.name} send failed unexpectedly: {exc!r}")
         finally:
             self._budget.finish(slot)  # cancelled too: it may have arrived by now
         self._settle(request, error)

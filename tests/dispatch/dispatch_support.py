@@ -172,7 +172,11 @@ class Rig:
 
 
 async def make_rig(
-    *, limit: int = 3, window_s: float = 60, full: bool = False, **dispatch: float
+    *,
+    limit: int = 3,
+    window_s: float = 60,
+    full: bool = False,
+    **dispatch: float,
 ) -> Rig:
     clock = FakeClock()
     provider = FakeProvider(clock)

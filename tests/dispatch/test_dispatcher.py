@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 from dispatch_support import Rig, advance, make_job, make_rig, max_starts_in_window, settle
 
-from consumer.errors import FatalError, OutcomeUnknown, ProviderRejected, RateLimited
+from consumer.errors import (
+    FatalError,
+    OutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
 from consumer.push import Outcome, PushClass
 
 
@@ -82,21 +89,6 @@ async def test_retry_after_holds_the_whole_budget() -> None:
     assert len(rig.provider.requests) == 3
     assert rig.sink.outcome("e1") is Outcome.SENT
     assert rig.sink.outcome("e2") is Outcome.SENT
-    await rig.dispatcher.aclose()
-    await rig.runner
-
-
-async def test_attempts_run_out_into_dead_letter_with_the_last_error() -> None:
-    rig = await make_rig(limit=10, window_s=1, retry_max_attempts=2, retry_initial_backoff_s=1)
-    rig.provider.results.extend([OutcomeUnknown("timeout 1"), OutcomeUnknown("timeout 2")])
-    rig.dispatcher.submit(make_job("e1"))
-
-    await advance(rig.clock, 5)
-
-    (record,) = rig.sink.outcomes["e1"]
-    assert record.outcome is Outcome.DEAD_LETTERED
-    assert record.reason == "retries_exhausted"
-    assert str(record.error) == "timeout 2"
     await rig.dispatcher.aclose()
     await rig.runner
 
@@ -243,3 +235,43 @@ async def test_drain_ends_as_soon_as_the_last_pushes_expire() -> None:
     assert rig.sink.outcome("e1") is Outcome.EXPIRED
     assert drained.done(), "drain waited for its deadline with nothing left to send"
     assert drained.result() == 0
+
+
+async def test_a_provider_outage_is_waited_out_not_dead_lettered() -> None:
+    rig = await make_rig(limit=10, window_s=60)  # default backoff: 2 s, doubling to 120 s
+    rig.provider.results.extend([OutcomeUnknown("HTTP 503")] * 8)  # about 3 minutes down
+    rig.dispatcher.submit(make_job("e1", ttl_s=3600))
+
+    await advance(rig.clock, 600)
+
+    assert [r.outcome for r in rig.sink.outcomes["e1"]] == [Outcome.SENT]
+    assert len(rig.provider.requests) == 9
+    gaps = [b - a for a, b in itertools.pairwise(rig.provider.start_times)]
+    assert max(gaps) <= 120, "the backoff is capped"
+    await rig.close()
+
+
+async def test_a_push_failing_until_its_ttl_expires_with_the_last_error() -> None:
+    rig = await make_rig(limit=10, window_s=60, retry_max_backoff_s=10)
+    rig.provider.results.extend([ProviderUnavailable("Integration is unavailable")] * 100)
+    rig.dispatcher.submit(make_job("e1", ttl_s=120))
+
+    await advance(rig.clock, 200)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    assert str(record.error) == "Integration is unavailable"
+    assert record.at == pytest.approx(1_120, abs=0.01)
+    assert len(rig.provider.requests) > 10, "retried with capped backoff until the TTL"
+    await rig.close()
+
+
+async def test_a_provider_crash_is_dead_lettered_at_once_not_retried(rig: Rig) -> None:
+    rig.provider.results.append(KeyError("a provider bug"))  # type: ignore[arg-type]
+    rig.dispatcher.submit(make_job("e1"))
+    await advance(rig.clock, 600)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason) == (Outcome.DEAD_LETTERED, "unexpected_error")
+    assert "a provider bug" in str(record.error)
+    assert len(rig.provider.requests) == 1
