@@ -147,7 +147,11 @@ class Service:
             self.metrics,
         )
         source = KafkaSource(
-            settings.kafka, self.metrics, self.clock, on_revoked=_dropper(dispatcher)
+            settings.kafka,
+            self.metrics,
+            self.clock,
+            on_revoking=_settler(dispatcher, settings.dispatch.rebalance_settle_s),
+            on_revoked=_dropper(dispatcher),
         )
         await source.start()
         stack.push_async_callback(source.stop)
@@ -357,11 +361,28 @@ class _Parts:
     source: KafkaSource
 
 
+def _settler(
+    dispatcher: Dispatcher, timeout_s: float
+) -> Callable[[set[TopicPartition]], Awaitable[None]]:
+    """Before the revoked partitions are committed: their requests in flight end first."""
+
+    async def settle(revoked: set[TopicPartition]) -> None:
+        await dispatcher.settle_partitions(_pairs(revoked), timeout_s)
+
+    return settle
+
+
 def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
+    """After the revoked partitions are committed: the dispatcher lets them go."""
+
     def drop(revoked: set[TopicPartition]) -> None:
-        dispatcher.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+        dispatcher.drop_partitions(_pairs(revoked))
 
     return drop
+
+
+def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
+    return {(tp.topic, tp.partition) for tp in partitions}
 
 
 async def serve(settings: Settings) -> int:

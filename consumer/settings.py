@@ -178,6 +178,12 @@ class DispatchSettings(_Section):
     max_concurrent_requests: int = Field(
         4, ge=1, description="Provider requests in flight at once (the budget still bounds starts)."
     )
+    rebalance_settle_s: float = Field(
+        10.0,
+        ge=0,
+        description="On a rebalance, how long requests in flight for the revoked partitions"
+        " may take to finish and be committed before the partitions are given up.",
+    )
     dedupe_memory_events: int = Field(
         100_000, ge=1, description="Recent event ids remembered to drop duplicates."
     )

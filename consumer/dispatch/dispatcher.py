@@ -13,6 +13,10 @@ dead-letters the request's pushes at once rather than spend the budget on it.
 A ``FatalError`` from the provider (a refused API key, a wrong URL) stops the
 loop: ``run()`` raises it and the affected jobs keep no outcome, so their
 offsets stay uncommitted and nothing is lost.
+
+On a rebalance the Kafka side calls ``settle_partitions`` before it commits the
+revoked partitions (their requests in flight end and are recorded first, so the
+next owner does not send them again) and ``drop_partitions`` after.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class Dispatcher:
         self._max_concurrent = settings.max_concurrent_requests
         self._high_water = settings.pending_max_events
         self._low_water = settings.pending_max_events * settings.pending_resume_ratio
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Request] = {}
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = False
@@ -96,6 +100,24 @@ class Dispatcher:
     def oldest_age(self, push_class: PushClass) -> float | None:
         """Seconds the oldest waiting push of the class has been here (None if none)."""
         return self._scheduler.oldest_age(push_class, self._clock.monotonic())
+
+    async def settle_partitions(self, partitions: set[Partition], timeout_s: float) -> bool:
+        """Before the partitions are given up: start and retry nothing of theirs, forget
+        their waiting jobs, and wait up to ``timeout_s`` for their requests in flight, so
+        those outcomes are recorded before the commit. True if none is left in flight."""
+        forgotten = self._scheduler.pending.close(partitions)
+        until = self._clock.monotonic() + timeout_s
+        while self._carrying(partitions) and self._clock.monotonic() < until:
+            self._progress.clear()
+            await _race(self._clock, self._progress, until)
+        left = self._carrying(partitions)
+        fields = {"partitions": sorted(partitions), "forgotten": forgotten}
+        if left:
+            # Their results will not be recorded: the partitions' next owner sends them again.
+            log.warning("revoked_requests_unsettled", requests=left, timeout_s=timeout_s, **fields)
+        else:
+            log.info("revoked_requests_settled", **fields)
+        return not left
 
     def drop_partitions(self, partitions: set[Partition]) -> int:
         """The partitions are given up: forget their waiting jobs (no outcome: the new
@@ -175,7 +197,7 @@ class Dispatcher:
             if slot is None:  # cannot happen after can_start(); stay safe regardless
                 break
             task = asyncio.create_task(self._send(request, slot))
-            self._tasks.add(task)
+            self._tasks[task] = request
             task.add_done_callback(self._request_done)
         self._report(self._scheduler.pop_finished())
         self._update_gauges()
@@ -207,9 +229,16 @@ class Dispatcher:
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         # Waiters count the tasks: wake them once this one is gone, not when it settled.
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._progress.set()
         self._wake.set()
+
+    def _carrying(self, partitions: set[Partition]) -> int:
+        """Requests in flight carrying a job of these partitions."""
+        return sum(
+            any(entry.partition in partitions for entry in request.entries)
+            for request in self._tasks.values()
+        )
 
     def _settle(self, request: Request, error: ConsumerError | None) -> None:
         provider = self._provider.name

@@ -27,7 +27,9 @@ waiting jobs are forgotten and its epoch ends; a request still in flight then
 carries jobs of an ended epoch, whose results are not recorded: the partition's
 next owner reads those records again. If that owner is this process and the
 request is still in flight, the record read again adopts the job into the new
-epoch instead.
+epoch instead. Before the partition is given up it can be *closed*: nothing of it
+is started or retried any more, and the dispatcher waits for its requests in
+flight so their outcomes are recorded (and committed) first.
 
 Lookups are heaps with lazy deletion: an item is valid while its entry is still
 in the state (and generation) it was pushed for; stale items are skipped when
@@ -142,6 +144,7 @@ class PendingSet:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._shown: OrderedDict[str, Shown] = OrderedDict()
         self._epochs: dict[Partition, int] = {}
+        self._closing: set[Partition] = set()
         self._dedupe_memory = dedupe_memory
         self._collapse_memory = collapse_memory
         self.finished: list[Finished] = []
@@ -173,6 +176,8 @@ class PendingSet:
         now_wall: dt.datetime,
     ) -> None:
         partition = (job.origin.topic, job.origin.partition)
+        if partition in self._closing:
+            return  # being given up: its next owner reads the record (no outcome here)
         if job.event_id in self._seen:
             held = self._held.get(job.event_id)
             if held is not None and held.job.origin == job.origin:
@@ -223,10 +228,10 @@ class PendingSet:
         now_wall: dt.datetime,
     ) -> bool:
         """The push did not go out: wait until ``not_before`` and go again, unless its
-        time-to-live is over or its partition was given up. True if it waits."""
+        time-to-live is over or its partition is being given up. True if it waits."""
         self._release(entry)
         entry.last_error = error
-        if not self._current(entry):
+        if not self._current(entry) or entry.partition in self._closing:
             self._seen.pop(entry.job.event_id, None)  # the partition's next owner sends it
             return False
         if entry.job.expires_at <= now_wall:
@@ -267,12 +272,23 @@ class PendingSet:
 
     # --- partitions ----------------------------------------------------------------
 
+    def close(self, partitions: set[Partition]) -> int:
+        """The partitions are about to be given up: forget their waiting jobs (no outcome,
+        as never seen), take nothing of them from now on, retry none of their requests.
+        Returns how many waiting jobs were forgotten."""
+        self._closing |= partitions
+        return self._forget_waiting(partitions)
+
     def drop(self, partitions: set[Partition]) -> int:
         """The partitions are given up: their epoch ends. Waiting jobs are forgotten;
         results of their requests still in flight will not be recorded. Returns how many
         waiting jobs were forgotten."""
         for partition in partitions:
             self._epochs[partition] = self._epoch(partition) + 1
+        self._closing -= partitions
+        return self._forget_waiting(partitions)
+
+    def _forget_waiting(self, partitions: set[Partition]) -> int:
         forgotten = 0
         for entry in list(self._held.values()):
             if entry.state is not State.IN_FLIGHT and entry.partition in partitions:

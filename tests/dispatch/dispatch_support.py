@@ -68,6 +68,7 @@ class FakeProvider:
         self.requests: list[tuple[float, tuple[Envelope, ...]]] = []
         self.results: deque[ConsumerError | None] = deque()
         self.gate: asyncio.Event | None = None
+        self.latency_s = 0.0  # fake seconds each request takes
 
     def coalesce_key(self, job: PushJob) -> Hashable:
         return job.push.message
@@ -79,6 +80,8 @@ class FakeProvider:
         self.requests.append((self.clock.monotonic(), tuple(request)))
         if self.gate is not None:
             await self.gate.wait()
+        if self.latency_s:
+            await self.clock.sleep(self.latency_s)
         result = self.results.popleft() if self.results else None
         if result is not None:
             raise result

@@ -217,3 +217,59 @@ async def test_a_result_of_an_earlier_assignment_is_not_recorded_nor_its_push_re
     (record,) = rig.sink.outcomes["v1"]
     assert record.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED)
     await rig.close()
+
+
+async def test_on_revoke_the_partitions_requests_in_flight_end_and_are_recorded_first() -> None:
+    rig = await make_rig(limit=2, window_s=60)
+    rig.provider.latency_s = 2.0
+    rig.dispatcher.submit(make_job("p0", text="a", partition=0))
+    rig.dispatcher.submit(make_job("p1", text="b", partition=1))
+    rig.dispatcher.submit(make_job("waiting", text="c", partition=0))  # the budget is spent
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10))
+    await advance(rig.clock, 2)
+
+    assert settling.done()
+    assert settling.result() is True
+    assert rig.sink.outcome("p0") is Outcome.SENT  # before the commit that follows
+    assert "waiting" not in rig.sink.outcomes, "a waiting job is left to the next owner"
+    rig.dispatcher.drop_partitions({("orders", 0)})
+    await advance(rig.clock, 120)
+    assert [e.jobs[0].event_id for _, (e,) in rig.provider.requests] == ["p0", "p1"]
+    await rig.close()
+
+
+async def test_on_revoke_the_wait_is_bounded_and_a_late_result_is_not_recorded() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 30.0
+    rig.dispatcher.submit(make_job("slow"))
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
+    await advance(rig.clock, 5)
+    assert settling.done()
+    assert settling.result() is False
+    rig.dispatcher.drop_partitions(PARTITION)
+    await advance(rig.clock, 30)
+
+    assert rig.sink.outcomes == {}
+    assert rig.dispatcher.size == 0
+    await rig.close()
+
+
+async def test_while_a_revoke_waits_a_failed_request_of_the_partition_is_not_retried() -> None:
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=0.1)
+    rig.provider.latency_s = 1.0
+    rig.provider.results.append(OutcomeUnknown("HTTP 502"))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=10))
+    await advance(rig.clock, 5)
+
+    assert settling.result() is True
+    assert len(rig.provider.requests) == 1
+    assert rig.sink.outcomes == {}
+    assert rig.dispatcher.size == 0
+    await rig.close()
