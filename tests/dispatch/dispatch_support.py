@@ -13,7 +13,7 @@ from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError, RateLimited
+from consumer.errors import ConsumerError, OutcomeUnknown, RateLimited
 from consumer.events import Recipient
 from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits
@@ -55,8 +55,16 @@ def make_job(
     )
 
 
+class LostAnswer(OutcomeUnknown):
+    """A scripted result: the provider takes the request, but its answer is lost."""
+
+
 class FakeProvider:
-    """Coalesces like IMSHOP; answers with the scripted results (None = success)."""
+    """Coalesces like IMSHOP; answers with the scripted results (None = success).
+
+    ``delivered`` lists what the provider took (a success, or a ``LostAnswer``),
+    in the order it took it: what the customers were shown.
+    """
 
     name = "fake"
 
@@ -66,6 +74,7 @@ class FakeProvider:
         self.limits = ProviderLimits(max_messages, max_recipients)
         self.clock = clock
         self.requests: list[tuple[float, tuple[Envelope, ...]]] = []
+        self.delivered: list[Envelope] = []
         self.results: deque[ConsumerError | None] = deque()
         self.gate: asyncio.Event | None = None
         self.latency_s = 0.0  # fake seconds each request takes
@@ -83,6 +92,8 @@ class FakeProvider:
         if self.latency_s:
             await self.clock.sleep(self.latency_s)
         result = self.results.popleft() if self.results else None
+        if result is None or isinstance(result, LostAnswer):
+            self.delivered.extend(request)
         if result is not None:
             raise result
 
@@ -179,11 +190,14 @@ async def make_rig(
     limit: int = 3,
     window_s: float = 60,
     full: bool = False,
+    sink: RecordingSink | None = None,
     **dispatch: float,
 ) -> Rig:
     clock = FakeClock()
     provider = FakeProvider(clock)
-    sink = RecordingSink(clock)
+    if sink is None:
+        sink = RecordingSink()
+    sink.clock = clock
     metrics = Metrics()
     budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
     settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
