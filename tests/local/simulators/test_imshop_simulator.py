@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
-from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop import (
+    REFUSED_MESSAGE,
+    Faults,
+    ImshopSimulator,
+    SimulatorConfig,
+)
 
 KEY = {"Authorization": "Bearer K"}
 GOOD = {"userIds": ["79990000001"], "message": {"title": "Заказ", "summary": "Готов"}}
@@ -103,6 +108,7 @@ async def test_the_sliding_window_answers_429_and_counts_violations(
         ("unavailable", 200, {"success": False, "error": "Integration is unavailable"}),
         ("http_503", 503, None),
         ("rate_limited", 429, None),
+        ("refused", 400, {"statusCode": 400, "error": "Bad Request", "message": REFUSED_MESSAGE}),
     ],
 )
 async def test_scripted_faults_answer_in_order_then_stop(
