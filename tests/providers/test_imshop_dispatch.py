@@ -8,24 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from consumer.clock import SystemClock
 from consumer.dispatch import Dispatcher
 from consumer.dispatch.budget import provider_budget
-from consumer.errors import ConsumerError
-from consumer.events import Recipient
+from consumer.dispatch.scheduler import Scheduler
+from consumer.errors import ConsumerError, InvalidEvent
+from consumer.events import Recipient, parse_event
 from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop_model import validate
 from consumer.metrics import Metrics
+from consumer.providers.imshop import ImshopProvider, body
 from consumer.providers.registry import build_provider
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
 from consumer.settings import DispatchSettings, ImshopSettings, Settings
 
 LIMIT, WINDOW_S = 3, 1.0
+EVENT = {
+    "event_type": "bonus.accrued",
+    "occurred_at": "2026-11-22T09:00:00+03:00",
+    "bonus": {"amount": 100},
+}
 
 
 def _job(event_id: str, user: str, title: str, ttl_s: float = 600) -> PushJob:
@@ -175,3 +187,48 @@ async def test_the_run_loop_serves_submissions_that_come_while_it_runs(stack: St
     assert runner.done()
     assert len(stack.sim.pushes) == 5
     assert stack.sim.stats()["violations"] == 0
+
+
+# Suspected in issue 12: "one bad recipient in a coalesced IMSHOP request dead-letters
+# all of its customers". IMSHOP documents one check of userIds: a non-empty array of
+# distinct, non-empty strings (research: push-apis.md, 2.2-2.3); a 400 is about the
+# request. Shown here: whatever recipient id an event may carry, the request built for
+# it and up to 1000 others passes that check and encodes, so no single recipient can
+# spoil the request (an id the contract refuses never reaches the dispatcher).
+
+id_text = st.text(st.characters(exclude_categories=()), max_size=40)  # surrogates too
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(id_text, min_size=1, max_size=40), install=st.booleans())
+def test_no_recipient_an_event_may_carry_can_spoil_a_coalesced_request(
+    ids: list[str], install: bool
+) -> None:
+    unused = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+    provider = ImshopProvider(ImshopSettings(), client=unused)  # addresses, never sends
+    scheduler = Scheduler(
+        limits=provider.limits,
+        coalesce_key=provider.coalesce_key,
+        recipients=provider.recipients,
+        settings=DispatchSettings(),
+    )
+    now = dt.datetime.now(dt.UTC)
+    for number, raw in enumerate(ids):
+        field_name = "install_id" if install else "user_id"
+        record = {**EVENT, "event_id": f"e{number}", "recipient": {field_name: raw}}
+        try:
+            event = parse_event(json.dumps(record).encode(), max_bytes=65_536)
+        except InvalidEvent:
+            continue  # dead-lettered alone by the consume loop, never in a request
+        job = _job(event.event_id, event.recipient.push_id, "Скидка 10%")
+        job.recipient = event.recipient
+        scheduler.add(job, 1_000.0, now)
+
+    while (request := scheduler.next_request(1_000.0, now)) is not None and request.envelopes:
+        (envelope,) = request.envelopes
+        payload = body(envelope)
+        assert validate(payload, provider.limits.max_recipients_per_request) is None, payload
+        httpx.Request("POST", "http://imshop.invalid/push", json=payload)  # encodes as JSON
+        scheduler.on_sent(request)
+    outcomes = {f.outcome for f in scheduler.pop_finished()}
+    assert outcomes <= {Outcome.SENT, Outcome.SKIPPED}
