@@ -23,7 +23,13 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from consumer.clock import Clock, SystemClock
 from consumer.dispatch.budget import Budget, provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
-from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
+from consumer.errors import (
+    ConsumerError,
+    FatalError,
+    InvalidEvent,
+    RenderError,
+    UnexpectedFailure,
+)
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
@@ -41,12 +47,6 @@ from consumer.settings import ProviderName, Settings, load_settings
 log = get_logger(__name__)
 
 FETCH_TIMEOUT_MS = 200
-
-
-class UnexpectedFailure(ConsumerError):
-    """A bug met while handling one record; the record is dead-lettered, not retried."""
-
-    reason = "unexpected_error"
 
 
 class Service:
@@ -151,7 +151,11 @@ class Service:
             self.metrics,
         )
         source = KafkaSource(
-            settings.kafka, self.metrics, self.clock, on_revoked=_dropper(dispatcher)
+            settings.kafka,
+            self.metrics,
+            self.clock,
+            on_revoking=_settler(dispatcher, settings.dispatch.rebalance_settle_s),
+            on_revoked=_dropper(dispatcher),
         )
         await source.start()
         stack.push_async_callback(source.stop)
@@ -373,11 +377,28 @@ def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
         )
 
 
+def _settler(
+    dispatcher: Dispatcher, timeout_s: float
+) -> Callable[[set[TopicPartition]], Awaitable[None]]:
+    """Before the revoked partitions are committed: their requests in flight end first."""
+
+    async def settle(revoked: set[TopicPartition]) -> None:
+        await dispatcher.settle_partitions(_pairs(revoked), timeout_s)
+
+    return settle
+
+
 def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
+    """After the revoked partitions are committed: the dispatcher lets them go."""
+
     def drop(revoked: set[TopicPartition]) -> None:
-        dispatcher.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+        dispatcher.drop_partitions(_pairs(revoked))
 
     return drop
+
+
+def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
+    return {(tp.topic, tp.partition) for tp in partitions}
 
 
 async def serve(settings: Settings) -> int:

@@ -249,11 +249,18 @@ class DispatchSettings(_Section):
     marketing_min_share: float = Field(
         0.2, ge=0, le=1, description="Share of requests reserved for marketing pushes."
     )
-    retry_max_attempts: int = Field(5, ge=1, description="Attempts per request, then dead-letter.")
-    retry_initial_backoff_s: float = Field(2.0, gt=0, description="First retry delay.")
+    retry_initial_backoff_s: float = Field(
+        2.0, gt=0, description="First retry delay (retries go on until the push's TTL ends)."
+    )
     retry_max_backoff_s: float = Field(120.0, gt=0, description="Longest retry delay.")
     max_concurrent_requests: int = Field(
         4, ge=1, description="Provider requests in flight at once (the budget still bounds starts)."
+    )
+    rebalance_settle_s: float = Field(
+        10.0,
+        ge=0,
+        description="On a rebalance, how long requests in flight for the revoked partitions"
+        " may take to finish and be committed before the partitions are given up.",
     )
     dedupe_memory_events: int = Field(
         100_000, ge=1, description="Recent event ids remembered to drop duplicates."

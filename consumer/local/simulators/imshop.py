@@ -5,10 +5,11 @@
 API: ``POST /push`` with ``Authorization: Bearer <key>`` (401 otherwise, when a
 key is configured), answering with IMSHOP's documented shapes: ``{"success":
 true}``, ``{"success": false, "error": "Integration is unavailable"}``, and a
-Joi-style 400 naming the problem. It enforces the recipient cap and the sliding
-window: a request beyond ``rate-limit`` admitted requests in any ``window``
-seconds gets 429 with Retry-After and counts as a violation (the real service
-documents no 429; a client that never sees one kept the limit).
+Joi-style 400 naming the problem (or, as the ``refused`` fault, refusing a valid
+push). It enforces the recipient cap and the sliding window: a request beyond
+``rate-limit`` admitted requests in any ``window`` seconds gets 429 with
+Retry-After and counts as a violation (the real service documents no 429; a
+client that never sees one kept the limit).
 
 Control (no key): ``GET /_sim/pushes`` (every accepted push, with its arrival
 time), ``GET /_sim/stats`` (counters, violations, the most requests seen in one
@@ -40,9 +41,10 @@ from consumer.local.simulators.imshop_model import (
 )
 from consumer.local.simulators.server import SimulatorServer
 
-__all__ = ["Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
+__all__ = ["REFUSED_MESSAGE", "Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
 
 SHOW_EVERY_S = 0.2
+REFUSED_MESSAGE = '"value" fails because [the push was refused (an injected fault)]'
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
 _REASONS |= {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 _REASONS |= {504: "Gateway Timeout"}
@@ -120,6 +122,8 @@ class ImshopSimulator(SimulatorServer):
     async def _fault(self, request: web.Request, kind: str) -> web.StreamResponse:
         if kind == "unavailable":
             return web.json_response({"success": False, "error": "Integration is unavailable"})
+        if kind == "refused":
+            return _error(400, REFUSED_MESSAGE)
         if kind == "rate_limited":
             return _error(429, "Rate limit exceeded", retry_after=self.state.faults.retry_after_s)
         if kind == "timeout":

@@ -15,6 +15,7 @@ import pytest
 from consumer.cli import build_parser
 from consumer.errors import FatalError
 from consumer.local.simulators.imshop import (
+    REFUSED_MESSAGE,
     Faults,
     ImshopSimulator,
     SimulatorConfig,
@@ -110,6 +111,7 @@ async def test_the_sliding_window_answers_429_and_counts_violations(
         ("unavailable", 200, {"success": False, "error": "Integration is unavailable"}),
         ("http_503", 503, None),
         ("rate_limited", 429, None),
+        ("refused", 400, {"statusCode": 400, "error": "Bad Request", "message": REFUSED_MESSAGE}),
     ],
 )
 async def test_scripted_faults_answer_in_order_then_stop(
