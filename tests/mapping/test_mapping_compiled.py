@@ -31,11 +31,22 @@ COMPILABLE = [
     "{{ order.missing | default: 'нет' }} {{ order.missing | default }}|",
     "{{ order.number | append: '-' | prepend: '#' | upcase | replace: '#', '№' }}",
     "{{ bonus.amount | plus: 1 | minus: 0.5 | round: 1 | abs }} {{ items | size }}",
+    # comparisons run Liquid's own functions; a missing value compares as Liquid's does
+    "{% if order.status == 'created' %}a{% elsif order.status != 'x' %}b{% endif %}",
+    "{% if bonus.amount > 0 %}+{% elsif bonus.amount < 0 %}-{% else %}0{% endif %}",
+    "{% if bonus.amount >= 21 and bonus.amount <= 21.0 %}=21{% endif %}",
+    "{% if order.missing > 0 or order.missing < 0 or order.missing >= 0 %}no{% endif %}",
+    "{% if order.missing == nil and order.missing != 'x' %}nil{% endif %}",
+    "{% if order.missing == order.other_missing %}same{% endif %}",
+    "{% if flag == true and zero == 0 and zero != false and c == '' %}t{% endif %}",
+    "{% if order.number > 5 %}text and a number: Liquid's type error{% endif %}",
+    "{% if order.total > 0 %}an object and a number: Liquid's type error{% endif %}",
 ]
 
 NOT_COMPILED = [
     "{% for item in items %}{{ item }}{% endfor %}",
-    "{% if order.status == 'created' %}x{% endif %}",
+    "{% if order.status contains 'cr' %}x{% endif %}",
+    "{% if items == empty %}x{% endif %}",
     "{{ items.first }} {{ items.size }}",
     "{{ items[0] }}",
     "{% assign x = 1 %}{{ x }}",
