@@ -59,7 +59,7 @@ def test_courier_rule_wins_by_priority_and_has_a_short_ttl(shipped: MappingSet) 
     assert push is not None
     assert push.rule_id == "orders.yaml:order_with_courier"
     assert push.ttl_s == 2 * 3600
-    assert push.message.title == "Курьер везёт заказ №X9"  # no number: the id names it
+    assert push.message.title == "Курьер везёт ваш заказ"  # no number: the id is not for reading
     assert push.extras == {
         "appmetrica": {
             "android": {"channel_id": "orders", "urgency": "high"},
@@ -212,7 +212,7 @@ def test_render_command_prints_rule_and_push(
     assert main(["mappings", "render", "--event", str(path), str(SHIPPED)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["rule"] == "orders.yaml:order_delivered"
-    assert shown["push"]["title"] == "Заказ №5 получен"
+    assert shown["push"]["title"] == f"Заказ №{NBSP}5 получен"
     assert shown["push"]["ttl_s"] == 86400
 
 
