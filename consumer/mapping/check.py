@@ -234,7 +234,7 @@ def check_conditions(rule: Rule, known: Contract) -> Iterator[Problem]:
     for condition in rule.conditions:
         line = condition.line or rule.line
         yield from _path_problems(rule, line, "condition", condition.path, known)
-        for value in sorted(condition.values, key=str):
+        for value in sorted(condition.values or (), key=str):
             yield from _value_problems(rule, line, condition.path, value, known)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
@@ -39,11 +39,11 @@ def example_event(rule: Rule, example: Example) -> dict[str, Any]:
     return event
 
 
-def _why_not_matched(
+def why_not_matched(
     rule: Rule,
     matched: Rule | None,
     event: BaseEvent,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     now: dt.datetime,
 ) -> str:
     if event.event_type not in rule.event_types:
@@ -56,7 +56,8 @@ def _why_not_matched(
             f"`{c.text}` does not hold (the event has {_shown_value(lookup(data, c.path))})"
             for c in failing
         )
-    assert matched is not None  # this rule's conditions hold: another one won
+    if matched is None:  # pragma: no cover - a rule whose conditions hold is matched
+        return "the event is matched by no rule"
     return (
         f"the event is matched by rule `{matched.id}` ({matched.where}), which has a higher "
         "priority"
@@ -94,7 +95,7 @@ def check_example(
     now = example.now or event.occurred_at
     matched = mappings.match(event.event_type, data, now=now)
     if matched is not rule:
-        yield *where, f"{label}: {_why_not_matched(rule, matched, event, data, now)}"
+        yield *where, f"{label}: {why_not_matched(rule, matched, event, data, now)}"
         return
     try:
         push = mappings.render_rule(rule, data, event, now, fit=False)

@@ -204,8 +204,14 @@ class Condition:
         return self.path == other.path and self.test.excludes(other.test)
 
     @property
-    def values(self) -> frozenset[Any]:
-        return self.test.values if isinstance(self.test, OneOf) else frozenset()
+    def values(self) -> frozenset[Any] | None:
+        """The values it accepts, or None when it tests something else (presence, a bound)."""
+        return self.test.values if isinstance(self.test, OneOf) else None
+
+    @property
+    def exists(self) -> bool:
+        """False only for ``exists: false``; ``text`` says what any condition tests."""
+        return not (isinstance(self.test, Exists) and not self.test.present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +339,10 @@ class MappingSet:
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
         self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
+
+    @property
+    def settings(self) -> MappingSettings:
+        return self._settings
 
     def match(
         self, event_type: str, data: Mapping[str, Any], *, now: dt.datetime | None = None

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
 from mapping_helpers import event, rule_yaml, write
 
-from consumer.cli import main
 from consumer.errors import MappingLoadError, RenderError
 from consumer.events import BaseEvent
 from consumer.mapping import MappingSet, load_mappings
@@ -201,28 +199,3 @@ def test_cost_report_tells_personal_grouped_and_shared_apart(tmp_path: Path) -> 
         f"{tmp_path}/orders.yaml:2: order_news — shared text: up to 1000 recipients per "
         "request, up to 10000 pushes per 60 s",
     ]
-
-
-def test_render_command_prints_rule_and_push(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "event.json"
-    order = {"id": "X9", "number": "5", "status": "delivered"}
-    path.write_text(json.dumps(event(order=order).model_dump(mode="json")), encoding="utf-8")
-    assert main(["mappings", "render", "--event", str(path), str(SHIPPED)]) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["rule"] == "orders.yaml:order_delivered"
-    assert shown["push"]["title"] == f"Заказ №{NBSP}5 получен"
-    assert shown["push"]["ttl_s"] == 86400
-
-
-def test_render_command_explains_no_match(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "event.json"
-    order = {"id": "X9", "status": "lost"}
-    path.write_text(json.dumps(event(order=order).model_dump(mode="json")), encoding="utf-8")
-    assert main(["mappings", "render", "--event", str(path), str(SHIPPED)]) == 1
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["rule"] is None
-    assert "the conditions of every order.status_changed rule are false" in shown["reason"]
