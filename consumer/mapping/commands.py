@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.errors import MappingLoadError
-from consumer.mapping.cost import cost_lines
+from consumer.mapping.cost import Volume, cost_lines
 from consumer.mapping.loader import Draft, load_draft, load_mappings
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.rules import MappingSet, Rule
@@ -33,6 +33,17 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("mappings", help="check mapping templates or preview a push")
     commands = parser.add_subparsers(title="mapping commands", metavar="ACTION", required=True)
     check = commands.add_parser("check", help="check every rule and show what each push costs")
+    check.add_argument(
+        "--recipients",
+        type=_positive,
+        help="also count the requests and time a send to this many recipients takes",
+    )
+    check.add_argument(
+        "--distinct",
+        type=_positive,
+        help="with --recipients: how many different values (amounts, dates) they have",
+    )
+    check.add_argument("--rule", help="show the cost of this rule only (id, or file:id)")
     check.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     check.set_defaults(func=_check)
     render = commands.add_parser(
@@ -69,14 +80,38 @@ def _load(args: argparse.Namespace) -> tuple[Settings, MappingSet | None]:
         return settings, None
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return number
+
+
 def _check(args: argparse.Namespace) -> int:
+    if args.distinct is not None and args.recipients is None:
+        print("error: --distinct counts values among --recipients; give both", file=sys.stderr)
+        return 2
     settings, mappings = _load(args)
     if mappings is None:
         return 1
     examples = sum(len(rule.examples) for rule in mappings.rules)
     print(f"ok: {len(mappings.rules)} rules, {examples} examples render as expected")
     print("provider cost of each rule (IMSHOP limits):")
-    for line in cost_lines(mappings.rules, settings.imshop):
+    volume = Volume(args.recipients, args.distinct) if args.recipients else None
+    rules = [r for r in mappings.rules if args.rule in (None, r.id, r.rule_id)]
+    if not rules:
+        print(f"error: --rule {args.rule}: no such rule", file=sys.stderr)
+        return 2
+    lines = cost_lines(
+        rules,
+        settings.imshop,
+        volume=volume,
+        marketing_share=settings.dispatch.marketing_min_share,
+    )
+    for line in lines:
         print(f"  {line}")
     return 0
 
