@@ -252,3 +252,10 @@ def test_a_declared_optional_field_must_be_guarded(tmp_path: Path) -> None:
         "would fail and be dead-lettered); guard it: `{% if promo.code %}…{% endif %}`, or "
         "give a fallback: `{{ promo.code | default: … }}`"
     )
+
+
+def test_the_guide_s_sample_rule_passes_the_check(tmp_path: Path) -> None:
+    guide = (SHIPPED / "README.md").read_text(encoding="utf-8")
+    sample = guide.split("## A rule\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    write(tmp_path, "rules.yaml", sample)
+    assert [r.id for r in load_mappings(tmp_path, MappingSettings()).rules] == ["order_shipped"]
