@@ -20,6 +20,7 @@ give the same push:
 
 from __future__ import annotations
 
+import functools
 import re
 
 NBSP = "\u00a0"
@@ -58,10 +59,27 @@ def typeset(text: str) -> str:
         text = _DOUBLE_STOP.sub(r"\1", text)
     if "  " in text:
         text = _SPACES.sub(" ", text)
-    if " " in text:
+    if _space_before_mark(text):
         text = _SPACE_BEFORE_MARK.sub("", text)
     return text
 
 
+def _space_before_mark(text: str) -> bool:
+    # Substring tests: a regex scan stops at every space of the text (about 3x slower).
+    return (
+        " ." in text
+        or " ," in text
+        or " :" in text
+        or " ;" in text
+        or " !" in text
+        or " ?" in text
+        or " )" in text
+    )
+
+
+# The same texts come again and again (a campaign, a constant summary, a status
+# message), and a lookup costs a tenth of the checks; personal titles just miss.
+@functools.lru_cache(maxsize=8192)
 def finish(text: str) -> str:
+    """A title or summary as it may reach a phone: cleaned, then typeset."""
     return typeset(clean(text))

@@ -76,7 +76,7 @@ def _dict_without_nulls(data: dict[Any, Any]) -> dict[Any, Any]:
             out[key] = _dict_without_nulls(value)
         elif kind is list:
             out[key] = _list_without_nulls(value)
-        elif value is not None and value != "":
+        elif value is not None and (kind is not str or value):
             out[key] = value
     return out
 

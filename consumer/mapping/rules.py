@@ -38,8 +38,12 @@ _ABSENT = object()
 
 
 def lookup(data: Mapping[str, Any], path: str) -> Any:
+    return _lookup_parts(data, path.split("."))
+
+
+def _lookup_parts(data: Mapping[str, Any], parts: tuple[str, ...] | list[str]) -> Any:
     value: Any = data
-    for part in path.split("."):
+    for part in parts:
         if type(value) is not dict or part not in value:  # context dicts are plain
             return _ABSENT
         value = value[part]
@@ -195,9 +199,13 @@ class Condition:
     test: Test
     line: int = field(default=0, compare=False)
     text: str = field(default="", compare=False)  # as written, for messages
+    parts: tuple[str, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.path.split(".")))  # split once, not per event
 
     def matches(self, data: Mapping[str, Any], moment: Callable[[], Moment]) -> bool:
-        return self.test.passes(lookup(data, self.path), moment)
+        return self.test.passes(_lookup_parts(data, self.parts), moment)
 
     def excludes(self, other: Condition) -> bool:
         """True when no event can pass both tests (so two rules cannot both match)."""
@@ -284,6 +292,13 @@ class Rule:
 _LINKS = frozenset({"deeplink", "collapse_key"})
 
 
+def _no_moment() -> Moment:  # pragma: no cover - only conditions on time call it
+    raise AssertionError("a condition on time in a set that has none")
+
+
+_NO_MOMENT: Callable[[], Moment] = _no_moment
+
+
 class _MomentOf:
     """The time and zone that conditions like ``after: now`` test against, made on
     first use (most rules have no such condition)."""
@@ -339,6 +354,14 @@ class MappingSet:
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
         self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
+        # Event types with a rule that compares with now (`after: now`): only their
+        # matching needs the time and zone.
+        self._timed = frozenset(
+            t
+            for rule in self.rules
+            if any(isinstance(c.test, Relative) for c in rule.conditions)
+            for t in rule.event_types
+        )
 
     @property
     def settings(self) -> MappingSettings:
@@ -348,7 +371,7 @@ class MappingSet:
         self, event_type: str, data: Mapping[str, Any], *, now: dt.datetime | None = None
     ) -> Rule | None:
         """The rule with the highest priority whose conditions hold (at ``now``)."""
-        moment = _MomentOf(data, now)
+        moment = _MomentOf(data, now) if event_type in self._timed else _NO_MOMENT
         for rule in self._by_type.get(event_type, ()):
             if rule.matches(data, moment):
                 return rule
