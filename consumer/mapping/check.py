@@ -40,15 +40,15 @@ _TEXT_FILTERS = (
     "truncate",
 )
 _DATES: frozenset[Kind] = frozenset({"date", "time", "date_or_time"})
-_TAKES: dict[str, frozenset[Kind]] = {
-    "money": frozenset({"money", "number"}),
-    **dict.fromkeys(_NUMBER_FILTERS, frozenset({"number"})),
-    **dict.fromkeys(("day", "date_ru", "moment"), _DATES),
-    **dict.fromkeys(("time", "time_range"), frozenset({"time"})),
-    **dict.fromkeys(_TEXT_FILTERS, frozenset({"text", "number"})),
-    "size": frozenset({"text", "list", "object", "money"}),
+_TAKES: dict[str, tuple[frozenset[Kind], str]] = {  # filter -> (kinds it takes, in words)
+    "money": (frozenset({"money", "number"}), "a sum of money or a number"),
+    **dict.fromkeys(_NUMBER_FILTERS, (frozenset({"number"}), "a number")),
+    **dict.fromkeys(("day", "date_ru", "moment"), (_DATES, "a date or a time")),
+    **dict.fromkeys(("time", "time_range"), (frozenset({"time"}), "a time of day")),
+    **dict.fromkeys(_TEXT_FILTERS, (frozenset({"text", "number"}), "text or a number")),
+    "size": (frozenset({"text", "list", "object", "money"}), "text or a list"),
 }
-_GIVES: dict[str, Kind | None] = {
+_GIVES: dict[str, Kind | None] = {  # what a filter gives, if not text (None: what it got)
     "default": None,
     **dict.fromkeys(("size", "plus", "minus", "abs", "round"), "number"),
 }
@@ -61,14 +61,6 @@ _KIND_WORDS: dict[str, str] = {
     "date_or_time": "a date, or a date and time",
     "object": "a group of fields",
     "list": "a list",
-}
-_NEEDS_WORDS = {
-    "money": "a sum of money or a number",
-    "number": "a number",
-    "dates": "a date or a time",
-    "time": "a time of day",
-    "text": "text or a number",
-    "size": "text or a list",
 }
 
 # Cyrillic letters that look like Latin ones, and the Latin letter each is mistaken for.
@@ -83,7 +75,10 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def mixed_alphabets(word: str) -> str | None:
-    """ "mixes alphabets: ..." when a Latin name hides Cyrillic look-alikes (о, а, с...)."""
+    """Says how a Latin name hides Cyrillic look-alikes (о, а, с...), or None if it does not.
+
+    The text starts with "mixes alphabets:", to follow the name in a sentence.
+    """
     cyrillic = [(i, ch) for i, ch in enumerate(word) if _CYRILLIC.match(ch)]
     if not cyrillic or not _LATIN.search(word):
         return None
@@ -324,7 +319,7 @@ def check_kinds(rule: Rule, template: Template, known: Contract) -> Iterator[Pro
         problem = None
         for call in use.filters:
             takes = _TAKES.get(call.name)
-            if kind != "any" and takes is not None and kind not in takes:
+            if kind != "any" and takes is not None and kind not in takes[0]:
                 problem = _wrong_input(call.name, use.path, kind, fields)
                 break
             gives = _GIVES.get(call.name, "text")
@@ -344,22 +339,8 @@ def _first_known(rule: Rule, path: str, known: Contract) -> EventFields | None:
     return None
 
 
-def _needs(name: str) -> str:
-    if name == "money":
-        return _NEEDS_WORDS["money"]
-    if name in _NUMBER_FILTERS:
-        return _NEEDS_WORDS["number"]
-    if name in ("time", "time_range"):
-        return _NEEDS_WORDS["time"]
-    if name == "size":
-        return _NEEDS_WORDS["size"]
-    if name in _TEXT_FILTERS:
-        return _NEEDS_WORDS["text"]
-    return _NEEDS_WORDS["dates"]
-
-
 def _wrong_input(name: str, path: str, kind: Kind, fields: EventFields) -> str:
-    text = f"`{name}` needs {_needs(name)}, but `{path}` is {_KIND_WORDS[kind]}"
+    text = f"`{name}` needs {_TAKES[name][1]}, but `{path}` is {_KIND_WORDS[kind]}"
     if kind == "money" and name in _NUMBER_FILTERS:
         return f"{text}; write `{path}.amount | {name}: …` for its amount, or `{path} | money`"
     if kind == "date_or_time" and name in ("time", "time_range"):

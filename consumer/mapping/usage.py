@@ -34,6 +34,7 @@ from liquid.builtin.expressions.logical import (
 from liquid.builtin.expressions.path import Path
 from liquid.builtin.expressions.primitive import Nil, StringLiteral
 from liquid.builtin.output import OutputNode
+from liquid.builtin.tags.case_tag import CaseNode
 from liquid.builtin.tags.if_tag import IfNode
 from liquid.builtin.tags.unless_tag import UnlessNode
 from liquid.context import RenderContext
@@ -86,6 +87,11 @@ def _node(node: Node, present: frozenset[str], static: RenderContext) -> Iterato
         yield from _branches(node, present, static)
     elif isinstance(node, BlockNode):
         for child in node.nodes:
+            yield from _node(child, present, static)
+    elif isinstance(node, CaseNode):  # compared with each `when`: a missing value matches none
+        for expression in node.expressions():
+            yield from _tested(expression, present)
+        for child in node.children(static, include_partials=False):
             yield from _node(child, present, static)
     else:  # other tags (for, case, assign, ...): every field counts as shown
         for expression in node.expressions():

@@ -72,6 +72,11 @@ def test_an_optional_field_shown_without_a_guard(tmp_path: Path) -> None:
     [
         ("'{% if order.number %}Заказ {{ order.number }}.{% endif %}Скоро будет у вас.'", STATUS),
         ("'{{ order.number | default: \"\" }}Скоро будет у вас.'", STATUS),
+        (  # a case on a missing value takes its `else`
+            '\'{% case order.delivery.method %}{% when "post" %}П{% else %}Скоро будет у вас.'
+            "{% endcase %}'",
+            STATUS,
+        ),
         (
             "'{% unless order.number %}{% else %}{{ order.number }}{% endunless %}"
             "Скоро будет у вас.'",
