@@ -182,7 +182,10 @@ def _find_rule(draft: Draft, wanted: str) -> Rule:
         names = ", ".join(r.rule_id for r in found)
         raise ValueError(f"--rule {wanted}: several rules have this id ({names}); write file:id")
     known = ", ".join(r.id for r in draft.mappings.rules) or "none can be read"
-    raise ValueError(f"--rule {wanted}: no such rule (rules: {known})")
+    unread = "; a rule that cannot be read is left out: `mappings check` says why"
+    raise ValueError(
+        f"--rule {wanted}: no such rule (rules: {known}){unread if draft.problems else ''}"
+    )
 
 
 def _text(trial: Trial, draft: Draft) -> str:

@@ -55,6 +55,10 @@ def _fail(name: str, message: str) -> FilterArgumentError:
 
 def to_number(value: object, name: str) -> int | Decimal:
     """The value as an exact number; whole numbers become ``int`` (100.00 -> 100)."""
+    if isinstance(value, Mapping):
+        fields = ", ".join(str(key) for key in value)
+        hint = "; use its amount" if "amount" in value else ""
+        raise _fail(name, f"expected a number, got a group of fields ({fields}){hint}")
     if isinstance(value, bool) or value is None:
         raise _fail(name, f"expected a number, got {value!r}")
     if isinstance(value, int):

@@ -193,3 +193,10 @@ def test_moment_is_counted_in_the_recipients_zone() -> None:
 def test_a_date_in_another_year_says_the_year() -> None:
     assert _render("{{ d | date_ru }}", d=dt.date(2027, 2, 1)) == "1 февраля 2027 года"
     assert _render("{{ d | date_ru }}", d=dt.date(2026, 2, 1)) == "1 февраля"
+
+
+def test_plural_on_a_sum_of_money_says_so() -> None:
+    with pytest.raises(
+        LiquidError, match=r"got a group of fields \(amount, currency\); use its amount"
+    ):
+        plural({"amount": Decimal("5"), "currency": "RUB"}, *FORMS)
