@@ -23,6 +23,7 @@ from consumer.mapping.rules import MappingSet, Rule
 from consumer.mapping.trial import Trial, read_events, shown, try_event, try_example
 from consumer.push import RenderedPush
 from consumer.settings import Settings, load_settings
+from consumer.studio.command import register as register_studio
 
 _MAX_EVENTS_INPUT = 64 << 20
 NBSP_MARK = "°"  # as word processors show a non-breaking space
@@ -66,6 +67,7 @@ def register(subparsers: Any) -> None:
     render.add_argument("--now", help="pretend it is this time (ISO, with offset)")
     render.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     render.set_defaults(func=_render)
+    register_studio(commands)  # preview and diff: the product team's tools
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, MappingSet | None]:
