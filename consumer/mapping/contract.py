@@ -134,18 +134,6 @@ def model_fields(
                 yield from model_fields(inner, f"{path}.", present)
 
 
-def model_paths(model: type[BaseModel]) -> Iterator[str]:
-    return (path for path, _ in model_fields(model))
-
-
-def with_parents(paths: Iterable[str]) -> frozenset[str]:
-    found: set[str] = set()
-    for path in paths:
-        parts = path.split(".")
-        found.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-    return frozenset(found)
-
-
 def builtin_contract() -> dict[str, EventFields]:
     return {
         name: EventFields(name, dict(model_fields(model))) for name, model in EVENT_MODELS.items()

@@ -151,10 +151,3 @@ def rule_example_problems(
     for example in rule.examples:
         problems += check_example(mappings, rule, example, settings)
     return problems
-
-
-def example_problems(mappings: MappingSet, settings: MappingSettings) -> list[Problem]:
-    problems: list[Problem] = []
-    for rule in mappings.rules:
-        problems += rule_example_problems(mappings, rule, settings)
-    return problems

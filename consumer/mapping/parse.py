@@ -92,11 +92,6 @@ def ttl_seconds(value: Any) -> float | None:
     return float(((d * 24 + h) * 60 + m) * 60 + s)
 
 
-def parse_ttl(value: Any) -> float | None:
-    seconds = ttl_seconds(value)
-    return seconds if seconds else None
-
-
 def ttl_text(seconds: float) -> str:
     """2h, 1d, 90s: a time as a rule would write it."""
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
