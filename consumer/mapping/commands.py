@@ -99,14 +99,14 @@ def _check(args: argparse.Namespace) -> int:
     settings, mappings = _load(args)
     if mappings is None:
         return 1
-    examples = sum(len(rule.examples) for rule in mappings.rules)
-    print(f"ok: {len(mappings.rules)} rules, {examples} examples render as expected")
-    print("provider cost of each rule (IMSHOP limits):")
-    volume = Volume(args.recipients, args.distinct) if args.recipients else None
     rules = [r for r in mappings.rules if args.rule in (None, r.id, r.rule_id)]
     if not rules:
         print(f"error: --rule {args.rule}: no such rule", file=sys.stderr)
         return 2
+    examples = sum(len(rule.examples) for rule in mappings.rules)
+    print(f"ok: {len(mappings.rules)} rules, {examples} examples render as expected")
+    print("provider cost of each rule (IMSHOP limits):")
+    volume = Volume(args.recipients, args.distinct) if args.recipients else None
     lines = cost_lines(
         rules,
         settings.imshop,
