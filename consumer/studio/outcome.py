@@ -178,8 +178,8 @@ class Renderer:
 
     def parsed(self, event: BaseEvent, now: dt.datetime | None = None) -> Outcome:
         data = without_nulls(event.template_context())
-        rule = self.mappings.match(event.event_type, data)
         moment = now or event.occurred_at
+        rule = self.mappings.match(event.event_type, data, now=moment)  # `after: now` too
         if rule is None:
             return Outcome(no_push=self.why_no_rule(event.event_type), now=moment)
         return self._render(rule, event, moment)

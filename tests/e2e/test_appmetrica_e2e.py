@@ -23,6 +23,7 @@ from e2e_harness import (
 from consumer.app import Service
 from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
+from consumer.mapping.finish import NBSP
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -101,7 +102,8 @@ async def test_order_events_reach_every_device_of_every_recipient(
     seen = delivered_devices(appmetrica)
     for event in events:
         number = event["order"]["number"]
-        (title,) = [t for t in seen if f"№{number} " in t or t.endswith(f"№{number}")]
+        named = f"№{NBSP}{number}"  # the shipped titles join № to the number
+        (title,) = [t for t in seen if f"{named} " in t or t.endswith(named)]
         wanted = {(d["id_type"], d["id"]) for d in event["recipient"]["devices"]}
         assert wanted <= seen[title], f"order {number} missed a device"
     assert skipped == 1, "a recipient without devices is skipped, not sent"
