@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from consumer.events import Device, Recipient
-from consumer.providers.appmetrica_payload import (
+from consumer.providers.appmetrica.payload import (
     MAX_MESSAGE_BYTES,
     MessageInvalid,
     client_transfer_id,

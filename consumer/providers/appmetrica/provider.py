@@ -37,8 +37,8 @@ from consumer.errors import (
 )
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
-from consumer.providers.appmetrica_client import AppMetricaClient, Conflict, NotFound
-from consumer.providers.appmetrica_payload import (
+from consumer.providers.appmetrica.client import AppMetricaClient, Conflict, NotFound
+from consumer.providers.appmetrica.payload import (
     BatchPlan,
     client_transfer_id,
     count_devices,
@@ -50,7 +50,7 @@ from consumer.providers.base import Envelope, ProviderLimits
 from consumer.push import PushJob
 from consumer.settings import AppMetricaSettings
 
-log = get_logger("consumer.providers.appmetrica")
+log = get_logger(__name__)
 
 _REMEMBERED_EVENTS = 100_000
 
