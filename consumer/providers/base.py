@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +29,19 @@ class Envelope:
     message: Message
     recipients: tuple[str, ...]
     jobs: tuple[PushJob, ...]
+
+
+class CallQuota(Protocol):
+    """The provider's request quota, shared with the dispatcher.
+
+    The dispatcher takes one place for each request it starts (one ``send``); a
+    provider whose API counts other calls too (AppMetrica's status polls and
+    lookups) takes a place for each of them: ``async with quota.call(): ...``
+    waits for a free place and holds it while the call runs.
+    ``consumer.dispatch.budget.Budget`` is one.
+    """
+
+    def call(self) -> AbstractAsyncContextManager[object]: ...
 
 
 class PushProvider(Protocol):
