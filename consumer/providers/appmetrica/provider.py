@@ -1,25 +1,31 @@
-"""The AppMetrica Push API provider: one group, batch sends, no double pushes.
+"""The AppMetrica Push API provider: a group per class, a request per rule, no double pushes.
 
-- ``start()`` finds the push group by name for the app, or creates it (a 409 on
-  create means someone else just did: list again).
-- ``send(request)`` turns each envelope into batch elements of one
-  ``send-batch`` request and returns only when the transfer is final: ``sent``
-  returns, ``failed`` raises ``ProviderRejected`` with AppMetrica's errors.
-- Idempotency: each transfer carries a deterministic ``client_transfer_id``
-  (a hash of its events and content), remembered per event before the request.
-  When the dispatcher retries jobs after an unknown outcome, the provider first
-  looks up the transfer those jobs travelled in: if AppMetrica has it, the jobs
-  are tracked, not resent; if not (404), they go out again. A 409 on send means
-  the id was already accepted: the transfer is looked up and tracked. The
-  memory is in-process; after a restart the same set of jobs hashes to the same
-  id, so AppMetrica's 409 still refuses the duplicate. What no client can rule
-  out: a lookup answering 404 while the lost request is still being processed,
-  followed by a retry coalesced differently (a new id).
+- ``start()`` finds the push groups by name for the app, or creates them: one
+  per class, ``<APPMETRICA_GROUP_NAME>-transactional`` and ``-marketing`` (a 409
+  on create means someone else just did: list again).
+- A request carries one rule's pushes (``batching``): its group is the class's,
+  its tag the rule id, so the push-campaign report's rows are the rules.
+- ``send(request)`` makes one API call, the `send-batch`, and returns once
+  AppMetrica accepted the transfer: the event is ``sent``. The transfer's
+  validation and dispatch happen afterwards; the ``TransferTracker`` follows
+  it to `sent` or `failed` outside the dispatcher's request, every poll under
+  the provider's quota (``CallQuota``, the budget the dispatcher uses too).
+- Idempotency: each transfer carries a deterministic ``client_transfer_id`` (a
+  hash of its events and content), remembered per event before the request.
+  When a send goes unanswered (timeout, 5xx), the tracker looks that id up at
+  once; the dispatcher's retry then drops the jobs AppMetrica has and sends
+  the others, so a retry never pushes twice. If the lookup has no answer yet,
+  the retry sends nothing and asks to be tried again later. A 409 on send
+  means AppMetrica accepted this very content before (a restarted process
+  hashes the same jobs to the same id): the jobs are sent. What no client can
+  rule out: a lookup answering 404 while the lost request is still being
+  processed, followed by a retry coalesced differently (a new id).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -37,17 +43,18 @@ from consumer.errors import (
 )
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
-from consumer.providers.appmetrica.client import AppMetricaClient, Conflict, NotFound
+from consumer.providers.appmetrica.batching import RuleBatches
+from consumer.providers.appmetrica.client import AppMetricaClient, Conflict
 from consumer.providers.appmetrica.payload import (
     BatchPlan,
     client_transfer_id,
     count_devices,
-    device_recipient,
-    extras_key,
+    deliveries,
     plan_batch,
 )
-from consumer.providers.base import Envelope, ProviderLimits
-from consumer.push import PushJob
+from consumer.providers.appmetrica.tracker import Lookup, Transfer, TransferTracker
+from consumer.providers.base import CallQuota, Envelope, ProviderLimits
+from consumer.push import PushClass, PushJob
 from consumer.settings import AppMetricaSettings
 
 log = get_logger(__name__)
@@ -55,11 +62,8 @@ log = get_logger(__name__)
 _REMEMBERED_EVENTS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class _Transfer:
-    transfer_id: int
-    client_transfer_id: int
-    jobs: tuple[PushJob, ...]
+def group_name(settings: AppMetricaSettings, push_class: PushClass) -> str:
+    return f"{settings.group_name}-{push_class.value}"
 
 
 @dataclass(slots=True)
@@ -76,6 +80,7 @@ class AppMetricaProvider:
         self,
         settings: AppMetricaSettings,
         *,
+        quota: CallQuota,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
@@ -86,129 +91,134 @@ class AppMetricaProvider:
             raise SettingsError("APPMETRICA_TOKEN is required when PUSH_PROVIDER=appmetrica")
         self._settings = settings
         self._app_id = settings.app_id
-        self._metrics = metrics or Metrics()
+        self._quota = quota
         self._clock = clock or SystemClock()
         self._client = AppMetricaClient(settings, http=http)
+        self.tracker = TransferTracker(
+            self._client, quota, settings, self._clock, metrics or Metrics()
+        )
+        # One envelope (one coalesce key: class, rule, batch) per request.
         self.limits = ProviderLimits(
-            max_messages_per_request=settings.max_messages_per_request,
+            max_messages_per_request=1,
             max_recipients_per_request=settings.max_devices_per_request,
         )
-        self._group_id: int | None = None
+        self._batches = RuleBatches(settings.max_messages_per_request)
+        self._groups: dict[PushClass, int] = {}
         self._group_lock = asyncio.Lock()
+        self._tracking: asyncio.Task[None] | None = None
         # event_id -> client_transfer_id of an attempt whose outcome is not settled yet
         self._attempts: OrderedDict[str, int] = OrderedDict()
 
     @property
-    def group_id(self) -> int | None:
-        return self._group_id
+    def group_ids(self) -> dict[PushClass, int]:
+        return dict(self._groups)
 
-    async def start(self) -> int:
-        """Find or create the push group; a refusal (bad token, app) is fatal at start."""
+    async def start(self) -> dict[PushClass, int]:
+        """Find or create the push groups and start tracking; a refusal (bad token,
+        unknown app) is fatal at start."""
         try:
-            return await self._ensure_group()
+            await self._ensure_groups()
         except ProviderRejected as exc:
             raise SettingsError(f"AppMetrica group setup failed: {exc}") from exc
+        self._track()
+        return self.group_ids
 
     def coalesce_key(self, job: PushJob) -> Hashable:
-        return (job.push.message, extras_key(job))
+        return self._batches.key(job)
 
     def recipients(self, job: PushJob) -> Sequence[str]:
-        """One id per device (``"{id_type}:{id}"``); no devices -> empty (skipped)."""
-        ids = (device_recipient(d.id_type, d.id) for d in job.recipient.devices)
-        return tuple(dict.fromkeys(ids))
+        """One delivery per device (its text to ``{id_type}:{id}``); no devices -> empty."""
+        return deliveries(job)
 
     async def send(self, request: Sequence[Envelope]) -> None:
-        group_id = await self._ensure_group()
-        found, remaining = await self._settle_earlier_attempts(group_id, request)
+        jobs = [job for envelope in request for job in envelope.jobs]
+        push_class, rule = _one_rule(jobs)
+        # Known since start(); only a provider never started finds its groups here.
+        group_id = (await self._ensure_groups())[push_class]
+        self._track()
+        remaining = self._after_earlier_attempts(jobs)
         plan = plan_batch(remaining)
-        refusals = [_Refusal(env.jobs, reason) for env, reason in plan.refused]
-        transfers = list(found)
+        refusals = [_Refusal(same_text, reason) for same_text, reason in plan.refused]
         if plan.elements:
             try:
-                transfers.append(await self._submit(group_id, plan))
+                await self._submit(group_id, rule, plan)
             except ProviderRejected as exc:
                 refusals.append(_Refusal(plan.sent_jobs, str(exc), exc))
-        for transfer in transfers:
-            failure = await self._track(transfer)
-            if failure is not None:
-                refusals.append(_Refusal(transfer.jobs, failure))
-        for envelope in request:
-            self._forget(envelope.jobs)
+        self._forget(jobs)
         if refusals:
-            raise _rejection(request, refusals)
+            raise _rejection(jobs, refusals)
 
     async def aclose(self) -> None:
+        if self._tracking is not None:
+            self._tracking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tracking
+        if self.tracker.tracked:
+            log.info("appmetrica_tracking_stopped", left=self.tracker.tracked)
         await self._client.aclose()
 
-    async def _ensure_group(self) -> int:
+    # --- groups ----------------------------------------------------------------------
+
+    async def _ensure_groups(self) -> dict[PushClass, int]:
         async with self._group_lock:
-            if self._group_id is None:
-                self._group_id = await self._find_or_create_group()
-            return self._group_id
+            if len(self._groups) < len(PushClass):
+                self._groups = await self._find_or_create_groups()
+            return self._groups
 
-    async def _find_or_create_group(self) -> int:
-        name = self._settings.group_name
-        found = await self._find_group(name)
-        if found is not None:
-            log.info("appmetrica_group_found", group_id=found, group_name=name)
-            return found
-        try:
-            created = int((await self._client.create_group(self._app_id, name))["id"])
-        except Conflict:
-            found = await self._find_group(name)
-            if found is None:
-                raise ProviderUnavailable(
-                    f"AppMetrica said group {name!r} exists (409) but does not list it"
-                ) from None
-            log.info("appmetrica_group_found_after_conflict", group_id=found, group_name=name)
-            return found
-        log.info("appmetrica_group_created", group_id=created, group_name=name)
-        return created
-
-    async def _find_group(self, name: str) -> int | None:
-        for group in await self._client.list_groups(self._app_id):
-            if group.get("name") == name:
-                return int(group["id"])
-        return None
-
-    async def _settle_earlier_attempts(
-        self, group_id: int, request: Sequence[Envelope]
-    ) -> tuple[list[_Transfer], list[Envelope]]:
-        """Look up the transfers of earlier unsettled attempts; drop their jobs from this send."""
-        earlier: dict[int, list[PushJob]] = {}
-        for envelope in request:
-            for job in envelope.jobs:
-                if (ctid := self._attempts.get(job.event_id)) is not None:
-                    earlier.setdefault(ctid, []).append(job)
-        found: list[_Transfer] = []
-        for ctid, jobs in earlier.items():
-            try:
-                transfer = await self._client.transfer_by_client_id(group_id, ctid)
-            except NotFound:
-                log.info("appmetrica_transfer_not_found", client_transfer_id=ctid, events=len(jobs))
-                self._forget(jobs)
+    async def _find_or_create_groups(self) -> dict[PushClass, int]:
+        found = await self._list_groups()
+        for push_class in PushClass:
+            name = group_name(self._settings, push_class)
+            if name in found:
+                log.info("appmetrica_group_found", group_id=found[name], group_name=name)
                 continue
-            log.info(
-                "appmetrica_transfer_found",
-                client_transfer_id=ctid,
-                transfer_id=transfer["id"],
-                events=len(jobs),
-            )
-            found.append(_Transfer(int(transfer["id"]), ctid, tuple(jobs)))
-        done = {job.event_id for transfer in found for job in transfer.jobs}
-        remaining = [e for env in request if (e := self._without(env, done)) is not None]
-        return found, remaining
+            try:
+                async with self._quota.call():
+                    created = await self._client.create_group(self._app_id, name)
+            except Conflict:
+                found = await self._list_groups()
+                if name not in found:
+                    raise ProviderUnavailable(
+                        f"AppMetrica said group {name!r} exists (409) but does not list it"
+                    ) from None
+                log.info("appmetrica_group_found_after_conflict", group_name=name)
+                continue
+            found[name] = int(created["id"])
+            log.info("appmetrica_group_created", group_id=found[name], group_name=name)
+        return {c: found[group_name(self._settings, c)] for c in PushClass}
 
-    def _without(self, envelope: Envelope, event_ids: set[str]) -> Envelope | None:
-        jobs = tuple(job for job in envelope.jobs if job.event_id not in event_ids)
-        if len(jobs) == len(envelope.jobs):
-            return envelope
-        if not jobs:
-            return None
-        recipients = tuple(dict.fromkeys(r for job in jobs for r in self.recipients(job)))
-        return Envelope(envelope.message, recipients, jobs)
+    async def _list_groups(self) -> dict[str, int]:
+        async with self._quota.call():
+            groups = await self._client.list_groups(self._app_id)
+        return {str(g.get("name")): int(g["id"]) for g in groups}
 
-    async def _submit(self, group_id: int, plan: BatchPlan) -> _Transfer:
+    # --- sending ---------------------------------------------------------------------
+
+    def _track(self) -> None:
+        if self._tracking is None:
+            self._tracking = asyncio.create_task(self.tracker.run(), name="appmetrica-tracker")
+
+    def _after_earlier_attempts(self, jobs: Sequence[PushJob]) -> list[PushJob]:
+        """Drop the jobs of earlier sends AppMetrica has; keep those it has not.
+
+        Raises ``ProviderUnavailable`` (no call made) while an earlier send's lookup
+        has no answer yet: sending those jobs now could push them twice.
+        """
+        remaining: list[PushJob] = []
+        for job in jobs:
+            ctid = self._attempts.get(job.event_id)
+            state = None if ctid is None else self.tracker.lookup(ctid)
+            if state is Lookup.PENDING:
+                raise ProviderUnavailable(
+                    f"AppMetrica has not yet said whether it accepted the unanswered send "
+                    f"with client_transfer_id {ctid}; its jobs go again once it has"
+                )
+            if state is not Lookup.FOUND:
+                remaining.append(job)
+        return remaining
+
+    async def _submit(self, group_id: int, rule: str, plan: BatchPlan) -> None:
+        """The one call of a ``send``; the dispatcher's budget slot counts it."""
         devices = count_devices(plan.elements)
         if devices > self._settings.max_devices_per_request:
             raise ProviderRejected(
@@ -217,79 +227,39 @@ class AppMetricaProvider:
             )
         ctid = client_transfer_id(plan.sent_jobs, plan.elements)
         self._remember(plan.sent_jobs, ctid)
+        transfer = Transfer(
+            group_id=group_id,
+            client_transfer_id=ctid,
+            transfer_id=None,
+            rule=rule,
+            event_ids=tuple(job.event_id for job in plan.sent_jobs),
+            since=self._clock.monotonic(),
+        )
         log.info(
             "appmetrica_transfer_sending",
-            client_transfer_id=ctid,
             elements=len(plan.elements),
             devices=devices,
-            events=len(plan.sent_jobs),
+            **transfer.fields(),
         )
         body: dict[str, Any] = {
             "group_id": group_id,
             "client_transfer_id": ctid,
-            "tag": self._settings.tag,
+            "tag": rule,
             "batch": list(plan.elements),
         }
         try:
-            transfer_id = await self._client.send_batch(body)
+            transfer.transfer_id = await self._client.send_batch(body)
         except Conflict:
-            transfer_id = await self._accepted_before(group_id, ctid)
+            log.info("appmetrica_transfer_duplicate", **transfer.fields())
         except OutcomeUnknown:
-            raise  # keep the attempt: the retry looks the transfer up first
+            self.tracker.look_up(transfer)
+            raise  # the attempt stays remembered: the retry asks what the lookup found
         except (TransientError, ProviderRejected):
             self._forget(plan.sent_jobs)  # definitely not accepted
             raise
-        log.info("appmetrica_transfer_accepted", client_transfer_id=ctid, transfer_id=transfer_id)
-        return _Transfer(transfer_id, ctid, plan.sent_jobs)
-
-    async def _accepted_before(self, group_id: int, ctid: int) -> int:
-        log.info("appmetrica_transfer_duplicate", client_transfer_id=ctid)
-        try:
-            transfer = await self._client.transfer_by_client_id(group_id, ctid)
-        except NotFound:
-            raise OutcomeUnknown(
-                f"AppMetrica said client_transfer_id {ctid} is taken (409) but cannot find it"
-            ) from None
-        return int(transfer["id"])
-
-    async def _track(self, transfer: _Transfer) -> str | None:
-        """Poll until final: None when sent, the failure text when failed."""
-        settings = self._settings
-        deadline = self._clock.monotonic() + settings.status_timeout_s
-        delay = settings.status_poll_initial_s
-        status = "unknown"
-        while True:
-            try:
-                info = await self._client.transfer(transfer.transfer_id)
-            except TransientError as exc:
-                log.warning(
-                    "appmetrica_status_poll_failed",
-                    transfer_id=transfer.transfer_id,
-                    error=str(exc),
-                )
-            else:
-                status = str(info.get("status"))
-                if status in ("sent", "failed"):
-                    return self._finished(transfer, status, info)
-            left = deadline - self._clock.monotonic()
-            if left <= 0:
-                self._metrics.transfers.labels(status="timed_out").inc()
-                raise OutcomeUnknown(
-                    f"AppMetrica transfer {transfer.transfer_id} (client_transfer_id "
-                    f"{transfer.client_transfer_id}) still {status} after "
-                    f"{settings.status_timeout_s}s"
-                )
-            await self._clock.sleep(min(delay, left))
-            delay = min(delay * 2, settings.status_poll_max_s)
-
-    def _finished(self, transfer: _Transfer, status: str, info: dict[str, Any]) -> str | None:
-        self._metrics.transfers.labels(status=status).inc()
-        if status == "sent":
-            log.info("appmetrica_transfer_sent", transfer_id=transfer.transfer_id)
-            return None
-        errors = "; ".join(str(e) for e in info.get("errors") or []) or "no errors given"
-        log.warning("appmetrica_transfer_failed", transfer_id=transfer.transfer_id, errors=errors)
-        return f"AppMetrica transfer {transfer.transfer_id} failed: {errors}"
+        log.info("appmetrica_transfer_accepted", **transfer.fields())
+        self.tracker.follow(transfer)
+        self._forget(plan.sent_jobs)
 
     def _remember(self, jobs: Sequence[PushJob], ctid: int) -> None:
         for job in jobs:
@@ -303,8 +273,16 @@ class AppMetricaProvider:
             self._attempts.pop(job.event_id, None)
 
 
-def _rejection(request: Sequence[Envelope], refusals: list[_Refusal]) -> ProviderRejected:
-    everyone = {job.event_id for envelope in request for job in envelope.jobs}
+def _one_rule(jobs: Sequence[PushJob]) -> tuple[PushClass, str]:
+    """The class and rule every job of the request shares (the provider's limits say so)."""
+    rules = {(job.push.push_class, job.push.rule_id) for job in jobs}
+    if len(rules) != 1:
+        raise ValueError(f"an AppMetrica request carries one rule's pushes, got {sorted(rules)}")
+    return rules.pop()
+
+
+def _rejection(jobs: Sequence[PushJob], refusals: list[_Refusal]) -> ProviderRejected:
+    everyone = {job.event_id for job in jobs}
     refused = frozenset(job.event_id for r in refusals for job in r.jobs)
     message = "; ".join(r.reason for r in refusals)
     first = refusals[0].error if len(refusals) == 1 else None
