@@ -167,6 +167,13 @@ class AppMetricaSettings(_Section):
     status_timeout_s: float = Field(
         900.0, gt=0, description="Give up tracking a transfer after this long."
     )
+    report_url: str = Field(
+        "https://api.appmetrica.yandex.net",
+        description="AppMetrica Reporting API address (`appmetrica report`).",
+    )
+    report_requests_per_s: int = Field(
+        30, ge=1, description="Reporting API requests per second (`appmetrica report`)."
+    )
 
 
 class DispatchSettings(_Section):

@@ -85,12 +85,12 @@ class AppMetricaSimulator(SimulatorServer):
         self.state.count(f"{request.method} {_route_name(request)}")
         report = request.path.startswith(REPORT_PREFIX)
         if self.state.over_quota("report" if report else "push"):
-            limit = self.config.requests_per_s
+            limit = self.state.config.requests_per_s
             return _error(ApiError.one(429, "quota", f"more than {limit} requests per second"))
         if request.headers.get("Authorization") != f"OAuth {self.config.token}":
             return _error(ApiError.one(401, "unauthorized", "invalid or missing OAuth token"))
         if report and self.state.over_daily_report_quota(_today()):
-            limit = self.config.report_requests_per_day
+            limit = self.state.config.report_requests_per_day
             message = f"more than {limit} Reporting API requests a day for this login"
             return _error(ApiError.one(429, "quota", f"{message}; it resets at 00:00 GMT"))
         faults = self.state.faults

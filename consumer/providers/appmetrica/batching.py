@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 from consumer.providers.appmetrica.payload import elements_for, text_key
 from consumer.push import PushClass, PushJob
+from consumer.settings import AppMetricaSettings
 
 BatchKey = tuple[PushClass, str, int]
+
+
+def group_name(settings: AppMetricaSettings, push_class: PushClass) -> str:
+    """The push group a class is sent to (found or created at start)."""
+    return f"{settings.group_name}-{push_class.value}"
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ from consumer.errors import (
 )
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
-from consumer.providers.appmetrica.batching import RuleBatches
+from consumer.providers.appmetrica.batching import RuleBatches, group_name
 from consumer.providers.appmetrica.client import AppMetricaClient, Conflict
 from consumer.providers.appmetrica.payload import (
     BatchPlan,
@@ -60,10 +60,6 @@ from consumer.settings import AppMetricaSettings
 log = get_logger(__name__)
 
 _REMEMBERED_EVENTS = 100_000
-
-
-def group_name(settings: AppMetricaSettings, push_class: PushClass) -> str:
-    return f"{settings.group_name}-{push_class.value}"
 
 
 @dataclass(slots=True)
