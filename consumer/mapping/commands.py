@@ -16,6 +16,7 @@ from consumer.mapping.loader import load_mappings
 from consumer.mapping.rules import MappingSet
 from consumer.push import RenderedPush
 from consumer.settings import Settings, load_settings
+from consumer.studio.command import register as register_studio
 
 _MAX_EVENT_FILE = 1 << 20
 
@@ -31,6 +32,7 @@ def register(subparsers: Any) -> None:
     render.add_argument("--now", help="pretend it is this time (ISO, with offset)")
     render.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     render.set_defaults(func=_render)
+    register_studio(commands)  # preview and diff: the product team's tools
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, MappingSet | None]:
