@@ -23,6 +23,7 @@ from e2e_harness import (
 from consumer.app import Service
 from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
+from consumer.reports.command import fetch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -116,6 +117,16 @@ async def test_order_events_reach_every_device_of_every_recipient(
     tags = {(groups[t.group_id], t.tag) for t in appmetrica.state.transfers.values()}
     assert tags == {("order-push-transactional", f"orders.yaml:order_{s}") for s in STATUSES}
     assert appmetrica.state.quota_violations == 0
+
+    # The push report, through the simulator's Reporting API: a row per rule.
+    reporting = settings.appmetrica.model_copy(update={"report_url": appmetrica.base_url})
+    report = await fetch(reporting, "today", "today")
+    sent = {row.rule: row.sent for row in report.rows}
+    assert sent == {  # event i has i % 3 + 1 devices and the rule of STATUSES[i % 3]
+        "orders.yaml:order_delivered": 4 * 1,
+        "orders.yaml:order_cancelled": 4 * 2,
+        "orders.yaml:order_confirmed": 4 * 3,
+    }
 
 
 def finished_transfers(service: Service) -> float:

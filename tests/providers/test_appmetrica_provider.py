@@ -377,3 +377,11 @@ async def test_a_text_already_in_the_open_batch_joins_it_even_when_it_is_full(am
     keys = [provider.coalesce_key(j) for j in (first, second, same_text, more_types)]
 
     assert [k[2] for k in keys] == [0, 0, 0, 1]  # the text would need a second element: next
+
+
+async def test_a_request_mixing_rules_is_refused_as_a_bug_before_any_call(am: Rig) -> None:
+    provider = am.provider()
+    one, other = job("e1", ANDROID), job("e2", ANDROID, rule="order_shipped")
+    with pytest.raises(ValueError, match="one rule's pushes"):
+        await provider.send([envelope(provider, one), envelope(provider, other)])
+    assert am.calls(SEND) == 0
