@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,6 +20,7 @@ from appmetrica_support import (
     rig,
 )
 
+from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import (
     OutcomeUnknown,
     ProviderRejected,
@@ -30,7 +32,7 @@ from consumer.local.simulators.appmetrica_model import SimulatorConfig
 from consumer.local.simulators.appmetrica_state import Faults
 from consumer.providers.appmetrica import AppMetricaProvider
 from consumer.push import PushClass
-from consumer.settings import AppMetricaSettings
+from consumer.settings import AppMetricaSettings, DispatchSettings
 
 ANDROID = [("android_push_token", "a1")]
 
@@ -347,24 +349,28 @@ async def test_every_call_but_the_send_takes_its_own_place_in_the_quota() -> Non
 
 
 async def test_more_than_five_id_types_never_take_a_request_over_the_element_cap(am: Rig) -> None:
-    # Proven real before: 4 envelopes with 7 id types each made 8 elements under a cap of 4.
+    # Proven real before: the scheduler filled a request with 4 envelopes (the cap), each of
+    # 7 id types, and the provider made 2 elements of each: 8 elements under a cap of 4.
     provider = am.provider(max_messages_per_request=4)
-    jobs = [
-        job(f"e{n}", [(t, f"{t}-{n}") for t in ALL_TYPES], title=f"Заказ {n} собран")
-        for n in range(5)
-    ]
-    keys = [provider.coalesce_key(j) for j in jobs]
-    assert [k[2] for k in keys] == [0, 0, 1, 1, 2]  # two texts (two elements each) per batch
-
-    for batch in sorted(set(keys)):
-        await provider.send(
-            [envelope(provider, *(j for j, k in zip(jobs, keys, strict=True) if k == batch))]
-        )
-
-    assert [len(t.batch) for t in am.sim.state.transfers.values()] == [4, 4, 2]
-    assert all(
-        1 <= len(e["devices"]) <= 5 for t in am.sim.state.transfers.values() for e in t.batch
+    scheduler = Scheduler(
+        limits=provider.limits,
+        coalesce_key=provider.coalesce_key,
+        recipients=provider.recipients,
+        settings=DispatchSettings(),
     )
+    now = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
+    for n in range(5):
+        devices = [(t, f"{t}-{n}") for t in ALL_TYPES]
+        scheduler.add(job(f"e{n}", devices, title=f"Заказ {n} собран"), 0.0, now)
+
+    while (request := scheduler.next_request(0.0, now)) is not None and request.entries:
+        await provider.send(request.envelopes)
+        scheduler.on_sent(request)
+
+    transfers = am.sim.state.transfers.values()
+    assert [len(t.batch) for t in transfers] == [4, 4, 2]  # two texts (two elements each)
+    assert all(1 <= len(e["devices"]) <= 5 for t in transfers for e in t.batch)
+    assert sum(t.devices() for t in transfers) == 5 * len(ALL_TYPES)  # every device, once
 
 
 async def test_a_text_already_in_the_open_batch_joins_it_even_when_it_is_full(am: Rig) -> None:
