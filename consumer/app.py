@@ -21,12 +21,12 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumer.clock import Clock, SystemClock
-from consumer.dispatch.budget import provider_budget
+from consumer.dispatch.budget import Budget, provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
-from consumer.kafka.clients import aiokafka_c_extension_problem
+from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
@@ -131,7 +131,8 @@ class Service:
         if start is not None:
             await start()
         producer = build_producer(settings.kafka)
-        await producer.start()
+        # The first Kafka client: an unreachable broker ends the start here, in one line.
+        await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
         stack.push_async_callback(producer.stop)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
@@ -139,6 +140,9 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
+        budget = provider_budget(settings, self.clock)
+        if settings.service.push_provider is not ProviderName.APPMETRICA:
+            _say_when_the_budget_frees(budget, self.clock)
         dispatcher = Dispatcher(
             provider,
             settings.dispatch,
@@ -358,6 +362,18 @@ class _Parts:
     source: KafkaSource
 
 
+def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
+    """Explain a quiet first minute: the budget starts spent unless told otherwise."""
+    free_at = budget.next_start_at()
+    if free_at is not None and (wait_s := free_at - clock.monotonic()) > 0:
+        log.info(
+            "budget_spent_at_start",
+            first_request_in_s=round(wait_s, 1),
+            why="IMSHOP_ASSUME_WINDOW_USED_AT_START counts the last window as used, "
+            "so a restart never bursts past the limit",
+        )
+
+
 def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
     def drop(revoked: set[TopicPartition]) -> None:
         dispatcher.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
@@ -385,7 +401,15 @@ async def serve(settings: Settings) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run the service (configured by environment)")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the service (configured by environment)",
+        description="Run the service until SIGTERM or Ctrl-C, then drain within "
+        "SHUTDOWN_GRACE_S. It takes no options: it is configured by environment "
+        "variables. `python -m consumer settings --markdown` lists every one with its "
+        "default and meaning (the README's Configuration table); `python -m consumer "
+        "settings` shows the values in effect.",
+    )
     parser.set_defaults(func=_run)
 
 

@@ -220,7 +220,7 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InvalidEvent(
             "invalid_json",
-            f"the record is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"the record is not JSON: {exc}",  # "<what>: line L column C (char N)"
         ) from None
     if not isinstance(data, dict):
         raise InvalidEvent(

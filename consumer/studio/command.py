@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.logs import configure_logging
-from consumer.settings import LogLevel, Settings, load_settings
+from consumer.settings import LogLevel, Settings, bootstrap_servers_arg, load_settings
 from consumer.studio.tail import MAX_RECORDS
 
 
@@ -31,7 +31,11 @@ def register(commands: Any) -> None:
     preview.add_argument(
         "--topic", help="topic suggested for recent events (first of KAFKA_TOPICS)"
     )
-    preview.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    preview.add_argument(
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)",
+    )
     preview.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
     preview.set_defaults(func=_preview)
 
@@ -57,7 +61,11 @@ def register(commands: Any) -> None:
     )
     diff.add_argument("--now", help="render as if it were this time (default: each event's time)")
     diff.add_argument("--json", action="store_true", help="print JSON instead of text")
-    diff.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    diff.add_argument(
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)",
+    )
     diff.add_argument("dir", nargs="?", type=Path, help="the edited mappings (MAPPINGS_DIR)")
     diff.set_defaults(func=_diff)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.local.bench.report import environment, summary
+from consumer.settings import bootstrap_servers_arg
 
 SECTIONS = ("ingest", "budget", "latency", "memory", "appmetrica")
 
@@ -27,7 +28,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few minutes)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
-        "--bootstrap-servers", default=None, help="use this broker instead of starting one"
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="use this broker instead of starting one",
     )
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these parts (repeatable)"

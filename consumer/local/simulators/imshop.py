@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from consumer.local.demo_view import PushPrinter
 from consumer.local.simulators.imshop_model import (
     Faults,
     SimulatorConfig,
@@ -40,6 +42,7 @@ from consumer.local.simulators.server import SimulatorServer
 
 __all__ = ["Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
 
+SHOW_EVERY_S = 0.2
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
 _REASONS |= {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 _REASONS |= {504: "Gateway Timeout"}
@@ -163,7 +166,9 @@ def add_parser(sub: Any) -> None:
     """Add `imshop` to the `simulate` command's subcommands."""
     parser = sub.add_parser("imshop", help="run the IMSHOP push API simulator")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8090, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=8090, help="port to listen on; 0 picks a free one"
+    )
     parser.add_argument("--rate-limit", type=int, default=10, help="requests per window")
     parser.add_argument("--window", type=float, default=60.0, help="window length, seconds")
     parser.add_argument("--max-ids", type=int, default=1000, help="userIds per request")
@@ -182,5 +187,21 @@ def _run(args: argparse.Namespace) -> int:
         path=args.path,
         seed=args.seed,
     )
-    asyncio.run(ImshopSimulator(config).serve_forever(args.host, args.port))
+    asyncio.run(serve_showing_pushes(ImshopSimulator(config), args.host, args.port))
     return 0
+
+
+async def serve_showing_pushes(simulator: ImshopSimulator, host: str, port: int) -> None:
+    """Serve until interrupted, printing each accepted push as the demo does."""
+    printer = PushPrinter(simulator, sys.stdout, window_s=simulator.config.window_s, quiet=False)
+
+    async def show() -> None:
+        while True:
+            printer.show_new()
+            await asyncio.sleep(SHOW_EVERY_S)
+
+    showing = asyncio.create_task(show())
+    try:
+        await simulator.serve_forever(host, port)
+    finally:
+        showing.cancel()
