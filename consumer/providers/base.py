@@ -12,7 +12,7 @@ from consumer.push import Message, PushJob
 
 @dataclass(frozen=True, slots=True)
 class ProviderLimits:
-    """What one request may carry."""
+    """What one request may carry: envelopes (one per coalesce key) and recipients."""
 
     max_messages_per_request: int
     max_recipients_per_request: int
@@ -20,10 +20,13 @@ class ProviderLimits:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message to many recipients inside a request.
+    """The jobs of one coalesce key inside a request.
 
-    ``recipients`` are distinct (a recipient appears once per request); ``jobs``
-    are every push this envelope delivers (several jobs may share a recipient).
+    For IMSHOP that is one message to many recipients. AppMetrica's key is a
+    rule's batch, whose jobs may carry different texts; ``message`` is the first
+    job's, and the provider reads each job's own. ``recipients`` are distinct (a
+    recipient appears once per request); ``jobs`` are every push this envelope
+    delivers (several jobs may share a recipient).
     """
 
     message: Message
