@@ -122,8 +122,9 @@ class Service:
         log.info(
             "mappings_loaded", rules=len(reloader.current.rules), digest=reloader.current.digest
         )
+        budget = provider_budget(settings, self.clock)  # the provider's calls count in it too
         provider = self._provider_override or build_provider(
-            settings, None, clock=self.clock, metrics=self.metrics
+            settings, None, clock=self.clock, metrics=self.metrics, quota=budget
         )
         stack.push_async_callback(provider.aclose)
         start: Callable[[], Awaitable[Any]] | None = getattr(provider, "start", None)

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "consumer.local.simulators",
     "consumer.local.demo",
     "consumer.replay.command",
+    "consumer.reports.command",
     "consumer.local.bench",
 ]
 

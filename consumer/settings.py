@@ -217,21 +217,38 @@ class AppMetricaSettings(_Section):
         SecretStr(""), description="OAuth token, sent as `Authorization: OAuth` (secret)."
     )
     app_id: int | None = Field(None, description="AppMetrica application id.")
-    group_name: str = Field("order-push", description="Push group, found or created at start.")
-    tag: str = Field("order-push", description="Tag on every send, for reports.")
-    rate_limit_requests: int = Field(20, ge=1, description="Send requests allowed per window.")
+    group_name: str = Field(
+        "order-push",
+        description="Push groups `<name>-transactional` and `<name>-marketing`, found or "
+        "created at start.",
+    )
+    rate_limit_requests: int = Field(
+        20, ge=1, description="API calls allowed per window: sends, status polls, lookups."
+    )
     rate_limit_window_s: float = Field(1.0, gt=0, description="Sliding window length, seconds.")
     max_devices_per_request: int = Field(
         250_000, ge=1, le=250_000, description="Devices per send-batch request."
     )
     max_messages_per_request: int = Field(
-        100, ge=1, description="Different messages (batch elements) per send-batch request."
+        100,
+        ge=2,
+        description="Batch elements per send-batch request (one per text; two when its "
+        "devices span more than 5 id types).",
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout for one request, seconds.")
-    status_poll_initial_s: float = Field(2.0, gt=0, description="First transfer-status poll.")
+    status_poll_initial_s: float = Field(
+        2.0, gt=0, description="First transfer-status poll, after the send."
+    )
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
     status_timeout_s: float = Field(
         900.0, gt=0, description="Give up tracking a transfer after this long."
+    )
+    report_url: str = Field(
+        "https://api.appmetrica.yandex.net",
+        description="AppMetrica Reporting API address (`appmetrica report`).",
+    )
+    report_requests_per_s: int = Field(
+        30, ge=1, description="Reporting API requests per second (`appmetrica report`)."
     )
 
     _check_url = field_validator("url")(_http_url)
