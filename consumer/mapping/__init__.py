@@ -3,7 +3,8 @@
 The service uses ``load_mappings`` at start and ``MappingReloader`` to follow
 edits; ``MappingSet.render`` turns one event into a ``RenderedPush`` (or None
 when no rule matches). Previews use ``load_draft``: every rule that can be
-read, with every problem found (``trial.py`` renders sample events with it).
+read, with every problem found (the studio, ``consumer/studio/``, renders
+sample events with it).
 """
 
 from consumer.mapping.loader import Draft, load_draft, load_mappings

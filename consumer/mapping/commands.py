@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from consumer.errors import MappingLoadError
-from consumer.mapping.cost import Volume, cost_lines
 from consumer.mapping.loader import Draft, load_draft, load_mappings
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.rules import MappingSet, Rule
-from consumer.mapping.trial import Trial, read_events, shown, try_event, try_example
 from consumer.push import RenderedPush
 from consumer.settings import Settings, load_settings
 from consumer.studio.command import register as register_studio
+from consumer.studio.cost import Volume, cost_lines
+from consumer.studio.trial import Trial, read_events, shown, try_event, try_example
 
 _MAX_EVENTS_INPUT = 64 << 20
 NBSP_MARK = "°"  # as word processors show a non-breaking space

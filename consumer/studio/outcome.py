@@ -21,13 +21,13 @@ from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
-from consumer.mapping.cost import cost_lines, grouped_paths, personal_paths
 from consumer.mapping.examples import example_event
 from consumer.mapping.filters import truncate
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
 from consumer.push import RenderedPush
 from consumer.settings import ImshopSettings, MappingSettings
+from consumer.studio.cost import cost_lines, grouped_paths, personal_paths
 
 PREVIEW_RECIPIENT = {"user_id": "preview-user"}
 

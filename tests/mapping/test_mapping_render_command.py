@@ -13,7 +13,7 @@ from mapping_helpers import event, rule_yaml, write
 
 from consumer.cli import main
 from consumer.mapping.filters import NBSP
-from consumer.mapping.trial import read_events
+from consumer.studio.trial import read_events
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 NOW = "2026-11-25T12:00:00+03:00"
