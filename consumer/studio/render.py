@@ -1,9 +1,9 @@
-"""``python -m consumer mappings check|render``: the product team's two commands.
+"""``python -m consumer mappings render``: the pushes sample events give, on a draft.
 
-``check`` is all or nothing, like the service. ``render`` looks at a draft: it
-loads whatever can be read, renders sample events (a JSON file, JSON Lines, or
-stdin) or a rule's own examples, and shows each push as a phone would get it,
-with lengths, non-breaking spaces marked, the rule's problems and warnings.
+It loads whatever can be read, renders sample events (a JSON file, JSON Lines,
+or stdin) or a rule's own examples (``trial``), and shows each push as a phone
+would get it, with lengths, non-breaking spaces marked, the rule's problems and
+warnings.
 """
 
 from __future__ import annotations
@@ -12,110 +12,19 @@ import argparse
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from consumer.errors import MappingLoadError
-from consumer.mapping.loader import Draft, load_draft, load_mappings
+from consumer.mapping.loader import Draft, load_draft
 from consumer.mapping.parse import ttl_text
-from consumer.mapping.rules import MappingSet, Rule
+from consumer.mapping.rules import Rule
 from consumer.push import RenderedPush
-from consumer.settings import Settings, load_settings
-from consumer.studio.command import register as register_studio
-from consumer.studio.cost import Volume, cost_lines
+from consumer.settings import load_settings
 from consumer.studio.trial import Trial, read_events, shown, try_event, try_example
 
 _MAX_EVENTS_INPUT = 64 << 20
 NBSP_MARK = "°"  # as word processors show a non-breaking space
 _NBSPS = str.maketrans({"\u00a0": NBSP_MARK, "\u202f": NBSP_MARK})
-
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("mappings", help="check mapping templates or preview a push")
-    commands = parser.add_subparsers(title="mapping commands", metavar="ACTION", required=True)
-    check = commands.add_parser("check", help="check every rule and show what each push costs")
-    check.add_argument(
-        "--recipients",
-        type=_positive,
-        help="also count the requests and time a send to this many recipients takes",
-    )
-    check.add_argument(
-        "--distinct",
-        type=_positive,
-        help="with --recipients: how many different values (amounts, dates) they have",
-    )
-    check.add_argument("--rule", help="show the cost of this rule only (id, or file:id)")
-    check.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
-    check.set_defaults(func=_check)
-    render = commands.add_parser(
-        "render",
-        help="show the push sample events give, even while the mappings are a draft",
-        description=(
-            "Render sample events, or a rule's own examples, with the mappings as they are "
-            "now (rules that cannot be read are left out). The moment is --now, else an "
-            "example's now:, else the event's occurred_at, else the current time."
-        ),
-    )
-    source = render.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--event",
-        type=Path,
-        help="a JSON file with one event, a JSON list, or JSON Lines; - reads stdin",
-    )
-    source.add_argument("--rule", help="render this rule's examples (id, or file:id)")
-    render.add_argument("--json", action="store_true", help="one JSON object per sample")
-    render.add_argument("--now", help="pretend it is this time (ISO, with offset)")
-    render.add_argument("dir", nargs="?", type=Path, help="mappings directory (MAPPINGS_DIR)")
-    render.set_defaults(func=_render)
-    register_studio(commands)  # preview and diff: the product team's tools
-
-
-def _load(args: argparse.Namespace) -> tuple[Settings, MappingSet | None]:
-    settings = load_settings()
-    directory = args.dir or settings.mappings.dir
-    try:
-        return settings, load_mappings(directory, settings.mappings)
-    except MappingLoadError as exc:
-        for problem in exc.problems:
-            print(problem)
-        print(f"{len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
-        return settings, None
-
-
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return number
-
-
-def _check(args: argparse.Namespace) -> int:
-    if args.distinct is not None and args.recipients is None:
-        print("error: --distinct counts values among --recipients; give both", file=sys.stderr)
-        return 2
-    settings, mappings = _load(args)
-    if mappings is None:
-        return 1
-    rules = [r for r in mappings.rules if args.rule in (None, r.id, r.rule_id)]
-    if not rules:
-        print(f"error: --rule {args.rule}: no such rule", file=sys.stderr)
-        return 2
-    examples = sum(len(rule.examples) for rule in mappings.rules)
-    print(f"ok: {len(mappings.rules)} rules, {examples} examples render as expected")
-    print("provider cost of each rule (IMSHOP limits):")
-    volume = Volume(args.recipients, args.distinct) if args.recipients else None
-    lines = cost_lines(
-        rules,
-        settings.imshop,
-        volume=volume,
-        marketing_share=settings.dispatch.marketing_min_share,
-    )
-    for line in lines:
-        print(f"  {line}")
-    return 0
 
 
 def _parse_now(text: str | None) -> dt.datetime | None:
@@ -130,7 +39,8 @@ def _parse_now(text: str | None) -> dt.datetime | None:
     return now
 
 
-def _render(args: argparse.Namespace) -> int:
+def render(args: argparse.Namespace) -> int:
+    """Run ``mappings render`` (its options: ``consumer.studio.command``)."""
     settings = load_settings()
     directory = args.dir or settings.mappings.dir
     try:
