@@ -15,11 +15,12 @@ import sys
 from typing import Any
 
 from consumer.errors import MappingLoadError
-from consumer.mapping.loader import Draft, load_draft
+from consumer.mapping.loader import read_sources
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.rules import Rule
 from consumer.push import RenderedPush
 from consumer.settings import load_settings
+from consumer.studio.draft import Draft, load_draft
 from consumer.studio.trial import Trial, read_events, shown, try_event, try_example
 
 _MAX_EVENTS_INPUT = 64 << 20
@@ -45,7 +46,8 @@ def render(args: argparse.Namespace) -> int:
     directory = args.dir or settings.mappings.dir
     try:
         now = _parse_now(args.now)
-        draft = load_draft(directory, settings.mappings)
+        # read here, so that a directory that cannot be read is an error, not an empty draft
+        draft = load_draft(directory, settings.mappings, sources=read_sources(directory))
         trials = _trials(args, draft, now)
     except (ValueError, MappingLoadError) as exc:
         message = "; ".join(exc.problems) if isinstance(exc, MappingLoadError) else str(exc)
@@ -135,7 +137,7 @@ def _text(trial: Trial, draft: Draft) -> str:
     lines += [f"  differs: {difference}" for difference in trial.differences]
     if trial.rule is not None and not trial.differences:
         own = draft.problems_of(trial.rule)
-        lines += [f"  rule problem: {file}:{line}: {text}" for file, line, text in own]
+        lines += [f"  rule problem: {problem}" for problem in own]
     return "\n".join(lines)
 
 
@@ -162,7 +164,7 @@ def _json(trial: Trial, draft: Draft) -> str:
     document["warnings"] = trial.warnings
     document["differences"] = trial.differences
     if trial.rule is not None:
-        document["rule_problems"] = [f"{f}:{n}: {t}" for f, n, t in draft.problems_of(trial.rule)]
+        document["rule_problems"] = [str(p) for p in draft.problems_of(trial.rule)]
     return json.dumps(document, ensure_ascii=False)
 
 

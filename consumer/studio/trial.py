@@ -26,12 +26,12 @@ from consumer.events import BaseEvent, parse_event
 from consumer.mapping.contract import Contract
 from consumer.mapping.examples import check_example, example_event
 from consumer.mapping.filters import truncate
-from consumer.mapping.loader import Draft
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
 from consumer.mapping.usage import uses
 from consumer.push import RenderedPush
+from consumer.studio.draft import Draft
 
 MAX_EVENT_BYTES = 1 << 20
 PREVIEW_RECIPIENT = {"user_id": "preview-user"}

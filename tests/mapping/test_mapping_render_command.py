@@ -207,6 +207,26 @@ def test_a_rule_with_a_problem_still_renders_an_event(
     assert "the summary shows `order.number`, but some" in shown["rule_problems"][0]
 
 
+def test_a_rule_id_used_twice_renders_the_first_rule_with_its_own_texts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The draft's set held both rules, and a set renders by rule id: the event the
+    # first rule matched came out with the second rule's texts.
+    delivered = rule_yaml(
+        when="      order.status: delivered",
+        title="'Заказ получен'",
+        example_event="          order: {id: A-1, number: '77', status: delivered}",
+        expected_title="Заказ получен",
+    )
+    write(tmp_path, "orders.yaml", rule_yaml() + delivered.split("rules:\n")[1])
+    order = {"id": "A", "number": "9", "status": "handed_to_courier"}
+    path = events_file(tmp_path, {"event_type": "order.status_changed", "order": order})
+    _, [shown] = render_json(capsys, "--event", str(path), str(tmp_path))
+    assert shown["rule"] == "orders.yaml:order_shipped"
+    assert shown["push"]["title"] == "Заказ №9 отправлен"
+    assert shown["rule_problems"] == []
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
