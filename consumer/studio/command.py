@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -223,6 +222,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from consumer.studio.diff import DiffOptions, print_diff, run_diff
+    from consumer.studio.trial import parse_now
 
     settings = _settings(args)
     options = DiffOptions(
@@ -231,24 +231,8 @@ def _diff(args: argparse.Namespace) -> int:
         events_file=args.events,
         topic=args.from_topic,
         last=args.last,
-        now=_parse_now(args.now),
+        now=parse_now(args.now),
     )
     report = asyncio.run(run_diff(options, settings))
     print_diff(report, sys.stdout, as_json=args.json)
     return 1 if report.new_failures else 0
-
-
-def _parse_now(text: str | None) -> dt.datetime | None:
-    from consumer.errors import SettingsError
-
-    if not text:
-        return None
-    try:
-        now = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise SettingsError(
-            f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00"
-        ) from None
-    if now.tzinfo is None:
-        raise SettingsError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
-    return now

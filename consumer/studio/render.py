@@ -14,30 +14,25 @@ import json
 import sys
 from typing import Any
 
-from consumer.errors import MappingLoadError
+from consumer.errors import FatalError, MappingLoadError
 from consumer.mapping.loader import read_sources
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.rules import Rule
 from consumer.push import RenderedPush
 from consumer.settings import load_settings
 from consumer.studio.draft import Draft, load_draft
-from consumer.studio.trial import Trial, read_events, shown, try_event, try_example
+from consumer.studio.trial import (
+    Trial,
+    parse_now,
+    read_events,
+    shown,
+    try_event,
+    try_example,
+)
 
 _MAX_EVENTS_INPUT = 64 << 20
 NBSP_MARK = "°"  # as word processors show a non-breaking space
 _NBSPS = str.maketrans({"\u00a0": NBSP_MARK, "\u202f": NBSP_MARK})
-
-
-def _parse_now(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        now = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00") from None
-    if now.tzinfo is None:
-        raise ValueError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
-    return now
 
 
 def render(args: argparse.Namespace) -> int:
@@ -45,11 +40,11 @@ def render(args: argparse.Namespace) -> int:
     settings = load_settings()
     directory = args.dir or settings.mappings.dir
     try:
-        now = _parse_now(args.now)
+        now = parse_now(args.now)
         # read here, so that a directory that cannot be read is an error, not an empty draft
         draft = load_draft(directory, settings.mappings, sources=read_sources(directory))
         trials = _trials(args, draft, now)
-    except (ValueError, MappingLoadError) as exc:
+    except (ValueError, FatalError) as exc:
         message = "; ".join(exc.problems) if isinstance(exc, MappingLoadError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 1

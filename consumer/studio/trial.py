@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.errors import InvalidEvent, RenderError
+from consumer.errors import InvalidEvent, RenderError, SettingsError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.contract import Contract
 from consumer.mapping.examples import check_example, example_event
@@ -102,6 +102,21 @@ def fill_event(
     for key in filled:
         event[key] = defaults[key]
     return event, filled
+
+
+def parse_now(text: str | None) -> dt.datetime | None:
+    """The moment given with ``--now`` (None when not given); SettingsError says how to write it."""
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00"
+        ) from None
+    if now.tzinfo is None:
+        raise SettingsError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
+    return now
 
 
 def moment_of(raw: Mapping[str, Any], asked: dt.datetime | None) -> dt.datetime:
