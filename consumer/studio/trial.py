@@ -21,7 +21,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.errors import InvalidEvent, RenderError, SettingsError
+import orjson
+
+from consumer.errors import FatalError, InvalidEvent, RenderError, SettingsError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.contract import Contract
 from consumer.mapping.examples import check_example, example_event
@@ -58,15 +60,18 @@ class Trial:
 
 
 def read_events(data: bytes, source: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """(label, event or why it cannot be read) for a JSON object, a JSON list, or JSON Lines."""
+    """(label, event or why it cannot be read) for a JSON object, a JSON list, or JSON Lines.
+
+    orjson caps the nesting (the standard decoder recurses until Python gives up);
+    FatalError when the input is not text at all.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        yield source, f"{source} is not UTF-8 text (byte {exc.start})"
-        return
+        raise FatalError(f"{source} is not UTF-8 text (byte {exc.start})") from None
     try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
+        whole = orjson.loads(text)
+    except orjson.JSONDecodeError:
         whole = None
     if isinstance(whole, dict):
         yield source, whole
@@ -81,8 +86,8 @@ def read_events(data: bytes, source: str) -> Iterator[tuple[str, dict[str, Any] 
             continue
         label = f"{source}:{number}"
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
             yield label, f"not JSON: {exc.msg} at column {exc.colno}"
             continue
         yield label, item if isinstance(item, dict) else "not a JSON object"

@@ -252,6 +252,18 @@ def test_every_shipped_example_speaks_of_no_past_time(capsys: pytest.CaptureFixt
         assert all(s["warnings"] == [] and s["differences"] == [] for s in shown), shown
 
 
+def test_an_event_nested_too_deeply_is_an_answer_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The standard JSON decoder recursed until Python gave up: a traceback, no answer.
+    path = tmp_path / "deep.json"
+    path.write_text('{"event_type": "bonus.accrued", "x": ' + "[" * 30_000 + "]" * 30_000 + "}")
+    code, [shown] = render_json(capsys, "--event", str(path), str(SHIPPED))
+    assert code == 1
+    assert shown["source"] == f"{path}:1"
+    assert shown["error"].startswith("not JSON: ")
+
+
 def test_a_json_list_is_read_item_by_item() -> None:
     data = json.dumps([{"event_type": "bonus.accrued"}, 5]).encode()
     assert list(read_events(data, "list.json")) == [
