@@ -240,7 +240,8 @@ def file_samples(path: Path, now: dt.datetime | None) -> list[Sample]:
         if isinstance(item, str):
             samples.append(Sample(label, problem=item, now=now))
         else:
-            samples.append(Sample(label, document=fill_preview_fields(item, moment), now=now))
+            document, _ = fill_preview_fields(item, moment)
+            samples.append(Sample(label, document=document, now=now))
     return samples
 
 

@@ -211,13 +211,18 @@ class Renderer:
         return f"the conditions of every {event_type} rule are false for this event ({names})"
 
 
-def fill_preview_fields(document: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """An event for a preview: the fields every event has, filled in where missing."""
-    filled = dict(document)
-    filled.setdefault("event_id", "preview")
-    filled.setdefault("occurred_at", now.isoformat())
-    filled.setdefault("recipient", dict(PREVIEW_RECIPIENT))
-    return filled
+def fill_preview_fields(
+    document: Mapping[str, Any], now: dt.datetime, *, event_id: str = "preview"
+) -> tuple[dict[str, Any], list[str]]:
+    """An event for a preview, with the fields every event has filled in where missing,
+    and the names of those filled (a preview says so)."""
+    defaults = {
+        "event_id": event_id,
+        "occurred_at": now.isoformat(),
+        "recipient": dict(PREVIEW_RECIPIENT),
+    }
+    filled = [key for key in defaults if key not in document]
+    return {**document, **{key: defaults[key] for key in filled}}, filled
 
 
 def _plain(message: str, rule: Rule) -> str:

@@ -34,9 +34,9 @@ from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
 from consumer.mapping.usage import uses
 from consumer.push import RenderedPush
 from consumer.studio.draft import Draft
+from consumer.studio.outcome import fill_preview_fields
 
 MAX_EVENT_BYTES = 1 << 20
-PREVIEW_RECIPIENT = {"user_id": "preview-user"}
 _DATE_KINDS = frozenset({"date", "time", "date_or_time"})
 
 
@@ -93,22 +93,6 @@ def read_events(data: bytes, source: str) -> Iterator[tuple[str, dict[str, Any] 
         yield label, item if isinstance(item, dict) else "not a JSON object"
 
 
-def fill_event(
-    raw: Mapping[str, Any], now: dt.datetime, label: str
-) -> tuple[dict[str, Any], list[str]]:
-    """The event with what a preview does not need filled in, and the names filled."""
-    event = dict(raw)
-    defaults = {
-        "event_id": f"preview-{label}",
-        "occurred_at": now.isoformat(),
-        "recipient": dict(PREVIEW_RECIPIENT),
-    }
-    filled = [key for key in defaults if key not in event]
-    for key in filled:
-        event[key] = defaults[key]
-    return event, filled
-
-
 def parse_now(text: str | None) -> dt.datetime | None:
     """The moment given with ``--now`` (None when not given); SettingsError says how to write it."""
     if not text:
@@ -143,7 +127,7 @@ def try_event(
 ) -> Trial:
     """Render one sample event with the draft: which rule, which push, what to know."""
     moment = moment_of(raw, now)
-    filled_event, filled = fill_event(raw, moment, label)
+    filled_event, filled = fill_preview_fields(raw, moment, event_id=f"preview-{label}")
     trial = Trial(label=label, now=moment, filled=filled)
     mappings = draft.mappings
     try:
