@@ -17,7 +17,7 @@ from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
-from consumer.mapping.filters import NBSP
+from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
 from consumer.push import RenderedPush
@@ -69,7 +69,7 @@ def _shown_value(value: object) -> str:
 
 
 def _reader_text(value: object) -> object:
-    return value.replace(NBSP, " ").replace("\u202f", " ") if isinstance(value, str) else value
+    return value.replace(NBSP, " ").replace(NARROW_NBSP, " ") if isinstance(value, str) else value
 
 
 def _actual(push: RenderedPush, key: str) -> object:

@@ -24,16 +24,22 @@ from typing import Any, TextIO
 
 from consumer.errors import FatalError
 from consumer.mapping.examples import example_event
-from consumer.mapping.filters import NBSP
+from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.loader import MAPPING_SUFFIXES, read_sources
 from consumer.settings import ImshopSettings, Settings
 from consumer.studio.draft import Draft, load_draft
-from consumer.studio.outcome import Outcome, Renderer, cost_of, fill_preview_fields, variants
+from consumer.studio.outcome import (
+    SPACE_MARK,
+    Outcome,
+    Renderer,
+    cost_of,
+    fill_preview_fields,
+    marked,
+    variants,
+)
 from consumer.studio.tail import read_last
 from consumer.studio.trial import read_events
 
-NARROW_NBSP = "\u202f"
-SPACE_MARK = "°"  # how a non-breaking space is shown, as word processors do
 _PUSH_FIELDS = ("title", "summary", "deeplink", "class", "ttl_s", "collapse_key")
 
 
@@ -434,7 +440,7 @@ def _quoted_texts(texts: Any) -> str:
 def _shown_pair(old: Any, new: Any) -> tuple[str, str]:
     """Both values in quotes; non-breaking spaces made visible when the edit adds or drops one."""
     if isinstance(old, str) and isinstance(new, str) and _hard_spaces(old) != _hard_spaces(new):
-        return _quoted(_marked(old)), _quoted(_marked(new))
+        return _quoted(marked(old)), _quoted(marked(new))
     return _quoted(old), _quoted(new)
 
 
@@ -505,10 +511,6 @@ def _costs(costs: dict[str, dict[str, str]]) -> str:
 
 def _hard_spaces(text: str) -> int:
     return text.count(NBSP) + text.count(NARROW_NBSP)
-
-
-def _marked(text: str) -> str:
-    return text.replace(NBSP, SPACE_MARK).replace(NARROW_NBSP, SPACE_MARK)
 
 
 def _quoted(value: Any) -> str:

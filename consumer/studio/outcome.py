@@ -8,6 +8,9 @@ A rule may carry a second, *shared* variant of its texts (``shared:``: words
 that name nothing personal, so one provider request reaches many customers) and
 *quiet hours*. ``variants`` and ``quiet_hours`` read them when the rule has
 them, so both tools show them as soon as the rules do.
+
+``as_sent`` and ``marked`` show a text as a phone gets it and with its
+non-breaking spaces visible, for every tool that prints pushes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.examples import example_event
-from consumer.mapping.filters import truncate
+from consumer.mapping.filters import NARROW_NBSP, NBSP, truncate
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
 from consumer.push import RenderedPush
@@ -30,6 +33,8 @@ from consumer.settings import ImshopSettings, MappingSettings
 from consumer.studio.cost import cost_lines, grouped_paths, personal_paths
 
 PREVIEW_RECIPIENT = {"user_id": "preview-user"}
+SPACE_MARK = "°"  # how a non-breaking space is shown, as word processors do
+_HARD_SPACES = str.maketrans({NBSP: SPACE_MARK, NARROW_NBSP: SPACE_MARK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +59,20 @@ class Pushed:
             return None
         message = self.push.message
         return (
-            _within(message.title, settings.title_max_chars),
-            _within(message.summary, settings.summary_max_chars),
+            as_sent(message.title, settings.title_max_chars),
+            as_sent(message.summary, settings.summary_max_chars),
         )
 
 
-def _within(text: str, limit: int) -> str:
-    # As MappingSet does when sending: a longer real value is cut, not dropped.
+def as_sent(text: str, limit: int) -> str:
+    """The text as a phone gets it: cut to the limit with "…", as MappingSet does when
+    sending (a longer real value is cut, not dropped)."""
     return text if len(text) <= limit else truncate(text, limit)
+
+
+def marked(text: str) -> str:
+    """The text with each non-breaking space shown as ``SPACE_MARK``."""
+    return text.translate(_HARD_SPACES)
 
 
 @dataclass(frozen=True, slots=True)

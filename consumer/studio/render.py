@@ -21,18 +21,16 @@ from consumer.mapping.rules import Rule
 from consumer.push import RenderedPush
 from consumer.settings import load_settings
 from consumer.studio.draft import Draft, load_draft
+from consumer.studio.outcome import SPACE_MARK, as_sent, marked
 from consumer.studio.trial import (
     Trial,
     parse_now,
     read_events,
-    shown,
     try_event,
     try_example,
 )
 
 _MAX_EVENTS_INPUT = 64 << 20
-NBSP_MARK = "°"  # as word processors show a non-breaking space
-_NBSPS = str.maketrans({"\u00a0": NBSP_MARK, "\u202f": NBSP_MARK})
 
 
 def render(args: argparse.Namespace) -> int:
@@ -111,17 +109,18 @@ def _text(trial: Trial, draft: Draft) -> str:
         ):
             text = getattr(push.message, key)
             size = f"{len(text)}/{limit}"
-            lines.append(f"  {key:<9}{_marked(text)}  ({size})")
+            lines.append(f"  {key:<9}{marked(text)}  ({size})")
             if len(text) > limit:
-                lines.append(f"  {'':<9}a phone gets «{_marked(shown(push, key, limit))}»")
+                lines.append(f"  {'':<9}a phone gets «{marked(as_sent(text, limit))}»")
         if push.message.deeplink:
             lines.append(f"  {'deeplink':<9}{push.message.deeplink}")
         details = f"{push.push_class.value}, ttl {ttl_text(push.ttl_s)}"
         if push.collapse_key:
             details += f", collapse key {push.collapse_key}"
         lines.append(f"  {details}")
-        if any(mark in f"{push.message.title}{push.message.summary}" for mark in "\u00a0\u202f"):
-            lines.append(f"  ({NBSP_MARK} marks a non-breaking space)")
+        texts = f"{push.message.title}{push.message.summary}"
+        if marked(texts) != texts:
+            lines.append(f"  ({SPACE_MARK} marks a non-breaking space)")
     moment = f"  at {trial.now.isoformat()}"
     if trial.filled:
         moment += f"; filled in for the preview: {', '.join(trial.filled)}"
@@ -134,10 +133,6 @@ def _text(trial: Trial, draft: Draft) -> str:
         own = draft.problems_of(trial.rule)
         lines += [f"  rule problem: {problem}" for problem in own]
     return "\n".join(lines)
-
-
-def _marked(text: str) -> str:
-    return text.translate(_NBSPS)
 
 
 def _json(trial: Trial, draft: Draft) -> str:

@@ -27,7 +27,6 @@ from consumer.errors import FatalError, InvalidEvent, RenderError, SettingsError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.contract import Contract
 from consumer.mapping.examples import check_example, example_event
-from consumer.mapping.filters import truncate
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
@@ -245,9 +244,3 @@ def _when(value: dt.date, event: BaseEvent) -> str:
         local = value.astimezone(event.tzinfo) if value.tzinfo else value
         return f"{local:%Y-%m-%d %H:%M} {event.timezone}"
     return value.isoformat()
-
-
-def shown(push: RenderedPush, key: str, limit: int) -> str:
-    """The text as a phone gets it: cut to the limit with an ellipsis."""
-    text: str = getattr(push.message, key)
-    return text if len(text) <= limit else truncate(text, limit)
