@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
@@ -26,7 +26,8 @@ from consumer.settings import MappingSettings
 Problem = tuple[str, int, str]
 DEFAULT_NOW = "2026-11-25T12:00:00+03:00"
 _COMPARED = ("title", "summary", "deeplink", "collapse_key")
-_MAX_EXAMPLE_BYTES = 1 << 20
+# A person's event, not a record from Kafka: EVENT_MAX_BYTES is not its limit.
+_SAMPLE_MAX_BYTES = 1 << 20
 
 
 def example_event(rule: Rule, example: Example) -> dict[str, Any]:
@@ -78,16 +79,20 @@ def _actual(push: RenderedPush, key: str) -> object:
     return getattr(push.message, key)
 
 
+def event_of(document: Mapping[str, Any], extra_types: Collection[str]) -> BaseEvent:
+    """An event a person wrote (an example's, a sample's), read as the service reads a
+    record; InvalidEvent says what is wrong with it."""
+    raw = json.dumps(document, ensure_ascii=False, default=str).encode()
+    return parse_event(raw, max_bytes=_SAMPLE_MAX_BYTES, extra_types=extra_types)
+
+
 def check_example(
     mappings: MappingSet, rule: Rule, example: Example, settings: MappingSettings
 ) -> Iterator[Problem]:
     where = (rule.file, example.line)
     label = f"example {example.name!r}"
-    raw = json.dumps(example_event(rule, example), ensure_ascii=False, default=str)
     try:
-        event = parse_event(
-            raw.encode(), max_bytes=_MAX_EXAMPLE_BYTES, extra_types=mappings.extra_types
-        )
+        event = event_of(example_event(rule, example), mappings.extra_types)
     except InvalidEvent as exc:
         yield *where, f"{label}: the event is not valid: {exc}"
         return

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
-from consumer.mapping.examples import example_event
+from consumer.mapping.examples import event_of, example_event
 from consumer.mapping.filters import NARROW_NBSP, NBSP, truncate
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
@@ -196,9 +195,8 @@ class Renderer:
         return self._render(rule, event, moment)
 
     def _parse(self, document: Mapping[str, Any]) -> BaseEvent | str:
-        raw = json.dumps(document, ensure_ascii=False, default=str).encode()
         try:
-            return parse_event(raw, max_bytes=len(raw) + 1, extra_types=self.mappings.extra_types)
+            return event_of(document, self.mappings.extra_types)
         except InvalidEvent as exc:
             return str(exc)
 

@@ -16,7 +16,6 @@ renders as it did when it came), else the current time.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +23,9 @@ from typing import Any
 import orjson
 
 from consumer.errors import FatalError, InvalidEvent, RenderError, SettingsError
-from consumer.events import BaseEvent, parse_event
+from consumer.events import BaseEvent
 from consumer.mapping.contract import Contract
-from consumer.mapping.examples import check_example, example_event
+from consumer.mapping.examples import check_example, event_of, example_event
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
@@ -35,7 +34,6 @@ from consumer.push import RenderedPush
 from consumer.studio.draft import Draft
 from consumer.studio.outcome import fill_preview_fields
 
-MAX_EVENT_BYTES = 1 << 20
 _DATE_KINDS = frozenset({"date", "time", "date_or_time"})
 
 
@@ -130,11 +128,7 @@ def try_event(
     trial = Trial(label=label, now=moment, filled=filled)
     mappings = draft.mappings
     try:
-        event = parse_event(
-            json.dumps(filled_event, ensure_ascii=False, default=str).encode(),
-            max_bytes=MAX_EVENT_BYTES,
-            extra_types=mappings.extra_types,
-        )
+        event = event_of(filled_event, mappings.extra_types)
     except InvalidEvent as exc:
         trial.error = f"the event is not valid: {exc}"
         return trial
