@@ -54,7 +54,7 @@ def why_not_matched(
     failing = [c for c in rule.conditions if not c.matches(data, moment)]
     if failing:
         return "this rule's condition " + "; ".join(
-            f"`{c.text}` does not hold (the event has {_shown_value(lookup(data, c.path))})"
+            f"`{c.text}` does not hold (the event has {value_text(lookup(data, c.path))})"
             for c in failing
         )
     if matched is None:  # pragma: no cover - a rule whose conditions hold is matched
@@ -65,7 +65,8 @@ def why_not_matched(
     )
 
 
-def _shown_value(value: object) -> str:
+def value_text(value: object) -> str:
+    """An event's value as a sentence names it: `value`, or "no such field"."""
     return "no such field" if is_absent(value) else f"`{value}`"
 
 

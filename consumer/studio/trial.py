@@ -25,10 +25,10 @@ import orjson
 from consumer.errors import FatalError, InvalidEvent, RenderError, SettingsError
 from consumer.events import BaseEvent
 from consumer.mapping.contract import Contract
-from consumer.mapping.examples import check_example, event_of, example_event
+from consumer.mapping.examples import check_example, event_of, example_event, value_text
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.render import without_nulls
-from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
+from consumer.mapping.rules import Example, Rule, lookup, moment_at
 from consumer.mapping.usage import uses
 from consumer.push import RenderedPush
 from consumer.studio.draft import Draft
@@ -171,8 +171,7 @@ def no_rule(draft: Draft, event: BaseEvent, data: Mapping[str, Any], now: dt.dat
     for rule in candidates:
         failing = next((c for c in rule.conditions if not c.matches(data, moment)), None)
         if failing is not None:
-            value = lookup(data, failing.path)
-            has = "no such field" if is_absent(value) else f"`{value}`"
+            has = value_text(lookup(data, failing.path))
             lines.append(f"- {rule.id} ({rule.where}): `{failing.text}`, the event has {has}")
     return "\n".join(lines)
 
