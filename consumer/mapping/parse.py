@@ -6,6 +6,7 @@ after a problem so one run of the check shows them all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -14,7 +15,14 @@ from typing import Any
 from liquid import Environment
 from liquid.exceptions import LiquidError
 
-from consumer.mapping.rules import Condition, Example, Rule, Template
+from consumer.mapping.rules import (
+    HISTORY_FIELDS,
+    Condition,
+    Example,
+    HistoryRule,
+    Rule,
+    Template,
+)
 from consumer.mapping.yamlfile import LineDict, LineList
 from consumer.push import PushClass
 
@@ -32,6 +40,7 @@ RULE_KEYS = frozenset(
         "summary",
         "deeplink",
         "appmetrica",
+        "history",
         "examples",
     }
 )
@@ -151,6 +160,7 @@ class RuleParser:
         deeplink = self._template(body, "deeplink", required=False)
         collapse_key = self._collapse_key(body, event_types)
         extras = self._extras(body)
+        history = self._history(body)
         examples = self._examples(body)
         if len(self.problems.found) > before or title is None or summary is None:
             return None
@@ -170,6 +180,7 @@ class RuleParser:
             collapse_key=collapse_key,
             extras=extras,
             examples=examples,
+            history=history,
         )
 
     def _event_types(self, body: LineDict) -> tuple[str, ...]:
@@ -299,6 +310,30 @@ class RuleParser:
                 for key, value in fields.items()
             }
         return extras
+
+    def _history(self, body: LineDict) -> HistoryRule:
+        value = body.get("history")
+        if value is None or value is True:
+            return HistoryRule()
+        if value is False:
+            return HistoryRule(keep=False)
+        if not isinstance(value, LineDict):
+            self.problems.add(
+                body.line_of("history"),
+                "`history` must be false (keep no item in the customer's history) or the "
+                f"item's fields: {', '.join(HISTORY_FIELDS)}",
+            )
+            return HistoryRule()
+        templates: dict[str, Template] = {}
+        for key in value:
+            if key not in HISTORY_FIELDS:
+                self.problems.add(
+                    value.line_of(key),
+                    f"unknown key `{key}` under `history` (allowed: {', '.join(HISTORY_FIELDS)})",
+                )
+            elif template := self._template(value, str(key), required=False):
+                templates[str(key)] = dataclasses.replace(template, name=f"history {key}")
+        return HistoryRule(templates=templates)
 
     def _examples(self, body: LineDict) -> tuple[Example, ...]:
         section = body.get("examples")
