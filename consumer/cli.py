@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "consumer.local.simulators",
     "consumer.local.demo",
     "consumer.replay.command",
+    "consumer.history.command",
     "consumer.local.bench",
 ]
 
