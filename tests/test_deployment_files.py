@@ -222,6 +222,8 @@ async def test_image_entrypoint_serves_healthz_and_stops_on_sigterm(
         "KAFKA_GROUP_ID": unique_name("image"),
         "KAFKA_DLQ_TOPIC": unique_name("image-dlq"),
         "SHUTDOWN_GRACE_S": "2",
+        "HISTORY_DATABASE_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+        "HISTORY_PORT": "0",
     }
     command = [sys.executable, *exec_form("ENTRYPOINT")[1:], *exec_form("CMD")]
     healthcheck = [sys.executable, *exec_form("HEALTHCHECK")[1:]]
