@@ -79,9 +79,11 @@ def create_engine(url: URL) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 10}, **common)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    # No pre-ping (a round trip per checkout, more than the lookup itself): a connection
+    # that died with the server fails one statement, SQLAlchemy then discards the pool's
+    # connections, and the writer retries (the API answers that request with 503).
     return create_async_engine(
         url,
-        pool_pre_ping=True,  # a connection that died with the server is replaced, not used
         pool_size=5,
         max_overflow=5,
         pool_timeout=10,

@@ -61,6 +61,9 @@ class SqlHistoryStore:
 
     def __init__(self, engine: AsyncEngine, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        # Reads need no transaction: without one a lookup is one round trip, not three
+        # (BEGIN, SELECT, ROLLBACK), on IMSHOP's request path.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._metrics = metrics
         self._upsert = _upsert_statement(engine.dialect.name)
 
@@ -93,25 +96,10 @@ class SqlHistoryStore:
             self._metrics.history_write_seconds.observe(time.perf_counter() - started)
 
     async def lookup(self, user_id: str, *, limit: int, since_ms: int) -> list[HistoryItem]:
-        query = (
-            sa.select(
-                items.c.id,
-                items.c.title,
-                items.c.created_on,
-                items.c.updated_on,
-                items.c.text,
-                items.c.url,
-                items.c.deeplink,
-                items.c.promocode,
-                items.c.read_on,
-            )
-            .where(items.c.user_id == user_id, items.c.updated_on >= since_ms)
-            .order_by(items.c.updated_on.desc(), items.c.id.desc())
-            .limit(limit)
-        )
+        values = {"user_id": user_id, "since_ms": since_ms, "limit": limit}
         with translated("reading a customer's history", self.engine.url):
-            async with self.engine.connect() as connection:
-                found = (await connection.execute(query)).all()
+            async with self._reader.connect() as connection:
+                found = (await connection.execute(_LOOKUP, values)).all()
         return [
             HistoryItem(
                 id=str(row.id),
@@ -175,6 +163,26 @@ class SqlHistoryStore:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+
+
+# Built once: per lookup only the values change (the lookup is on IMSHOP's request path).
+_LOOKUP = (
+    sa.select(
+        items.c.id,
+        items.c.title,
+        items.c.created_on,
+        items.c.updated_on,
+        items.c.text,
+        items.c.url,
+        items.c.deeplink,
+        items.c.promocode,
+        items.c.read_on,
+    )
+    .where(items.c.user_id == sa.bindparam("user_id"))
+    .where(items.c.updated_on >= sa.bindparam("since_ms"))
+    .order_by(items.c.updated_on.desc(), items.c.id.desc())
+    .limit(sa.bindparam("limit"))
+)
 
 
 def _rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
