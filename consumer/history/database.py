@@ -59,7 +59,10 @@ def database_url(raw: str) -> URL:
             )
         return url.set(drivername="sqlite+aiosqlite")
     if backend in ("postgresql", "postgres"):
-        return url.set(drivername="postgresql+asyncpg")
+        query = dict(url.query)
+        if "sslmode" in query:  # libpq's spelling; asyncpg takes the same values as `ssl`
+            query["ssl"] = query.pop("sslmode")
+        return url.set(drivername="postgresql+asyncpg", query=query)
     raise HistoryDatabaseError(
         f"HISTORY_DATABASE_URL: the database kind {backend!r} is not supported; {URL_HELP}"
     )

@@ -43,6 +43,12 @@ def test_the_url_gets_its_async_driver(given: str, driver: str) -> None:
     assert database_url(given).drivername == driver
 
 
+def test_libpq_sslmode_is_passed_to_asyncpg_as_ssl() -> None:
+    url = database_url("postgresql://u:p@db/shop?sslmode=verify-full")
+
+    assert dict(url.query) == {"ssl": "verify-full"}
+
+
 def test_the_default_is_a_sqlite_file_in_the_working_directory() -> None:
     assert database_url("").database == "history.sqlite3"
 
