@@ -348,7 +348,9 @@ class Service:
         if parts.history is not None and not await parts.history.writer.flush(grace / 2):
             log.warning("history_not_flushed", waiting=parts.history.writer.waiting)
         # Stop starting requests early enough for the last one to finish in time.
-        left = await parts.dispatcher.drain(max(0.0, grace - self._request_timeout_s()))
+        left = await parts.dispatcher.drain(
+            max(0.0, self._remaining(deadline) - self._request_timeout_s())
+        )
         in_flight_done = await parts.dispatcher.wait_in_flight(self._remaining(deadline))
         await parts.dispatcher.aclose()  # still on the wire: no outcome, sent after restart
         if parts.recorder.dead_letters_waiting:

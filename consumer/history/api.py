@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from consumer.clock import Clock
-from consumer.errors import HistoryUnavailable
+from consumer.errors import HistoryRejected, HistoryUnavailable
 from consumer.health import start_site
 from consumer.history.entry import MAX_USER_ID_CHARS
 from consumer.history.pruner import retention_cutoff_ms
@@ -153,7 +153,7 @@ class HistoryApi:
             return _error(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
         except web.HTTPException as exc:  # 404, 405
             return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        except HistoryUnavailable as exc:
+        except (HistoryUnavailable, HistoryRejected) as exc:
             log.error("history_api_database_failed", path=request.path, error=str(exc))
             return _error(503, "unavailable", "the history database is unavailable; try again")
 
@@ -206,6 +206,8 @@ def _user_id(body: dict[str, Any]) -> str:
         raise BadRequest("`userId` is empty")
     if len(user_id) > MAX_USER_ID_CHARS:
         raise BadRequest(f"`userId` is longer than {MAX_USER_ID_CHARS} characters")
+    if "\x00" in user_id:
+        raise BadRequest("`userId` holds a NUL character")
     return user_id
 
 

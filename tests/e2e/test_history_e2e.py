@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,3 +213,30 @@ async def test_postgres_down_mid_stream_loses_nothing_and_sends_nothing_twice(
         assert delivered[(event["recipient"]["user_id"], title_of(event))] == 1
     # Every event has exactly one outcome (sent, or superseded by its order's next status).
     assert sum(service.metrics.outcome_counts().values()) == len(before) + len(during)
+
+
+async def test_with_the_history_off_pushes_flow_and_nothing_is_served(
+    kafka_bootstrap: str,
+    kafka_admin: AIOKafkaAdminClient,
+    topics: Topics,
+    imshop: ImshopSimulator,
+    tmp_path: Path,
+) -> None:
+    events = [at(order(f"off-{i}", f"7999333{i:04d}", f"F-{i}", "created", 1), i) for i in range(3)]
+    ends = await produce(kafka_bootstrap, records(topics, events))
+    database = tmp_path / "history.sqlite3"
+    settings = e2e_settings(
+        kafka_bootstrap,
+        topics,
+        imshop.url,
+        history={"enabled": False, "database_url": f"sqlite:///{database}"},
+    )
+
+    async with running(Service(settings)) as service:
+        await wait_until(lambda: total_outcomes(service) == len(events), what="every outcome")
+        await wait_committed(kafka_admin, topics.group, ends)
+        port = service.history_port
+
+    assert port is None
+    assert len(imshop.pushes) == len(events)
+    assert not database.exists()
