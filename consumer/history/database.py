@@ -31,6 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumer.errors import HistoryDatabaseError, HistoryRejected, HistoryUnavailable
 from consumer.history.schema import VERSION_TABLE
+from consumer.logs import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_URL = "sqlite:///history.sqlite3"
 URL_HELP = "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -195,6 +198,7 @@ def _prepare(connection: sa.Connection, upgrade: bool) -> str:
             "HISTORY_MIGRATE_AT_START=true"
         )
     command.upgrade(config, "head")
+    log.info("history_schema_upgraded", revision_from=current, revision_to=head)
     return head
 
 

@@ -77,5 +77,10 @@ async def open_history(
         await api.start(settings.port)
         stack.push_async_callback(api.stop)
     where = shown(url)
-    log.info("history_opened", database=where, api_port=api.port if api else None)
+    log.info(
+        "history_opened",
+        database=where,
+        schema=store.revision,
+        api_port=api.port if api else None,
+    )
     return History(store, writer, pruner, api, where)

@@ -25,6 +25,8 @@ from consumer.settings import HistorySettings
 log = get_logger(__name__)
 
 USERS_PER_STATEMENT = 500
+# Customers remembered between rounds; past it the rest wait for retention (bounded memory).
+MAX_TOUCHED = 1_000_000
 ITEMS_PER_STATEMENT = 1_000
 _DAY_MS = 86_400_000
 
@@ -46,7 +48,8 @@ class HistoryPruner:
 
     def touched(self, user_ids: Iterable[str]) -> None:
         """These customers got items: trim them in the next round."""
-        self._touched.update(user_ids)
+        if len(self._touched) < MAX_TOUCHED:
+            self._touched.update(user_ids)
 
     async def run(self) -> None:
         while True:

@@ -59,8 +59,11 @@ class HistoryStore(Protocol):
 class SqlHistoryStore:
     """The history in SQLite or PostgreSQL through SQLAlchemy Core (async)."""
 
-    def __init__(self, engine: AsyncEngine, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, metrics: Metrics | None = None, *, revision: str = ""
+    ) -> None:
         self.engine = engine
+        self.revision = revision  # the schema's, as prepared at open
         # Reads need no transaction: without one a lookup is one round trip, not three
         # (BEGIN, SELECT, ROLLBACK), on IMSHOP's request path.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -74,11 +77,11 @@ class SqlHistoryStore:
         """Connect and prepare the schema (``migrate``: upgrade it; else only check it)."""
         engine = create_engine(url)
         try:
-            await prepare_schema(engine, upgrade=migrate)
+            revision = await prepare_schema(engine, upgrade=migrate)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, metrics)
+        return cls(engine, metrics, revision=revision)
 
     @property
     def backend(self) -> str:
