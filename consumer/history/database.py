@@ -82,7 +82,12 @@ def create_engine(url: URL) -> AsyncEngine:
         assert url.database is not None
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # timeout: how long a writer waits for the lock held by another (the pruner).
-        engine = create_async_engine(url, connect_args={"timeout": 10}, **common)
+        # No reset on return: every write commits or rolls back itself, and a read opens no
+        # transaction (pysqlite begins none for SELECT), so the reset would only cost each
+        # lookup another trip to aiosqlite's thread.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 10}, pool_reset_on_return=None, **common
+        )
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping (a round trip per checkout, more than the lookup itself): a connection

@@ -64,9 +64,14 @@ class SqlHistoryStore:
     ) -> None:
         self.engine = engine
         self.revision = revision  # the schema's, as prepared at open
-        # Reads need no transaction: without one a lookup is one round trip, not three
-        # (BEGIN, SELECT, ROLLBACK), on IMSHOP's request path.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads need no transaction: on PostgreSQL without one a lookup is one round trip,
+        # not three (BEGIN, SELECT, ROLLBACK). SQLite begins none for a SELECT anyway, and
+        # switching its isolation level would cost two trips to aiosqlite's thread.
+        self._reader = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._metrics = metrics
         self._upsert = _upsert_statement(engine.dialect.name)
 

@@ -138,7 +138,10 @@ async def _copy(store: SqlHistoryStore, rows: Iterator[dict[str, Any]]) -> None:
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.copy_records_to_table(
-            "history_items", records=(tuple(r[c] for c in columns) for r in rows), columns=columns
+            "history_items",
+            records=(tuple(r[c] for c in columns) for r in rows),
+            columns=columns,
+            timeout=600,  # not the service's 30 s statement limit: a million rows
         )
 
 
