@@ -237,6 +237,15 @@ class HistorySettings(_Section):
         True, description="Upgrade the schema at start (`false`: `history migrate` does it)."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr) -> SecretStr:
+        # The URL may hold a password: the message names the kinds, never the value.
+        kind = value.get_secret_value().strip().partition("://")[0].partition("+")[0]
+        if value.get_secret_value().strip() and kind not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+        return value
+
 
 class ServiceSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="")
