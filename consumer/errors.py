@@ -5,7 +5,8 @@
     │   ├── InvalidEvent        bytes that are not a valid v1 event
     │   ├── RenderError         a template failed for this event
     │   ├── ProviderRejected    the provider refused the request (4xx)
-    │   └── HistoryRejected     the history database refused this event's item for good
+    │   ├── HistoryRejected     the history database refused this event's item for good
+    │   └── UnexpectedFailure   a bug met while handling the event or sending its push
     ├── TransientError          retry later with backoff; every attempt spends budget
     │   ├── ProviderUnavailable network error, timeout, 5xx, "integration unavailable"
     │   │   └── OutcomeUnknown  the request may have reached the provider
@@ -93,6 +94,13 @@ class HistoryRejected(PermanentError):
     """The history database refused an item for good (its data, not the database's state)."""
 
     reason = "history_rejected"
+
+
+class UnexpectedFailure(PermanentError):
+    """A bug met while handling one event or sending its push: dead-lettered, not retried
+    (retrying a bug until the push's time-to-live would only spend the budget)."""
+
+    reason = "unexpected_error"
 
 
 class TransientError(ConsumerError):

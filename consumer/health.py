@@ -9,23 +9,34 @@ function returning (ok, detail).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from consumer.errors import SettingsError
 from consumer.metrics import Metrics
 
 Probe = Callable[[], tuple[bool, str]]
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on ``host:port``; returns the runner (to clean up) and the port bound."""
+async def start_site(
+    app: web.Application, host: str, port: int, *, setting: str
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port``; returns the runner (to clean up) and the port bound.
+
+    A port that cannot be listened on is a ``SettingsError`` naming ``setting``.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
+    except OSError as exc:  # e.g. the port is taken
+        await runner.cleanup()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SettingsError(f"{setting}={port}: cannot listen on it: {why}") from exc
     except BaseException:
         await runner.cleanup()
         raise
@@ -50,7 +61,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._probe(self._liveness))
         app.router.add_get("/readyz", self._probe(self._readiness))
         app.router.add_get("/metrics", self._render_metrics)
-        self._runner, self.port = await start_site(app, self._host, port)
+        self._runner, self.port = await start_site(app, self._host, port, setting="HEALTH_PORT")
         return self.port
 
     async def stop(self) -> None:

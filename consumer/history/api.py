@@ -99,7 +99,9 @@ class HistoryApi:
         return app
 
     async def start(self, port: int) -> int:
-        self._runner, self.port = await start_site(self.application(), self._host, port)
+        self._runner, self.port = await start_site(
+            self.application(), self._host, port, setting="HISTORY_PORT"
+        )
         log.info(
             "history_api_started",
             port=self.port,

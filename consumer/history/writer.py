@@ -64,7 +64,7 @@ class HistoryWriter:
         self._reject = reject
         self._metrics = metrics
         self._clock = clock
-        self._retry = RetryPolicy(1, retry_initial_s, retry_max_s)
+        self._retry = RetryPolicy(initial_backoff_s=retry_initial_s, max_backoff_s=retry_max_s)
         self._on_written = on_written
         self._rng = rng or random.Random()
         self._queue: deque[_Batch] = deque()
