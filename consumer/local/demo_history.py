@@ -47,8 +47,8 @@ async def fetch_history(port: int, token: str, user_id: str) -> list[dict[str, A
 
 def print_history(user_id: str, items: list[dict[str, Any]], out: TextIO) -> None:
     print(
-        f"\nNotification history of customer {mask(user_id)}, as IMSHOP's app gets it "
-        f"(POST /imshop/history, {len(items)} items, newest first; one per order, "
+        f"\nNotification history of customer {mask(user_id)}, as IMSHOP's app gets it\n"
+        f"  (POST /imshop/history, {len(items)} items, newest first; one per order, "
         "showing its latest status):",
         file=out,
     )

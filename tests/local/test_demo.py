@@ -220,8 +220,8 @@ def test_the_history_prints_newest_first_with_text_link_and_first_news() -> None
 
     lines = out.getvalue().splitlines()
     assert "customer 7999***1122" in lines[1]
-    assert "2 items, newest first" in lines[1]
-    assert lines[2].split("  ", 2)[2].startswith("Заказ №7 доставлен   (first news ")
-    assert lines[3].strip() == "Спасибо!"
-    assert lines[4].strip() == "-> imshop://orders/7"
-    assert lines[5].endswith("Начислили 5 бонусов")
+    assert "2 items, newest first" in lines[2]
+    assert lines[3].split("  ", 2)[2].startswith("Заказ №7 доставлен   (first news ")
+    assert lines[4].strip() == "Спасибо!"
+    assert lines[5].strip() == "-> imshop://orders/7"
+    assert lines[6].endswith("Начислили 5 бонусов")
