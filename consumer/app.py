@@ -153,7 +153,6 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
-        budget = provider_budget(settings, self.clock)
         if settings.service.push_provider is not ProviderName.APPMETRICA:
             _say_when_the_budget_frees(budget, self.clock)
         dispatcher = Dispatcher(
