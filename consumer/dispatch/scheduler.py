@@ -137,9 +137,7 @@ class Scheduler:
             if not chosen:
                 break
             self.pending.take(chosen)
-            envelopes.append(
-                Envelope(top.job.push.message, recipients, tuple(e.job for e in chosen))
-            )
+            envelopes.append(Envelope(top.job.message, recipients, tuple(e.job for e in chosen)))
             taken.extend(chosen)
             room -= len(recipients)
             if full:
