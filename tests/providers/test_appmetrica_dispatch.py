@@ -18,7 +18,7 @@ from consumer.dispatch import Dispatcher
 from consumer.dispatch.budget import provider_budget
 from consumer.errors import ConsumerError
 from consumer.providers.registry import build_provider
-from consumer.push import Origin, Outcome
+from consumer.push import Origin, Outcome, Variant
 from consumer.settings import (
     AppMetricaSettings,
     DispatchSettings,
@@ -44,6 +44,7 @@ class Sink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         assert event_id not in self.outcomes, "one outcome per event"
         self.outcomes[event_id or ""] = outcome
