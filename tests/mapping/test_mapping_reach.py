@@ -101,7 +101,7 @@ def test_the_push_carries_both_texts_and_the_rule_s_reach_settings(tmp_path: Pat
         "Курьер позвонит перед приездом. Подробности — в уведомлениях.",
         "imshop://orders",
     )
-    assert push.personal_within_s == 120  # the default for order news
+    assert push.personal_within_s == 90  # the default for order news
     assert push.quiet_hours is None
     assert push.collapse_key == "A-1"  # one order: supersession spans both texts
 
@@ -250,7 +250,7 @@ def test_the_check_shows_both_variants_and_the_quiet_hours(tmp_path: Path) -> No
     lines = cost_lines([rule], IMSHOP)
     assert lines[1] == (
         f"    shared text ({rule.file}:{rule.shared.line if rule.shared else 0}), sent instead "
-        "when the personal push would go out more than 2m after the event: up to 1000 "
+        "when the personal push would go out more than 90s after the event: up to 1000 "
         "recipients per request, up to 10000 pushes per 60 s"
     )
     (tmp_path / "bonus").mkdir()
