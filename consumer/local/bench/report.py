@@ -117,5 +117,12 @@ _LINES = (
 def summary(figures: dict[str, Any]) -> str:
     width = max(len(text) for _, text in _LINES)
     lines = [f"{'quick' if figures.get('quick') else 'full'} run on {figures['machine']}"]
-    lines += [f"  {text:<{width}}  {figures[key]}" for key, text in _LINES if key in figures]
+    lines += [
+        f"  {text:<{width}}  {_shown(figures[key])}" for key, text in _LINES if key in figures
+    ]
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> Any:
+    """A figure as printed; None is a delay no percentile of customers was told within."""
+    return "— (not told within the ttl)" if value is None else value
