@@ -86,6 +86,7 @@ class Entry:
     personal_group: Hashable = None  # its group with its personal text (``group`` at first)
     shared_group: Hashable = None  # with its rule's shared text, once it was shared
     held_until: dt.datetime | None = None  # quiet hours hold it until then (wall clock)
+    received_at: dt.datetime | None = None  # when it came (wall clock; ``arrived`` is monotonic)
 
     def __post_init__(self) -> None:
         self.personal_group = self.group
@@ -214,6 +215,7 @@ class PendingSet:
         entry = Entry(
             job, next(self._seq), group, recipients, arrived=now_mono, epoch=self._epoch(partition)
         )
+        entry.received_at = now_wall
         if held_until is not None:
             entry.not_before, entry.held_until = held_until
         if not self._wins_collapse(entry):

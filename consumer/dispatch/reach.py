@@ -1,8 +1,10 @@
 """Which text each waiting push goes out with: personal while the budget keeps up.
 
 A rule may give a push a shared text besides its own (``RenderedPush.shared``),
-and a time, ``personal_within``, after the event (or after its quiet hours) by
-which the personal one must go out. The planner decides from when the push
+and a time, ``personal_within``, after the event by which the personal one must
+go out; counted from when the service got the event, if that is later (a
+backlog after a pause, a replay), or from the end of the quiet hours that held
+it: the budget can do nothing about the time before. The planner decides from when the push
 *would* be sent, not from how long it has waited, so a burst switches at once,
 and it decides again each time a request is about to start, so pushes go
 personal again as soon as the budget keeps up.
@@ -227,11 +229,13 @@ class ReachPlanner:
 
 def _deadline(entry: Entry) -> float:
     """When the push's personal text must be out by (a wall-clock timestamp): its
-    ``personal_within`` after the event, or after the quiet hours that held it."""
+    ``personal_within`` after the event, or after the service got it or the quiet hours
+    that held it ended, if later (the budget can do nothing about the time before)."""
     job = entry.job
     start = job.occurred_at
-    if entry.held_until is not None and entry.held_until > start:
-        start = entry.held_until
+    for later in (entry.received_at, entry.held_until):
+        if later is not None and later > start:
+            start = later
     return start.timestamp() + job.push.personal_within_s
 
 

@@ -68,8 +68,13 @@ def compressed_mappings(source: Path, target: Path, scale: float) -> Path:
 
 
 def daytime_zone(now: dt.datetime) -> str:
-    """A time zone where it is early afternoon now (``Etc/GMT-3`` is UTC+3)."""
-    offset = (14 - now.astimezone(dt.UTC).hour) % 24
+    """A time zone where it is early afternoon now."""
+    return zone_where(now, 14)
+
+
+def zone_where(now: dt.datetime, hour: int) -> str:
+    """A time zone whose clock shows ``hour`` now (``Etc/GMT-3`` is UTC+3)."""
+    offset = (hour - now.astimezone(dt.UTC).hour) % 24
     if offset > 14:
         offset -= 24
     name = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"

@@ -84,7 +84,7 @@ class Waiting:
     @classmethod
     def of(cls, entry: Entry, now_mono: float, now_wall: dt.datetime) -> Waiting:
         job = entry.job
-        start = job.occurred_at
+        start = max(job.occurred_at, entry.received_at or job.occurred_at)
         if entry.held_until is not None and entry.held_until > start:
             start = entry.held_until
         deadline = start + dt.timedelta(seconds=job.push.personal_within_s)

@@ -134,16 +134,19 @@ async def start_run(
     return run
 
 
-async def play(run: Run, events: list[tuple[float, PushJob]], step_s: float = 60.0) -> None:
+async def play(
+    run: Run, events: list[tuple[float, PushJob]], step_s: float = 60.0, age_s: float = 0.0
+) -> None:
     """Submit each job after its pause (those without one together, as one fetched
-    batch is handed on), then let everything end (bounded: 200 steps)."""
+    batch is handed on), then let everything end (bounded: 200 steps). Each happened
+    ``age_s`` before it comes (a backlog after a pause, a replay)."""
     runner = asyncio.create_task(run.dispatcher.run())
     await settle()
     for pause, job in events:
         if pause:  # a pause ends a batch: jobs without one come in the same fetch
             await settle()
             await advance(run.clock, pause)
-        job.occurred_at = run.clock.now()
+        job.occurred_at = run.clock.now() - dt.timedelta(seconds=age_s)
         run.jobs[job.event_id] = job
         run.dispatcher.submit(job)
     await settle()
@@ -211,6 +214,7 @@ TWO_FULL_SHARED = [(0.0, n, "confirmed", True) for n in range(5)] + [
     within_s={"confirmed": 5.0, "courier": 30.0},
     ttl_s=3600.0,
     room=2,
+    age_s=0.0,
 )
 @given(
     drawn=st.lists(status, min_size=1, max_size=40),
@@ -221,6 +225,7 @@ TWO_FULL_SHARED = [(0.0, n, "confirmed", True) for n in range(5)] + [
     ),
     ttl_s=st.sampled_from([180.0, 3600.0]),
     room=st.sampled_from([2, 1000]),
+    age_s=st.sampled_from([0.0, 0.0, 45.0]),
 )
 def test_a_push_goes_shared_exactly_when_its_personal_text_would_be_late(
     drawn: list[tuple[float, int, str, bool]],
@@ -229,10 +234,11 @@ def test_a_push_goes_shared_exactly_when_its_personal_text_would_be_late(
     within_s: dict[str, float],
     ttl_s: float,
     room: int,
+    age_s: float,
 ) -> None:
     async def scenario() -> Run:
         run = await start_run(limit=limit, window_s=window_s, room=room)
-        await play(run, order_events(drawn, within_s, ttl_s))
+        await play(run, order_events(drawn, within_s, ttl_s), age_s=age_s)
         return run
 
     run = asyncio.run(scenario())
@@ -310,14 +316,18 @@ def supersession_and_ttl_hold(run: Run) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(drawn=st.lists(status, min_size=1, max_size=20), within_s=st.sampled_from([5.0, 60.0]))
+@given(
+    drawn=st.lists(status, min_size=1, max_size=20),
+    within_s=st.sampled_from([5.0, 60.0]),
+    age_s=st.sampled_from([0.0, 600.0]),  # events from ten minutes ago: a backlog
+)
 def test_with_a_budget_that_keeps_up_every_push_goes_personal(
-    drawn: list[tuple[float, int, str, bool]], within_s: float
+    drawn: list[tuple[float, int, str, bool]], within_s: float, age_s: float
 ) -> None:
     async def scenario() -> Run:
         run = await start_run(limit=len(drawn), window_s=60.0)
         rules = {"confirmed": within_s, "courier": within_s}
-        await play(run, order_events(drawn, rules, 3600.0))
+        await play(run, order_events(drawn, rules, 3600.0), age_s=age_s)
         return run
 
     run = asyncio.run(scenario())
