@@ -234,8 +234,17 @@ class KafkaSource:
         if self._consumer is None:
             return True
         timeout = self._commit_timeout_s if timeout_s is None else timeout_s
-        async with self._commit_lock:
-            committed = await self._commit_locked(None, timeout, probe=probe)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:  # the commit loop may hold the lock while it waits for a hung commit
+            await asyncio.wait_for(self._commit_lock.acquire(), timeout)
+        except TimeoutError:
+            return False
+        try:
+            left = max(0.0, deadline - loop.time())
+            committed = await self._commit_locked(None, left, probe=probe)
+        finally:
+            self._commit_lock.release()
         if not self._stopped:
             self._apply_pause()
             self._update_lag()
@@ -263,7 +272,11 @@ class KafkaSource:
         try:  # a moment at least, so that the consumer starts closing (and says it did)
             await asyncio.wait_for(self._consumer.stop(), max(0.1, deadline - loop.time()))
         except TimeoutError:
-            log.error("kafka_consumer_stop_timed_out", timeout_s=budget)
+            log.warning(
+                "kafka_consumer_stop_timed_out",
+                timeout_s=budget,
+                consequence="the group hands its partitions on after the session timeout",
+            )
         if self._commit_task is not None:
             self._commit_task.cancel()  # never answered; nothing newer follows it
         self._metrics.paused_partitions.set(0)
