@@ -117,12 +117,11 @@ def fit(record: DeadLetterRecord, limit: int = RECORD_MAX_BYTES) -> DeadLetterRe
     return fitted
 
 
-def without_value(record: DeadLetterRecord, why: str) -> DeadLetterRecord:
+def without_value(record: DeadLetterRecord, value_bytes: int, why: str) -> DeadLetterRecord:
     """Only our headers and the key: what is left when the broker refuses the rest."""
     ours = [(n, v) for n, v in record.headers if n.startswith(HEADER_PREFIX)]
     ours = [(n, v) for n, v in ours if n != TRUNCATED_HEADER]
-    size = len(record.value or b"")
-    note = _truncated(f"value of {size} bytes and original headers left out: {why}")
+    note = _truncated(f"value of {value_bytes} bytes and original headers left out: {why}")
     return DeadLetterRecord((record.key or b"")[:KEY_MAX_BYTES] or None, None, [*ours, note])
 
 
@@ -201,7 +200,8 @@ class DeadLetterWriter:
         try:
             sent = await self._send(record)
         except MessageSizeTooLargeError as exc:  # the topic takes less than Kafka's default
-            record = without_value(record, f"the broker refused {record.size} bytes ({exc})")
+            refused = f"the broker refused {record.size} bytes ({exc})"
+            record = without_value(record, len(origin.value or b""), refused)
             sent = await self._send(record)
         if TRUNCATED_HEADER in dict(record.headers):
             log.warning(

@@ -277,8 +277,8 @@ class KafkaSource:
                 timeout_s=budget,
                 consequence="the group hands its partitions on after the session timeout",
             )
-        if self._commit_task is not None:
-            self._commit_task.cancel()  # never answered; nothing newer follows it
+        # A commit still unanswered is left to end with the consumer: cancelling it
+        # would orphan aiokafka's shielded request and its error.
         self._metrics.paused_partitions.set(0)
         for tp in self._book.partitions:
             self._forget_lag(tp)
@@ -396,7 +396,7 @@ class KafkaSource:
     ) -> None:
         """Record a commit's answer, however late it comes."""
         if task.cancelled():
-            self.status.commit_ended("cancelled at shutdown")
+            self.status.commit_ended("cancelled")
             return
         exc = task.exception()
         if exc is None:
