@@ -88,6 +88,10 @@ def per_user(simulator: ImshopSimulator) -> Counter[str]:
     return Counter(user for push in simulator.pushes for user in push["userIds"])
 
 
+def delivered(simulator: ImshopSimulator, events: list[dict[str, Any]]) -> bool:
+    return {e["recipient"]["user_id"] for e in events} <= set(per_user(simulator))
+
+
 async def probe(port: int, path: str) -> tuple[int, str]:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"http://127.0.0.1:{port}{path}", timeout=2)
@@ -128,6 +132,7 @@ async def test_a_killed_broker_fails_readiness_and_nothing_is_lost_or_repeated(
         port = service.health_port
         assert port is not None
         await wait_until(lambda: total_outcomes(service) == 10, what="the first orders")
+        await wait_committed(admin, fault_topics.group, ends)
         assert (await probe(port, "/readyz"))[0] == 200
 
         faulty_kafka.kill()
@@ -139,14 +144,11 @@ async def test_a_killed_broker_fails_readiness_and_nothing_is_lost_or_repeated(
 
         await faulty_kafka.restart()
         await wait_probe(port, "/readyz", 200)
-        ends = {
-            **ends,
-            **await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in after]),
-        }
-        await wait_until(
-            lambda: total_outcomes(service) == 20, timeout_s=60, what="the later orders"
-        )
-        await wait_committed(admin, fault_topics.group, ends)
+        more = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in after])
+        # The broker forgot the member while it was down: a rebalance may come now, and
+        # an event may then have two outcomes (sent, then skipped as a duplicate).
+        await wait_until(lambda: delivered(imshop, after), timeout_s=60, what="the later orders")
+        await wait_committed(admin, fault_topics.group, {**ends, **more})
 
     assert detail.startswith("Kafka: "), detail
     assert "no fetch answer" in detail or "commits failing" in detail, detail
@@ -183,7 +185,7 @@ async def test_a_frozen_broker_fails_readiness_until_it_answers_again(
             faulty_kafka.thaw()
         await wait_probe(port, "/readyz", 200)
         more = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in after])
-        await wait_until(lambda: total_outcomes(service) == 20, timeout_s=60, what="later orders")
+        await wait_until(lambda: delivered(imshop, after), timeout_s=60, what="the later orders")
         await wait_committed(admin, fault_topics.group, {**ends, **more})
 
     assert "no fetch answer for" in detail, detail
@@ -199,17 +201,17 @@ async def test_sigterm_with_a_frozen_broker_sends_nothing_uncommittable_and_keep
     imshop: ImshopSimulator,
     tmp_path: Path,
 ) -> None:
-    """The budget lets 3 pushes out every 5 s. Three go out and are committed, the
+    """The budget lets 3 pushes out every 6 s. Three go out and are committed, the
     broker hangs, SIGTERM: while the service drains, the budget would let three
     more go, which could never be committed and would go again after the restart."""
     bootstrap = faulty_kafka.bootstrap_servers
     events = orders("5", 9)
     ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in events])
-    grace_s = 8
+    grace_s = 9
     env = {
         **service_env(bootstrap, fault_topics, imshop.url),
         "IMSHOP_RATE_LIMIT_REQUESTS": "3",
-        "IMSHOP_RATE_LIMIT_WINDOW_S": "5",
+        "IMSHOP_RATE_LIMIT_WINDOW_S": "6",
         "IMSHOP_TIMEOUT_S": "1",
         "SHUTDOWN_GRACE_S": str(grace_s),
         "KAFKA_FAILING_AFTER_S": "2",
@@ -242,6 +244,58 @@ async def test_sigterm_with_a_frozen_broker_sends_nothing_uncommittable_and_keep
     counts = per_user(imshop)
     assert set(counts) == {e["recipient"]["user_id"] for e in events}
     assert set(counts.values()) == {1}, "no push twice"
+
+
+async def test_a_broker_hanging_during_the_drain_stops_the_sending(
+    faulty_kafka: LocalKafka,
+    admin: AIOKafkaAdminClient,
+    fault_topics: Topics,
+    imshop: ImshopSimulator,
+    tmp_path: Path,
+) -> None:
+    """The drain sends two pushes a second; the broker hangs while it does. Sending
+    stops once a commit goes unanswered (2 s), not at the end of the grace period."""
+    bootstrap = faulty_kafka.bootstrap_servers
+    events = orders("8", 40)
+    ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in events])
+    grace_s = 12
+    env = {
+        **service_env(bootstrap, fault_topics, imshop.url),
+        "IMSHOP_RATE_LIMIT_REQUESTS": "2",
+        "IMSHOP_RATE_LIMIT_WINDOW_S": "1",
+        "IMSHOP_TIMEOUT_S": "1",
+        "SHUTDOWN_GRACE_S": str(grace_s),
+    }
+    log = tmp_path / "service.log"
+
+    with service_process(env, log) as first:
+        await wait_until(lambda: len(imshop.pushes) >= 4, timeout_s=60, what="pushes going out")
+        first.send_signal(signal.SIGTERM)
+        at_sigterm = len(imshop.pushes)
+        await wait_until(lambda: len(imshop.pushes) >= at_sigterm + 2, what="the drain sending")
+        faulty_kafka.freeze()
+        at_freeze = len(imshop.pushes)
+        try:
+            code = await asyncio.to_thread(first.wait, grace_s + 20)
+        finally:
+            faulty_kafka.thaw()
+    after_freeze = imshop.pushes[at_freeze:]
+
+    with service_process(env, log) as second:
+        await wait_committed(admin, fault_topics.group, ends, timeout_s=90)
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 30) == 0
+
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert code == 0, log.read_text()[-3000:]
+    assert any(line["event"] == "drain_stopped_sending" for line in lines)
+    assert len(after_freeze) <= 8, f"{len(after_freeze)} pushes went out after the broker hung"
+    counts = per_user(imshop)
+    assert set(counts) == {e["recipient"]["user_id"] for e in events}
+    twice = {user for user, count in counts.items() if count > 1}
+    assert twice <= {user for push in after_freeze for user in push["userIds"]}, (
+        "only pushes sent while the broker hung (never committed) went again"
+    )
 
 
 async def wait_until_committed(admin: AIOKafkaAdminClient, group: str, count: int) -> None:
