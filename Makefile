@@ -4,13 +4,18 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+# Where the local Kafka broker's jars and the demo's log live (see consumer/local/).
+CACHE := $(HOME)/.cache/order-push-consumer
+TMP := $(or $(TMPDIR),/tmp)
 
-.PHONY: install test lint format demo check-mappings
+.PHONY: install test lint format demo check-mappings clean clean-jars
 
+# setuptools ends every editable install with a notice to mind folders named like the
+# package in the working directory; here that folder is the package itself.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,3 +37,23 @@ check-mappings: install
 
 demo: install
 	$(PY) -m consumer demo
+
+# The venv, tool caches, build leftovers, the demo's last log, and the data of local
+# Kafka brokers that a killed run left behind (a running broker's is kept). Not the
+# broker's jars: fetching them again takes minutes (`make clean-jars` removes them).
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf $(CACHE)/demo
+	@for dir in $(TMP)/localkafka-*; do \
+	  [ -d "$$dir" ] || continue; \
+	  if ! command -v pgrep >/dev/null; then echo "kept $$dir (no pgrep to tell if its broker runs)"; \
+	  elif pgrep -f -- "$$dir/" >/dev/null; then echo "kept $$dir (its broker is running)"; \
+	  else echo "rm -rf $$dir"; rm -rf "$$dir"; fi; \
+	done
+
+# The broker's jars (in $(CACHE)/kafka-VERSION, or $$KAFKA_LOCAL_CACHE when set);
+# Maven's own repository (~/.m2) is shared with other projects and kept.
+clean-jars:
+	rm -rf $(CACHE)/kafka-*
+	$(if $(KAFKA_LOCAL_CACHE),cd "$(KAFKA_LOCAL_CACHE)" && rm -rf lib pom.xml fetch-complete .lock)

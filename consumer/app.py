@@ -27,13 +27,19 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumer.clock import Clock, SystemClock
-from consumer.dispatch.budget import provider_budget
+from consumer.dispatch.budget import Budget, provider_budget
 from consumer.dispatch.dispatcher import Dispatcher
-from consumer.errors import ConsumerError, FatalError, InvalidEvent, RenderError
+from consumer.errors import (
+    ConsumerError,
+    FatalError,
+    InvalidEvent,
+    RenderError,
+    UnexpectedFailure,
+)
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
 from consumer.kafka.client_logs import ClientLogSummary
-from consumer.kafka.clients import aiokafka_c_extension_problem
+from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
@@ -54,12 +60,6 @@ COMMIT_PATIENCE_S = 2.0
 # Of the grace period, what closing takes at most (the final commit, leaving the
 # group, the dead-letter producer): the drain stops sending early enough for it.
 CLOSE_RESERVE_S = 2.0
-
-
-class UnexpectedFailure(ConsumerError):
-    """A bug met while handling one record; the record is dead-lettered, not retried."""
-
-    reason = "unexpected_error"
 
 
 class Service:
@@ -140,15 +140,17 @@ class Service:
         log.info(
             "mappings_loaded", rules=len(reloader.current.rules), digest=reloader.current.digest
         )
+        budget = provider_budget(settings, self.clock)  # the provider's calls count in it too
         provider = self._provider_override or build_provider(
-            settings, None, clock=self.clock, metrics=self.metrics
+            settings, None, clock=self.clock, metrics=self.metrics, quota=budget
         )
         stack.push_async_callback(provider.aclose)
         start: Callable[[], Awaitable[Any]] | None = getattr(provider, "start", None)
         if start is not None:
             await start()
         producer = build_producer(settings.kafka)
-        await producer.start()
+        # The first Kafka client: an unreachable broker ends the start here, in one line.
+        await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
         stack.push_async_callback(self._within_grace, "dead_letter_producer", producer.stop)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
@@ -156,16 +158,23 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
+        budget = provider_budget(settings, self.clock)
+        if settings.service.push_provider is not ProviderName.APPMETRICA:
+            _say_when_the_budget_frees(budget, self.clock)
         dispatcher = Dispatcher(
             provider,
             settings.dispatch,
-            provider_budget(settings, self.clock),
+            budget,
             recorder,
             self.clock,
             self.metrics,
         )
         source = KafkaSource(
-            settings.kafka, self.metrics, self.clock, on_revoked=_dropper(dispatcher)
+            settings.kafka,
+            self.metrics,
+            self.clock,
+            on_revoking=_settler(dispatcher, settings.dispatch.rebalance_settle_s),
+            on_revoked=_dropper(dispatcher),
         )
         await source.start()
         stack.push_async_callback(lambda: source.stop(self._time_left()))
@@ -419,11 +428,40 @@ class _Parts:
     source: KafkaSource
 
 
+def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
+    """Explain a quiet first minute: the budget starts spent unless told otherwise."""
+    free_at = budget.next_start_at()
+    if free_at is not None and (wait_s := free_at - clock.monotonic()) > 0:
+        log.info(
+            "budget_spent_at_start",
+            first_request_in_s=round(wait_s, 1),
+            why="IMSHOP_ASSUME_WINDOW_USED_AT_START counts the last window as used, "
+            "so a restart never bursts past the limit",
+        )
+
+
+def _settler(
+    dispatcher: Dispatcher, timeout_s: float
+) -> Callable[[set[TopicPartition]], Awaitable[None]]:
+    """Before the revoked partitions are committed: their requests in flight end first."""
+
+    async def settle(revoked: set[TopicPartition]) -> None:
+        await dispatcher.settle_partitions(_pairs(revoked), timeout_s)
+
+    return settle
+
+
 def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
+    """After the revoked partitions are committed: the dispatcher lets them go."""
+
     def drop(revoked: set[TopicPartition]) -> None:
-        dispatcher.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+        dispatcher.drop_partitions(_pairs(revoked))
 
     return drop
+
+
+def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
+    return {(tp.topic, tp.partition) for tp in partitions}
 
 
 async def serve(settings: Settings) -> int:
@@ -446,7 +484,15 @@ async def serve(settings: Settings) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run the service (configured by environment)")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the service (configured by environment)",
+        description="Run the service until SIGTERM or Ctrl-C, then drain within "
+        "SHUTDOWN_GRACE_S. It takes no options: it is configured by environment "
+        "variables. `python -m consumer settings --markdown` lists every one with its "
+        "default and meaning (the README's Configuration table); `python -m consumer "
+        "settings` shows the values in effect.",
+    )
     parser.set_defaults(func=_run)
 
 

@@ -4,7 +4,8 @@
     ├── PermanentError          dead-letter the event with the reason, then move on
     │   ├── InvalidEvent        bytes that are not a valid v1 event
     │   ├── RenderError         a template failed for this event
-    │   └── ProviderRejected    the provider refused the request (4xx)
+    │   ├── ProviderRejected    the provider refused the request (4xx)
+    │   └── UnexpectedFailure   a bug met while handling the event or sending its push
     ├── TransientError          retry later with backoff; every attempt spends budget
     │   ├── ProviderUnavailable network error, timeout, 5xx, "integration unavailable"
     │   │   └── OutcomeUnknown  the request may have reached the provider
@@ -83,6 +84,13 @@ class ProviderRejected(PermanentError):
         self.status = status
         self.body = body
         self.event_ids = event_ids
+
+
+class UnexpectedFailure(PermanentError):
+    """A bug met while handling one event or sending its push: dead-lettered, not retried
+    (retrying a bug until the push's time-to-live would only spend the budget)."""
+
+    reason = "unexpected_error"
 
 
 class TransientError(ConsumerError):

@@ -119,6 +119,9 @@ class Order(_Open):
     total: Money | None = None
     items_count: int | None = Field(None, ge=0, le=_INT64_MAX)
     delivery: Delivery | None = None
+    # What the customer still pays on receipt (cash or card to the courier);
+    # absent or zero when prepaid. `total` is the order's price, not a debt.
+    to_pay: Money | None = None
 
 
 class Bonus(_Open):
@@ -251,7 +254,7 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InvalidEvent(
             "invalid_json",
-            f"the record is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"the record is not JSON: {exc}",  # "<what>: line L column C (char N)"
         ) from None
     except ValueError:  # the only other one: an integer longer than Python converts
         raise InvalidEvent(

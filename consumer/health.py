@@ -11,11 +11,13 @@ does not fail for it. Each probe is a function returning (ok, detail).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from consumer.errors import SettingsError
 from consumer.metrics import Metrics
 
 Probe = Callable[[], tuple[bool, str]]
@@ -40,7 +42,12 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # e.g. the port is taken
+            await self.stop()
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SettingsError(f"HEALTH_PORT={port}: cannot listen on it: {why}") from exc
         # port 0 asks the OS for a free port; read back which one it gave
         sockets = getattr(site._server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else port

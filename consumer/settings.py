@@ -9,13 +9,16 @@ checked against ``settings_table()`` by a test, so the two cannot drift.
 
 from __future__ import annotations
 
+import argparse
 import enum
+import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from consumer.errors import SettingsError
@@ -29,6 +32,76 @@ _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+BOOTSTRAP_EXPECTED = "expected host:port[,host:port...], e.g. localhost:9092"
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+_BRACKETED_IPV6 = re.compile(r"\[([^\]]*)\](?::(.*))?")
+
+
+def parse_bootstrap_servers(value: str) -> str:
+    """The comma-separated ``host:port`` list, blanks around entries dropped.
+
+    Raises ``ValueError`` saying which entry is wrong, why, and what is expected.
+    The port is required: a broker address without one is more often a slip
+    (a missing ``:9092``, a URL pasted in) than a broker on Kafka's default port.
+    """
+    entries = [entry.strip() for entry in value.split(",")]
+    if entries == [""]:
+        raise ValueError(f"no broker given; {BOOTSTRAP_EXPECTED}")
+    for entry in entries:
+        if problem := _address_problem(entry):
+            where = f"{entry!r}: " if len(entries) > 1 and entry else ""
+            raise ValueError(f"{where}{problem}; {BOOTSTRAP_EXPECTED}")
+    return ",".join(entries)
+
+
+def _address_problem(entry: str) -> str | None:
+    if not entry:
+        return "an empty entry between commas"
+    if bracketed := _BRACKETED_IPV6.fullmatch(entry):
+        host, port = bracketed.groups()
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{host!r} in brackets is not an IPv6 address"
+    elif "://" in entry:
+        return "a URL, not an address (drop the scheme)"
+    elif entry.count(":") > 1:
+        return "an IPv6 address needs brackets: [address]:port"
+    elif ":" not in entry:
+        return f"no port (Kafka's usual one is 9092: {entry}:9092)"
+    else:
+        host, port = entry.split(":")
+        if not host:
+            return "no host before the colon"
+        if not _HOST_NAME.fullmatch(host):
+            return f"{host!r} is not a host name or IP address"
+    return _port_problem(port)
+
+
+def _port_problem(port: str | None) -> str | None:
+    if not port:
+        return "no port"
+    if not port.isdigit():
+        return f"port {port!r} is not a number"
+    if not 1 <= int(port) <= 65535:
+        return f"port {port} is not between 1 and 65535"
+    return None
+
+
+def _some_topics(topics: list[str]) -> list[str]:
+    if not topics:
+        raise ValueError("no topic given; expected a comma-separated list, e.g. orders,bonus")
+    return topics
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL, or ``ValueError`` saying what is missing."""
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]:
+        raise ValueError("expected an http:// or https:// URL with a host, e.g. https://host/push")
     return value
 
 
@@ -74,9 +147,7 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field(
         "localhost:9092", description="Comma-separated `host:port` list of brokers."
     )
-    topics: CommaList = Field(
-        ["orders", "bonus"], description="Comma-separated topics to consume.", min_length=1
-    )
+    topics: CommaList = Field(["orders", "bonus"], description="Comma-separated topics to consume.")
     group_id: str = Field("order-push-consumer", description="Consumer group id.")
     group_instance_id: str | None = Field(
         None, description="Static membership id (one per replica); unset means dynamic."
@@ -113,6 +184,8 @@ class KafkaSettings(_Section):
     )
 
     _split_topics = field_validator("topics", mode="before")(_split_commas)
+    _check_topics = field_validator("topics")(_some_topics)
+    _check_servers = field_validator("bootstrap_servers")(parse_bootstrap_servers)
 
     @field_validator("topics")
     @classmethod
@@ -164,6 +237,8 @@ class ImshopSettings(_Section):
         description="Seconds added to the window against network jitter (they count arrivals).",
     )
 
+    _check_url = field_validator("url")(_http_url)
+
 
 class AppMetricaSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="APPMETRICA_")
@@ -175,22 +250,41 @@ class AppMetricaSettings(_Section):
         SecretStr(""), description="OAuth token, sent as `Authorization: OAuth` (secret)."
     )
     app_id: int | None = Field(None, description="AppMetrica application id.")
-    group_name: str = Field("order-push", description="Push group, found or created at start.")
-    tag: str = Field("order-push", description="Tag on every send, for reports.")
-    rate_limit_requests: int = Field(20, ge=1, description="Send requests allowed per window.")
+    group_name: str = Field(
+        "order-push",
+        description="Push groups `<name>-transactional` and `<name>-marketing`, found or "
+        "created at start.",
+    )
+    rate_limit_requests: int = Field(
+        20, ge=1, description="API calls allowed per window: sends, status polls, lookups."
+    )
     rate_limit_window_s: float = Field(1.0, gt=0, description="Sliding window length, seconds.")
     max_devices_per_request: int = Field(
         250_000, ge=1, le=250_000, description="Devices per send-batch request."
     )
     max_messages_per_request: int = Field(
-        100, ge=1, description="Different messages (batch elements) per send-batch request."
+        100,
+        ge=2,
+        description="Batch elements per send-batch request (one per text; two when its "
+        "devices span more than 5 id types).",
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout for one request, seconds.")
-    status_poll_initial_s: float = Field(2.0, gt=0, description="First transfer-status poll.")
+    status_poll_initial_s: float = Field(
+        2.0, gt=0, description="First transfer-status poll, after the send."
+    )
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
     status_timeout_s: float = Field(
         900.0, gt=0, description="Give up tracking a transfer after this long."
     )
+    report_url: str = Field(
+        "https://api.appmetrica.yandex.net",
+        description="AppMetrica Reporting API address (`appmetrica report`).",
+    )
+    report_requests_per_s: int = Field(
+        30, ge=1, description="Reporting API requests per second (`appmetrica report`)."
+    )
+
+    _check_url = field_validator("url")(_http_url)
 
 
 class DispatchSettings(_Section):
@@ -205,11 +299,18 @@ class DispatchSettings(_Section):
     marketing_min_share: float = Field(
         0.2, ge=0, le=1, description="Share of requests reserved for marketing pushes."
     )
-    retry_max_attempts: int = Field(5, ge=1, description="Attempts per request, then dead-letter.")
-    retry_initial_backoff_s: float = Field(2.0, gt=0, description="First retry delay.")
+    retry_initial_backoff_s: float = Field(
+        2.0, gt=0, description="First retry delay (retries go on until the push's TTL ends)."
+    )
     retry_max_backoff_s: float = Field(120.0, gt=0, description="Longest retry delay.")
     max_concurrent_requests: int = Field(
         4, ge=1, description="Provider requests in flight at once (the budget still bounds starts)."
+    )
+    rebalance_settle_s: float = Field(
+        10.0,
+        ge=0,
+        description="On a rebalance, how long requests in flight for the revoked partitions"
+        " may take to finish and be committed before the partitions are given up.",
     )
     dedupe_memory_events: int = Field(
         100_000, ge=1, description="Recent event ids remembered to drop duplicates."
@@ -280,7 +381,8 @@ def _env_name(section: type[_Section], field: str) -> str:
 def load_settings(**overrides: Mapping[str, Any]) -> Settings:
     """Read every section from the environment; ``overrides`` replace fields per section.
 
-    Raises ``SettingsError`` listing each bad variable as ``NAME: problem``.
+    Raises ``SettingsError`` with one line per bad variable: its name, the value
+    (unless secret) and what was expected.
     """
     built: dict[str, _Section] = {}
     problems: list[str] = []
@@ -288,12 +390,24 @@ def load_settings(**overrides: Mapping[str, Any]) -> Settings:
         try:
             built[name] = section(**dict(overrides.get(name, {})))
         except ValidationError as exc:
-            for error in exc.errors():
-                field = str(error["loc"][0]) if error["loc"] else ""
-                problems.append(f"{_env_name(section, field)}: {error['msg']}")
+            problems += [_problem_line(section, error) for error in exc.errors()]
+    if len(problems) == 1:
+        raise SettingsError(f"invalid setting {problems[0]}")
     if problems:
-        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
     return Settings(**built)
+
+
+def _problem_line(section: type[_Section], error: ErrorDetails) -> str:
+    """``NAME='value': what is wrong`` (secret values are not shown)."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    info = section.model_fields.get(field)
+    if info is None or "SecretStr" in str(info.annotation) or isinstance(value, dict):
+        return f"{_env_name(section, field)}: {message}"
+    shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{_env_name(section, field)}={shown!r}: {message}"
 
 
 def _default_text(value: object) -> str:
@@ -327,3 +441,11 @@ def settings_values(settings: Settings) -> Iterator[tuple[str, str]]:
         section = getattr(settings, name)
         for field_name in section_type.model_fields:
             yield _env_name(section_type, field_name), _default_text(getattr(section, field_name))
+
+
+def bootstrap_servers_arg(text: str) -> str:
+    """The argparse ``type`` of every --bootstrap-servers: the setting's check, as a usage error."""
+    try:
+        return parse_bootstrap_servers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

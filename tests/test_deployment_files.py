@@ -16,14 +16,14 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
 from consumer.cli import build_parser
-from consumer.settings import load_settings, settings_table
+from consumer.settings import SECTIONS, load_settings, settings_table, settings_values
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -136,6 +136,27 @@ def k8s_deployment() -> dict[str, Any]:
     return load(K8S / "deployment.yaml")  # type: ignore[no-any-return]
 
 
+def k8s_secrets() -> dict[str, set[str]]:
+    """Each placeholder Secret in secret.yaml: its name and keys."""
+    documents = yaml.safe_load_all((K8S / "secret.yaml").read_text(encoding="utf-8"))
+    return {doc["metadata"]["name"]: set(doc["stringData"]) for doc in documents}
+
+
+def file_settings(settings: Any) -> dict[str, PurePosixPath]:
+    """Every setting whose value is a file or directory in the container, by variable."""
+    names = (name for name, _text in settings_values(settings))
+    values = (
+        getattr(getattr(settings, section), field)
+        for section, model in SECTIONS.items()
+        for field in model.model_fields
+    )
+    return {
+        name: PurePosixPath(value)
+        for name, value in zip(names, values, strict=True)
+        if isinstance(value, Path)
+    }
+
+
 def test_k8s_config_uses_known_variables_that_load(
     settings_from: Callable[[dict[str, str]], Any],
 ) -> None:
@@ -172,11 +193,38 @@ def test_kustomization_lists_existing_files_but_not_the_placeholder_secret() -> 
     resources = load(K8S / "kustomization.yaml")["resources"]
     assert all((K8S / name).is_file() for name in resources)
     assert "secret.yaml" not in resources
-    names = {
-        ref["valueFrom"]["secretKeyRef"]["key"]
-        for ref in k8s_deployment()["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert names <= set(load(K8S / "secret.yaml")["stringData"])
+    secrets = k8s_secrets()
+    for ref in k8s_deployment()["spec"]["template"]["spec"]["containers"][0]["env"]:
+        key = ref["valueFrom"]["secretKeyRef"]
+        assert key["key"] in secrets[key["name"]], key
+
+
+def test_every_file_a_setting_names_is_mounted_from_a_required_source(
+    settings_from: Callable[[dict[str, str]], Any],
+) -> None:
+    """A file setting pointing into an optional volume crash-loops the pod when it is absent."""
+    config = load(K8S / "configmap.yaml")["data"]
+    settings = settings_from({**config, "IMSHOP_API_KEY": "x", "KAFKA_SASL_PASSWORD": "y"})
+    pod = k8s_deployment()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secrets = k8s_secrets()
+    files = file_settings(settings)
+    assert {"KAFKA_SSL_CAFILE", "MAPPINGS_DIR"} <= set(files)
+    for name, path in files.items():
+        (mounted,) = [
+            m for m in mounts if path == PurePosixPath(m) or PurePosixPath(m) in path.parents
+        ]
+        volume = volumes[mounts[mounted]]
+        source = volume.get("secret") or volume.get("configMap")
+        assert source is not None, (
+            f"{name}: volume {volume['name']} is neither Secret nor ConfigMap"
+        )
+        assert not source.get("optional"), f"{name}={path} is set, so {volume['name']} is required"
+        if "secret" in volume and path != PurePosixPath(mounted):
+            key = str(path.relative_to(mounted))
+            assert key in secrets[source["secretName"]], f"{name}: the Secret has no {key}"
 
 
 # ---- Dockerfile

@@ -133,7 +133,8 @@ def test_a_type_declared_by_mappings_is_accepted_with_common_fields() -> None:
     ("payload", "kind", "says"),
     [
         (b"\xff\xfe{}", "invalid_utf8", "byte 0 is 0xff"),
-        (b'{"event_id": ', "invalid_json", "line 1 column 14"),
+        (b'{"event_id": ', "invalid_json", "not JSON: Expecting value: line 1 column 14"),
+        (b'{"event_id": "br', "invalid_json", "string starting at: line 1 column 14 (char 13)"),
         (b"[1, 2]", "not_an_object", "expected a JSON object, got list"),
         (b'"text"', "not_an_object", "got str"),
         (raw(order_event(event_type="order.teleported")), "unknown_event_type", "order.teleported"),

@@ -7,9 +7,16 @@ so a slow provider does not stop scheduling; the budget slot is taken when a
 request starts. Each event's outcome goes to the ``OutcomeSink``, which also
 counts events by outcome (the dispatcher counts requests, not events).
 
+A transient failure is retried with capped backoff until the push's time-to-live
+ends (``expired``); a refusal dead-letters it; a provider that crashes (a bug)
+dead-letters the request's pushes at once rather than spend the budget on it.
 A ``FatalError`` from the provider (a refused API key, a wrong URL) stops the
 loop: ``run()`` raises it and the affected jobs keep no outcome, so their
 offsets stay uncommitted and nothing is lost.
+
+On a rebalance the Kafka side calls ``settle_partitions`` before it commits the
+revoked partitions (their requests in flight end and are recorded first, so the
+next owner does not send them again) and ``drop_partitions`` after.
 """
 
 from __future__ import annotations
@@ -20,9 +27,9 @@ import random
 
 from consumer.clock import Clock
 from consumer.dispatch.budget import Budget, Slot
-from consumer.dispatch.pending import Finished
+from consumer.dispatch.pending import Finished, Partition
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError, FatalError, OutcomeUnknown, RateLimited
+from consumer.errors import ConsumerError, FatalError, RateLimited, UnexpectedFailure
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.providers.base import PushProvider
@@ -59,7 +66,7 @@ class Dispatcher:
         self._max_concurrent = settings.max_concurrent_requests
         self._high_water = settings.pending_max_events
         self._low_water = settings.pending_max_events * settings.pending_resume_ratio
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Request] = {}
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = False
@@ -94,8 +101,27 @@ class Dispatcher:
         """Seconds the oldest waiting push of the class has been here (None if none)."""
         return self._scheduler.oldest_age(push_class, self._clock.monotonic())
 
-    def drop_partitions(self, partitions: set[tuple[str, int]]) -> int:
-        """Forget waiting jobs of revoked partitions (no outcome: the new owner sends them)."""
+    async def settle_partitions(self, partitions: set[Partition], timeout_s: float) -> bool:
+        """Before the partitions are given up: start and retry nothing of theirs, forget
+        their waiting jobs, and wait up to ``timeout_s`` for their requests in flight, so
+        those outcomes are recorded before the commit. True if none is left in flight."""
+        forgotten = self._scheduler.pending.close(partitions)
+        until = self._clock.monotonic() + timeout_s
+        while self._carrying(partitions) and self._clock.monotonic() < until:
+            self._progress.clear()
+            await _race(self._clock, self._progress, until)
+        left = self._carrying(partitions)
+        fields = {"partitions": sorted(partitions), "forgotten": forgotten}
+        if left:
+            # Their results will not be recorded: the partitions' next owner sends them again.
+            log.warning("revoked_requests_unsettled", requests=left, timeout_s=timeout_s, **fields)
+        else:
+            log.info("revoked_requests_settled", **fields)
+        return not left
+
+    def drop_partitions(self, partitions: set[Partition]) -> int:
+        """The partitions are given up: forget their waiting jobs (no outcome: the new
+        owner sends them); results of their requests still in flight are not recorded."""
         dropped = self._scheduler.pending.drop(partitions)
         if dropped:
             log.info("pending_dropped", jobs=dropped, partitions=sorted(partitions))
@@ -171,8 +197,8 @@ class Dispatcher:
             if slot is None:  # cannot happen after can_start(); stay safe regardless
                 break
             task = asyncio.create_task(self._send(request, slot))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks[task] = request
+            task.add_done_callback(self._request_done)
         self._report(self._scheduler.pop_finished())
         self._update_gauges()
 
@@ -194,12 +220,25 @@ class Dispatcher:
             await self._provider.send(request.envelopes)
         except ConsumerError as exc:
             error = exc
-        except Exception as exc:  # a provider bug: the request may have gone out
+        except Exception as exc:  # a provider bug: retrying it would only spend the budget
             log.exception("push_send_crashed", provider=self._provider.name)
-            error = OutcomeUnknown(f"{self._provider.name} send failed unexpectedly: {exc!r}")
+            error = UnexpectedFailure(f"{self._provider.name} send failed unexpectedly: {exc!r}")
         finally:
             self._budget.finish(slot)  # cancelled too: it may have arrived by now
         self._settle(request, error)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        # Waiters count the tasks: wake them once this one is gone, not when it settled.
+        self._tasks.pop(task, None)
+        self._progress.set()
+        self._wake.set()
+
+    def _carrying(self, partitions: set[Partition]) -> int:
+        """Requests in flight carrying a job of these partitions."""
+        return sum(
+            any(entry.partition in partitions for entry in request.entries)
+            for request in self._tasks.values()
+        )
 
     def _settle(self, request: Request, error: ConsumerError | None) -> None:
         provider = self._provider.name
@@ -240,6 +279,8 @@ class Dispatcher:
 
     def _report(self, finished: list[Finished]) -> None:
         """Hand each outcome to the sink, which logs it once with the event's context."""
+        if finished:
+            self._progress.set()  # drain() ends when nothing is held, whatever ended it
         for item in finished:
             job = item.job
             try:

@@ -8,13 +8,28 @@ A job enters as an ``Entry`` and is, at any time, in one state:
                and its offset is not yet committable)
     DONE       has its outcome
 
-Two rules keep what the customer sees in order and every offset accounted for:
-a waiting job whose collapse key has a request in flight is held back (DELAYED
-with no retry time) until that request settles, so two statuses of one order
-never race each other to the provider; and a job in flight when its partition
-was revoked is an *orphan*: if it fails it is forgotten (the partition's new
-owner sends it), and if this process gets the partition back and re-reads the
-record, the record is dropped and the orphan is adopted again instead.
+What the customer sees stays in order through two separate records per collapse
+key (an order):
+
+- the *in-flight claim*: while a request carries a push of the key, a newer
+  waiting push of it is held back (DELAYED with no retry time) until that request
+  settles, so two statuses of one order never race each other on the wire. The
+  claim ends with the request, however it ends;
+- the *shown mark*: the newest status the provider accepted. Only acceptance sets
+  it: a request that failed, was dead-lettered, or whose partition was given up
+  leaves nothing behind, so the same status read again (a replay, a rebalance)
+  goes out. A lost answer (``OutcomeUnknown``) may have been shown: it marks the
+  status as *maybe shown*, which refuses strictly older statuses but not itself.
+
+Per-partition state belongs to one assignment of the partition (its *epoch*, as
+Confluent's parallel consumer tags work). When the partition is given up, its
+waiting jobs are forgotten and its epoch ends; a request still in flight then
+carries jobs of an ended epoch, whose results are not recorded: the partition's
+next owner reads those records again. If that owner is this process and the
+request is still in flight, the record read again adopts the job into the new
+epoch instead. Before the partition is given up it can be *closed*: nothing of it
+is started or retried any more, and the dispatcher waits for its requests in
+flight so their outcomes are recorded (and committed) first.
 
 Lookups are heaps with lazy deletion: an item is valid while its entry is still
 in the state (and generation) it was pushed for; stale items are skipped when
@@ -35,6 +50,8 @@ from typing import TypeVar
 
 from consumer.errors import ConsumerError
 from consumer.push import Outcome, PushClass, PushJob
+
+Partition = tuple[str, int]  # (topic, partition)
 
 
 class State(enum.Enum):
@@ -58,7 +75,12 @@ class Entry:
     state: State = State.READY
     gen: int = 0
     not_before: float = 0.0
-    orphaned: bool = False
+    epoch: int = 0  # the assignment of its partition it belongs to
+    last_error: ConsumerError | None = None  # why its latest attempt failed
+
+    @property
+    def partition(self) -> Partition:
+        return (self.job.origin.topic, self.job.origin.partition)
 
     @property
     def push_class(self) -> PushClass:
@@ -93,6 +115,18 @@ class Mark:
         return self.version is not None and self.version == other.version
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """The newest status of a collapse key that reached the provider."""
+
+    mark: Mark
+    certain: bool  # accepted; False: its answer was lost, so it may have been shown
+
+    def refuses(self, mark: Mark) -> bool:
+        """A status older than this one, or this one again once it surely was shown."""
+        return mark.older_than(self.mark) or (self.certain and mark.same_version(self.mark))
+
+
 class PendingSet:
     def __init__(self, *, dedupe_memory: int, collapse_memory: int) -> None:
         self._seq = itertools.count()
@@ -108,7 +142,9 @@ class PendingSet:
         self._flying: dict[str, int] = {}  # collapse key -> requests in flight carrying it
         self._blocked: dict[str, Entry] = {}  # collapse key -> waiting entry held back
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._sent: OrderedDict[str, Mark] = OrderedDict()
+        self._shown: OrderedDict[str, Shown] = OrderedDict()
+        self._epochs: dict[Partition, int] = {}
+        self._closing: set[Partition] = set()
         self._dedupe_memory = dedupe_memory
         self._collapse_memory = collapse_memory
         self.finished: list[Finished] = []
@@ -139,10 +175,13 @@ class PendingSet:
         now_mono: float,
         now_wall: dt.datetime,
     ) -> None:
+        partition = (job.origin.topic, job.origin.partition)
+        if partition in self._closing:
+            return  # being given up: its next owner reads the record (no outcome here)
         if job.event_id in self._seen:
             held = self._held.get(job.event_id)
             if held is not None and held.job.origin == job.origin:
-                held.orphaned = False  # the same record read again: it is ours once more
+                held.epoch = self._epoch(partition)  # the same record read again: ours once more
                 return
             self.finish(job, Outcome.SKIPPED, "duplicate")
             return
@@ -150,32 +189,65 @@ class PendingSet:
         if job.expires_at <= now_wall:
             self.finish(job, Outcome.EXPIRED, "ttl_elapsed")
             return
-        entry = Entry(job, next(self._seq), group, recipients, arrived=now_mono)
-        if self._wins_collapse(entry, returning=False):
+        entry = Entry(
+            job, next(self._seq), group, recipients, arrived=now_mono, epoch=self._epoch(partition)
+        )
+        if self._wins_collapse(entry):
             self._held[job.event_id] = entry
             self._enter(entry, now_mono)
         self._compact()
 
-    def requeue(
-        self, entry: Entry, not_before: float, now_mono: float, now_wall: dt.datetime
-    ) -> None:
-        """Bring a failed in-flight job back, to go again from ``not_before``."""
-        self.release(entry)
-        if entry.orphaned:  # its partition has a new owner, which will send it
-            self._seen.pop(entry.job.event_id, None)
-            return
-        if entry.job.expires_at <= now_wall:
-            self.finish(entry.job, Outcome.EXPIRED, "ttl_elapsed")
-            return
-        if self._wins_collapse(entry, returning=True):
-            self._held[entry.job.event_id] = entry
-            entry.gen += 1
-            entry.not_before = not_before
-            self._enter(entry, now_mono)
-        self._compact()
+    # --- a request's results, one call per job it carried ----------------------------
 
-    def release(self, entry: Entry) -> None:
-        """An in-flight job is settled: the caller reports its outcome (or requeues it)."""
+    def accepted(self, entry: Entry) -> None:
+        """The provider took the push: it is shown, and ``sent`` if its epoch still runs."""
+        self._mark_shown(entry.job, certain=True)  # first: releasing judges what waited
+        self._release(entry)
+        if self._current(entry):
+            self.finish(entry.job, Outcome.SENT, "sent")
+        # else: its partition was given up; the record read again finds it shown
+
+    def refused(self, entry: Entry, reason: str, error: ConsumerError) -> None:
+        """The provider refused the push for good: dead-lettered if its epoch still runs."""
+        self._release(entry)
+        if self._current(entry):
+            self.finish(entry.job, Outcome.DEAD_LETTERED, reason, error)
+        else:
+            self._seen.pop(entry.job.event_id, None)  # the partition's next owner decides
+
+    def maybe_shown(self, entry: Entry) -> None:
+        """The request's answer was lost: the provider may have shown the push."""
+        self._mark_shown(entry.job, certain=False)
+
+    def retry(
+        self,
+        entry: Entry,
+        not_before: float,
+        error: ConsumerError,
+        now_mono: float,
+        now_wall: dt.datetime,
+    ) -> bool:
+        """The push did not go out: wait until ``not_before`` and go again, unless its
+        time-to-live is over or its partition is being given up. True if it waits."""
+        self._release(entry)
+        entry.last_error = error
+        if not self._current(entry) or entry.partition in self._closing:
+            self._seen.pop(entry.job.event_id, None)  # the partition's next owner sends it
+            return False
+        if entry.job.expires_at <= now_wall:
+            self.finish(entry.job, Outcome.EXPIRED, "ttl_elapsed", entry.last_error)
+            return False
+        if not self._wins_collapse(entry):
+            return False
+        self._held[entry.job.event_id] = entry
+        entry.gen += 1
+        entry.not_before = not_before
+        self._enter(entry, now_mono)
+        self._compact()
+        return True
+
+    def _release(self, entry: Entry) -> None:
+        """The job's request is settled: end its in-flight claim on the collapse key."""
         self._in_flight -= 1
         entry.state = State.DONE
         self._held.pop(entry.job.event_id, None)
@@ -186,8 +258,54 @@ class PendingSet:
                 del self._flying[key]
                 self._unblock(key)
 
+    def _mark_shown(self, job: PushJob, *, certain: bool) -> None:
+        key = job.push.collapse_key
+        if key is None:
+            return
+        mark, shown = Mark.of(job), self._shown.get(key)
+        if shown is not None:
+            if mark.older_than(shown.mark):
+                return
+            if not shown.mark.older_than(mark):  # the same status
+                certain = certain or shown.certain
+        _remember(self._shown, key, Shown(mark, certain), self._collapse_memory)
+
+    # --- partitions ----------------------------------------------------------------
+
+    def close(self, partitions: set[Partition]) -> int:
+        """The partitions are about to be given up: forget their waiting jobs (no outcome,
+        as never seen), take nothing of them from now on, retry none of their requests.
+        Returns how many waiting jobs were forgotten."""
+        self._closing |= partitions
+        return self._forget_waiting(partitions)
+
+    def drop(self, partitions: set[Partition]) -> int:
+        """The partitions are given up: their epoch ends. Waiting jobs are forgotten;
+        results of their requests still in flight will not be recorded. Returns how many
+        waiting jobs were forgotten."""
+        for partition in partitions:
+            self._epochs[partition] = self._epoch(partition) + 1
+        self._closing -= partitions
+        return self._forget_waiting(partitions)
+
+    def _forget_waiting(self, partitions: set[Partition]) -> int:
+        forgotten = 0
+        for entry in list(self._held.values()):
+            if entry.state is not State.IN_FLIGHT and entry.partition in partitions:
+                self._leave(entry, State.DONE)
+                self._seen.pop(entry.job.event_id, None)
+                forgotten += 1
+        self._compact()
+        return forgotten
+
+    def _epoch(self, partition: Partition) -> int:
+        return self._epochs.get(partition, 0)
+
+    def _current(self, entry: Entry) -> bool:
+        return entry.epoch == self._epoch(entry.partition)
+
     def take(self, entries: Iterable[Entry]) -> None:
-        """The entries go out now: in flight, and their versions count as shown."""
+        """The entries go out now: in flight, each with a claim on its collapse key."""
         for entry in entries:
             self._leave(entry, State.IN_FLIGHT)
             self._in_flight += 1
@@ -195,20 +313,14 @@ class PendingSet:
             key = entry.job.push.collapse_key
             if key is not None:
                 self._flying[key] = self._flying.get(key, 0) + 1
-                mark, shown = Mark.of(entry.job), self._sent.get(key)
-                if shown is None or not mark.older_than(shown):
-                    _remember(self._sent, key, mark, self._collapse_memory)
         self._compact()
 
-    def _wins_collapse(self, entry: Entry, *, returning: bool) -> bool:
+    def _wins_collapse(self, entry: Entry) -> bool:
         key = entry.job.push.collapse_key
         if key is None:
             return True
-        mark, shown = Mark.of(entry.job), self._sent.get(key)
-        # A returning job's own version is already in ``_sent``: only a newer one beats it.
-        if shown is not None and (
-            mark.older_than(shown) or (not returning and mark.same_version(shown))
-        ):
+        mark, shown = Mark.of(entry.job), self._shown.get(key)
+        if shown is not None and shown.refuses(mark):
             self.finish(entry.job, Outcome.SUPERSEDED, "older_than_sent")
             return False
         current = self._collapse.get(key)
@@ -242,10 +354,17 @@ class PendingSet:
         self._groups.setdefault(entry.group, {})[entry.seq] = entry
 
     def _unblock(self, key: str) -> None:
-        """The key has no request in flight now: its held-back entry may go when due."""
+        """The key has no request in flight now: its held-back entry may go when due,
+        unless what that request carried was shown (or may have been) and is newer."""
         entry = self._blocked.pop(key, None)
-        if entry is not None and entry.state is State.DELAYED:
-            heapq.heappush(self._delayed, (entry.not_before, entry.seq, entry.gen, entry))
+        if entry is None or entry.state is not State.DELAYED:
+            return
+        shown = self._shown.get(key)
+        if shown is not None and shown.refuses(Mark.of(entry.job)):
+            self._leave(entry, State.DONE)
+            self.finish(entry.job, Outcome.SUPERSEDED, "older_than_sent")
+            return
+        heapq.heappush(self._delayed, (entry.not_before, entry.seq, entry.gen, entry))
 
     def _leave(self, entry: Entry, state: State) -> None:
         if entry.state in _WAITING and state is not State.IN_FLIGHT:
@@ -294,7 +413,7 @@ class PendingSet:
             _, _, gen, entry = heapq.heappop(self._expiry)
             if _valid(entry, gen, _WAITING):
                 self._leave(entry, State.DONE)
-                self.finish(entry.job, Outcome.EXPIRED, "ttl_elapsed")
+                self.finish(entry.job, Outcome.EXPIRED, "ttl_elapsed", entry.last_error)
         self._compact()
 
     def next_retry_at(self) -> float | None:
@@ -308,23 +427,6 @@ class PendingSet:
         while heap and not _valid(heap[0][3], heap[0][2], _WAITING):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
-
-    def drop(self, partitions: set[tuple[str, int]]) -> int:
-        """Forget waiting jobs of these partitions, with no outcome (and as never seen);
-        mark their jobs in flight as orphans. Returns how many waiting jobs were dropped."""
-        dropped = 0
-        for entry in list(self._held.values()):
-            origin = entry.job.origin
-            if (origin.topic, origin.partition) not in partitions:
-                continue
-            if entry.state is State.IN_FLIGHT:
-                entry.orphaned = True
-                continue
-            self._leave(entry, State.DONE)
-            self._seen.pop(entry.job.event_id, None)
-            dropped += 1
-        self._compact()
-        return dropped
 
     def _compact(self) -> None:
         """Rebuild heaps whose stale items outnumber the live ones (bounds memory)."""

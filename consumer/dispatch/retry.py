@@ -1,4 +1,10 @@
-"""When to try a failed request again, and when to give up."""
+"""When to try a failed request again.
+
+There is no attempt limit: a transient failure (the provider down, throttling, a
+lost answer) is retried for as long as the push is worth sending, and the push's
+time-to-live ends it (``expired``). Backoff grows exponentially up to a cap, so a
+long outage costs one request per push group every ``max_backoff_s`` at most.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,15 @@ from consumer.settings import DispatchSettings
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int
     initial_backoff_s: float
     max_backoff_s: float
 
     @classmethod
     def from_settings(cls, settings: DispatchSettings) -> RetryPolicy:
         return cls(
-            max_attempts=settings.retry_max_attempts,
             initial_backoff_s=settings.retry_initial_backoff_s,
             max_backoff_s=settings.retry_max_backoff_s,
         )
-
-    def gives_up(self, attempts: int) -> bool:
-        return attempts >= self.max_attempts
 
     def delay_s(self, attempts: int, error: TransientError, rng: random.Random) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt.
@@ -35,5 +36,7 @@ class RetryPolicy:
         """
         if error.retry_after is not None:
             return max(0.0, error.retry_after)
-        step = min(self.max_backoff_s, self.initial_backoff_s * 2.0 ** max(0, attempts - 1))
+        # The exponent is capped too: attempts grow without limit over a long outage.
+        doublings = min(max(0, attempts - 1), 64)
+        step = min(self.max_backoff_s, self.initial_backoff_s * 2.0**doublings)
         return step / 2 + rng.uniform(0, step / 2)

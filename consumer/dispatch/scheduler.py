@@ -1,7 +1,8 @@
 """The scheduling decisions, as a plain synchronous class (no I/O, no waiting).
 
 The async dispatcher asks ``next_request`` whenever the budget has a free slot
-and reports each request's result back; everything here is deterministic given
+and reports each request's result back (a transient failure is retried until the
+push's time-to-live ends; only a refusal dead-letters it); everything here is deterministic given
 the times passed in and the random generator, so property tests drive it
 directly.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from consumer.dispatch.pending import Entry, Finished, PendingSet
 from consumer.dispatch.retry import RetryPolicy
-from consumer.errors import ConsumerError, ProviderRejected, TransientError
+from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, TransientError
 from consumer.providers.base import Envelope, ProviderLimits
 from consumer.push import Outcome, PushClass, PushJob
 from consumer.settings import DispatchSettings
@@ -176,8 +177,7 @@ class Scheduler:
 
     def on_sent(self, request: Request) -> None:
         for entry in request.entries:
-            self.pending.release(entry)
-            self.pending.finish(entry.job, Outcome.SENT, "sent")
+            self.pending.accepted(entry)
 
     def on_failed(
         self, request: Request, error: ConsumerError, now_mono: float, now_wall: dt.datetime
@@ -187,26 +187,23 @@ class Scheduler:
             return self._retry(request, error, now_mono, now_wall)
         refused = error.event_ids if isinstance(error, ProviderRejected) else None
         for entry in request.entries:
-            self.pending.release(entry)
             if refused is None or entry.job.event_id in refused:
-                self.pending.finish(entry.job, Outcome.DEAD_LETTERED, error.reason, error)
+                self.pending.refused(entry, error.reason, error)
             else:
-                self.pending.finish(entry.job, Outcome.SENT, "sent")
+                self.pending.accepted(entry)
         return None
 
     def _retry(
         self, request: Request, error: TransientError, now_mono: float, now_wall: dt.datetime
     ) -> float | None:
-        again = [e for e in request.entries if not self.policy.gives_up(e.job.attempts)]
-        retried = set(again)
-        for entry in request.entries:
-            if entry not in retried:
-                self.pending.release(entry)
-                self.pending.finish(entry.job, Outcome.DEAD_LETTERED, "retries_exhausted", error)
-        if not again:
-            return None
+        """Every job goes again after the backoff, for as long as it is worth sending:
+        a job whose time-to-live runs out while it waits ends ``expired``."""
         # One delay for the whole request, so its jobs come back (and coalesce) together.
-        delay = self.policy.delay_s(max(e.job.attempts for e in again), error, self._rng)
-        for entry in again:
-            self.pending.requeue(entry, now_mono + delay, now_mono, now_wall)
-        return delay
+        delay = self.policy.delay_s(request.attempt, error, self._rng)
+        lost = isinstance(error, OutcomeUnknown)
+        waiting = False
+        for entry in request.entries:
+            if lost:
+                self.pending.maybe_shown(entry)
+            waiting |= self.pending.retry(entry, now_mono + delay, error, now_mono, now_wall)
+        return delay if waiting else None

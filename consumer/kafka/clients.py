@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiokafka.util
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.record import default_records, legacy_records, memory_records, util
 
@@ -42,6 +42,7 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": protocol.value,
     }
     if protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+        _require_files(settings)
         try:
             kwargs["ssl_context"] = create_ssl_context(
                 cafile=settings.ssl_cafile,
@@ -64,6 +65,17 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     return kwargs
 
 
+def _require_files(settings: KafkaSettings) -> None:
+    """A set TLS file that is not there is named with its variable."""
+    for variable, path in (
+        ("KAFKA_SSL_CAFILE", settings.ssl_cafile),
+        ("KAFKA_SSL_CERTFILE", settings.ssl_certfile),
+        ("KAFKA_SSL_KEYFILE", settings.ssl_keyfile),
+    ):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{variable}='{path}': no such file")
+
+
 async def connect(
     start: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]], bootstrap: str
 ) -> None:
@@ -73,7 +85,12 @@ async def connect(
             await start()
     except (KafkaError, OSError) as exc:
         await close()
-        raise FatalError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        why = _NO_BROKER if isinstance(exc, KafkaConnectionError) else str(exc)
+        raise FatalError(f"cannot reach Kafka at {bootstrap}: {why}") from exc
+
+
+# aiokafka says "Unable to bootstrap from [(host, port, <AddressFamily...>)]".
+_NO_BROKER = "no broker answered there (is one running? is KAFKA_BOOTSTRAP_SERVERS right?)"
 
 
 @contextlib.contextmanager

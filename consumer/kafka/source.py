@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -68,6 +68,7 @@ MAX_POLL_RECORDS = 500
 GETMANY_SLACK_S = 0.5
 
 RevokedCallback = Callable[[set[TopicPartition]], None]
+RevokingHook = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 def consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
@@ -108,6 +109,7 @@ class KafkaSource:
         clock: Clock,
         *,
         on_revoked: RevokedCallback | None = None,
+        on_revoking: RevokingHook | None = None,
         commit_timeout_s: float = 10.0,
         stop_timeout_s: float = 10.0,
         consumer_options: Mapping[str, Any] | None = None,
@@ -116,6 +118,7 @@ class KafkaSource:
         self._metrics = metrics
         self._clock = clock
         self._on_revoked_callback = on_revoked
+        self._on_revoking = on_revoking
         self._commit_timeout_s = commit_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._options = dict(consumer_options or {})
@@ -458,6 +461,11 @@ class KafkaSource:
             self._metrics.lag.remove(tp.topic, str(tp.partition))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked and self._on_revoking is not None:
+            try:  # work in flight for these partitions ends first, so the commit has it
+                await self._on_revoking(set(revoked))
+            except Exception:
+                log.exception("on_revoking_hook_failed")
         try:
             await asyncio.wait_for(self._commit_revoked(revoked), self._commit_timeout_s)
         except TimeoutError:

@@ -24,13 +24,21 @@ from typing import Any, TextIO
 
 from consumer.app import Service
 from consumer.errors import FatalError
-from consumer.local.demo_kafka import create_topics, delete_topics, publish
 from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
 from consumer.local.kafka import LocalKafka
-from consumer.local.samples import sample_events, to_record
+from consumer.local.kafka_topics import create_topics, delete_topics
+from consumer.local.samples import publish, sample_events, to_record
 from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
 from consumer.logs import configure_logging
-from consumer.settings import LogFormat, Settings, load_settings
+from consumer.replay.command import replay
+from consumer.replay.select import DeadLetter, ReplayFilter
+from consumer.settings import (
+    KafkaSettings,
+    LogFormat,
+    Settings,
+    bootstrap_servers_arg,
+    load_settings,
+)
 
 REAL_WINDOW_S = 60.0
 API_KEY = "demo-key"
@@ -152,19 +160,39 @@ def demo_records(options: DemoOptions, topics: DemoTopics) -> list[tuple[str, by
 
 
 async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
+    """Run the demo; on cancellation (Ctrl-C) say what was stopped and removed, then re-raise."""
     say = _Say(out, options.quiet)
+    cleaned: list[str] = []
+    try:
+        return await _run(options, say, cleaned)
+    except asyncio.CancelledError:
+        say("\nInterrupted. Cleaned up:", always=True)
+        for line in cleaned or ["nothing was started yet"]:
+            say(f"  - {line}", always=True)
+        raise
+
+
+async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSummary:
+    """``cleaned`` gets a line as each part is stopped or removed (exit order)."""
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
+        # Each note is registered before its part, so it is added just after the part closes.
         bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
+        if bootstrap:  # checked as the service checks it, before anything starts
+            bootstrap = load_settings(
+                kafka={"bootstrap_servers": bootstrap}
+            ).kafka.bootstrap_servers
+        else:
             say("Starting a local Kafka broker (the first run fetches its jars with Maven)...")
+            stack.callback(cleaned.append, "stopped the local Kafka broker and removed its data")
             kafka = await stack.enter_async_context(LocalKafka())
             bootstrap = kafka.bootstrap_servers
         topics = DemoTopics.fresh(options.topics_prefix)
+        names = [topics.orders, topics.bonus, topics.dlq]
+        stack.callback(cleaned.append, f"deleted the topics {', '.join(names)}")
+        stack.push_async_callback(delete_topics, bootstrap, names)
         await create_topics(bootstrap, {topics.orders: 3, topics.bonus: 3, topics.dlq: 1})
-        stack.push_async_callback(
-            delete_topics, bootstrap, [topics.orders, topics.bonus, topics.dlq]
-        )
+        stack.callback(cleaned.append, "stopped the IMSHOP simulator")
         simulator = await stack.enter_async_context(
             ImshopSimulator(
                 SimulatorConfig(
@@ -177,12 +205,15 @@ async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
         records = demo_records(options, topics)
         # Published before the service starts, as after a deploy: the backlog shows
         # coalescing (one request for the whole campaign) and supersession at once.
-        await publish(bootstrap, records)
+        await publish(settings.kafka, records)
         say(
             f"Published {len(records)} events: {options.events} sample orders and bonuses, "
             f"a bonus campaign to {options.campaign} customers, 2 malformed records."
         )
-        printer = PushPrinter(simulator, out, window_s=options.window_s, quiet=options.quiet)
+        printer = PushPrinter(simulator, say.out, window_s=options.window_s, quiet=options.quiet)
+        stack.callback(
+            cleaned.append, "stopped the service (what it had finished is committed in Kafka)"
+        )
         service = await stack.enter_async_context(Service(settings).serving(READY_S))
         running = service.run_task
         assert running is not None  # serving() set it
@@ -191,14 +222,28 @@ async def run_demo(options: DemoOptions, out: TextIO) -> DemoSummary:
         finished = await _watch(service, running, printer, len(records), deadline)
         if not finished:
             say(f"Stopping: the {options.max_seconds:g} s limit was reached.", always=True)
+        dead_lettered = await read_dead_letters(settings.kafka, topics.dlq)
     printer.show_new()  # pushes sent while draining
     summary = DemoSummary.collect(
-        service, simulator, produced=len(records), wall_s=time.monotonic() - started
+        service,
+        simulator,
+        produced=len(records),
+        wall_s=time.monotonic() - started,
+        dead_lettered=dead_lettered,
     )
-    print_summary(summary, out, window_s=options.window_s, limit=options.rate_limit)
+    print_summary(summary, say.out, window_s=options.window_s, limit=options.rate_limit)
     if not summary.clean:
         say("The demo did not finish cleanly; see the log above.", always=True)
     return summary
+
+
+async def read_dead_letters(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:
+    """The dead-letter topic's records, read the way ``dlq replay --dry-run`` reads them."""
+    letters: list[DeadLetter] = []
+    await replay(
+        kafka, topic, ReplayFilter(), dry_run=True, on_match=lambda d, _: letters.append(d)
+    )
+    return letters
 
 
 def _intro(options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str) -> str:
@@ -260,7 +305,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
-        "--bootstrap-servers", help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)"
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="use this broker (default: $KAFKA_BOOTSTRAP_SERVERS or local)",
     )
     parser.add_argument(
         "--topics-prefix",
@@ -268,7 +315,12 @@ def register(subparsers: Any) -> None:
         help="start of the run's topic and group names (a random suffix keeps re-runs apart)",
     )
     parser.add_argument("--mappings", type=Path, help="mappings directory to use")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="the sample events' random seed: the same seed, the same events and figures",
+    )
     parser.set_defaults(func=_cli)
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from consumer.push import Outcome
+from consumer.replay.select import DeadLetter
 
 if TYPE_CHECKING:
     from consumer.app import Service
     from consumer.local.simulators.imshop import ImshopSimulator
 
 SHOWN_RECIPIENTS = 3
+WIDTH = 96  # the legend's lines
 
 
 def mask(user_id: str) -> str:
@@ -87,7 +91,9 @@ class DemoSummary:
     requests: int
     recipients: int
     max_recipients: int
+    shared_requests: int  # requests that carried more than one customer
     dead_letters: int
+    dead_lettered: tuple[DeadLetter, ...]  # as read back from the dead-letter topic
     violations: int
     max_in_window: int
     wall_s: float
@@ -114,7 +120,13 @@ class DemoSummary:
 
     @classmethod
     def collect(
-        cls, service: Service, simulator: ImshopSimulator, *, produced: int, wall_s: float
+        cls,
+        service: Service,
+        simulator: ImshopSimulator,
+        *,
+        produced: int,
+        wall_s: float,
+        dead_lettered: Sequence[DeadLetter] = (),
     ) -> DemoSummary:
         stats = simulator.stats()
         sizes = [len(p["userIds"]) for p in simulator.pushes]
@@ -124,18 +136,40 @@ class DemoSummary:
             requests=len(sizes),
             recipients=sum(sizes),
             max_recipients=max(sizes, default=0),
+            shared_requests=sum(1 for size in sizes if size > 1),
             dead_letters=dead_letters_written(service),
+            dead_lettered=tuple(dead_lettered),
             violations=int(stats["violations"]),
             max_in_window=int(stats["max_in_window"]),
             wall_s=wall_s,
         )
 
 
+# What each outcome means, for the legend (only the outcomes of the run are shown).
+OUTCOME_MEANING = {
+    Outcome.SENT: "its push was in a request the simulator accepted (one customer each)",
+    Outcome.SUPERSEDED: "a newer status of the same order came before this one's push went "
+    "out, so the customer gets only the newest",
+    Outcome.SKIPPED: "no push by design: no rule for it, a repeated event id, or no recipient id",
+    Outcome.EXPIRED: "its time-to-live passed while it waited for the budget",
+    Outcome.DEAD_LETTERED: "it cannot become a push: written to the dead-letter topic with the "
+    "reason, for a fix and `dlq replay`",
+}
+
+
 def print_summary(summary: DemoSummary, out: TextIO, *, window_s: float, limit: int) -> None:
+    """The figures, then what they mean. Each section is a list of lines, printed in turn."""
+    sections = [
+        figure_lines(summary, window_s=window_s, limit=limit),
+        legend_lines(summary, window_s=window_s, limit=limit),
+    ]
+    print("\n".join(line for section in sections for line in ["", *section]), file=out, flush=True)
+
+
+def figure_lines(summary: DemoSummary, *, window_s: float, limit: int) -> list[str]:
     outcomes = ", ".join(f"{name} {count}" for name, count in sorted(summary.outcomes.items()))
     per_request = summary.recipients / summary.requests if summary.requests else 0.0
-    lines = [
-        "",
+    return [
         "Summary",
         f"  events published:   {summary.produced}",
         f"  events by outcome:  {outcomes or 'none'} "
@@ -149,4 +183,54 @@ def print_summary(summary: DemoSummary, out: TextIO, *, window_s: float, limit: 
         f"  wall time:          {summary.wall_s:.1f} s",
         f"  result:             {'OK' if summary.clean else 'INCOMPLETE'}",
     ]
-    print("\n".join(lines), file=out, flush=True)
+
+
+def legend_lines(summary: DemoSummary, *, window_s: float, limit: int) -> list[str]:
+    notes = [
+        f"{outcome} {count}: {meaning}."
+        for outcome, meaning in OUTCOME_MEANING.items()
+        if (count := summary.outcomes.get(outcome, 0))
+    ]
+    if summary.requests:
+        notes.append(
+            f"recipients {summary.recipients} in {summary.requests} requests: identical texts "
+            f"share one request, so {summary.shared_requests} requests carried several customers, "
+            f"the largest {summary.max_recipients} (the bonus campaign: its extra customers and "
+            "the samples' own campaign events get the same text); a personal text (an order "
+            "number, an amount) needs a request of its own."
+        )
+    notes.append(
+        f"budget: the simulator enforces {limit} requests per {window_s:g} s, as IMSHOP does per "
+        "minute, and counts every request beyond it as a violation."
+    )
+    if summary.clean:
+        notes.append(
+            "result OK: every published event has exactly one outcome, every dead letter was "
+            "written, and no request broke the limit."
+        )
+    else:
+        missing = summary.produced - summary.accounted
+        notes.append(
+            f"result INCOMPLETE: {missing} events had no outcome yet, or a dead letter was not "
+            "written, or the limit was broken; their offsets stay uncommitted, so a restarted "
+            "service would pick them up."
+        )
+    lines = ["What the figures mean"]
+    for note in notes:
+        lines += textwrap.wrap(note, WIDTH, initial_indent="  ", subsequent_indent="      ")
+    return lines + _dead_letter_lines(summary)
+
+
+def _dead_letter_lines(summary: DemoSummary) -> list[str]:
+    if not summary.dead_lettered:
+        return []
+    lines = ["", "The dead letters (`python -m consumer dlq replay --dry-run` lists them too):"]
+    for letter in summary.dead_lettered:
+        which = letter.dlq.get("event_id") or f"key {(letter.key or b'').decode(errors='replace')}"
+        lines += textwrap.wrap(
+            f"{letter.reason} ({which}): {letter.dlq.get('message', '')}",
+            WIDTH,
+            initial_indent="  ",
+            subsequent_indent="      ",
+        )
+    return lines

@@ -45,14 +45,20 @@ from consumer.local.kafka_process import (
     cluster_id,
     dying_with_parent,
     free_ports,
+    port_is_free,
     server_properties,
     terminate_group,
 )
+from consumer.local.kafka_topics import create_topics
 from consumer.logs import get_logger
 
 log = get_logger(__name__)
 
 __all__ = ["KafkaStartFailed", "KafkaUnavailable", "LocalKafka", "ensure_jars", "register"]
+
+# Its data lives in a fresh temporary directory named so (removed at stop; `make clean`
+# removes those a killed run left behind).
+DATA_DIR_PREFIX = "localkafka-"
 
 
 class KafkaStartFailed(FatalError):
@@ -67,11 +73,14 @@ class LocalKafka:
     def __init__(
         self,
         *,
+        port: int = 0,
         cache_dir: Path | None = None,
         start_timeout_s: float = 120.0,
         properties: Mapping[str, str] | None = None,
     ) -> None:
-        """``properties`` override the broker's ``server.properties`` (e.g. no auto-creation)."""
+        """``port`` is the broker's port on 127.0.0.1 (0 picks a free one); ``properties``
+        override its ``server.properties`` (e.g. no topic auto-creation)."""
+        self._wanted_port = port
         self._cache_dir = cache_dir or default_cache_dir()
         self._properties = dict(properties or {})
         self._start_timeout_s = start_timeout_s
@@ -181,11 +190,18 @@ class LocalKafka:
         await asyncio.to_thread(self.stop)
 
     def _prepare(self) -> None:
+        if self._wanted_port and not port_is_free(self._wanted_port):
+            raise KafkaStartFailed(
+                f"port {self._wanted_port} on 127.0.0.1 is in use (another Kafka broker?); "
+                "stop what uses it, or pick another port (0 picks a free one)"
+            )
         java = require_java()
         lib = ensure_jars(self._cache_dir)
         self._command = [java, *JVM_OPTIONS, "-cp", f"{lib}/*"]
-        self._data = Path(tempfile.mkdtemp(prefix="localkafka-"))
+        self._data = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX))
         broker_port, controller_port = free_ports(2)
+        if self._wanted_port:
+            broker_port = self._wanted_port
         self._port = broker_port
         (self._data / "server.properties").write_text(
             server_properties(self._data, broker_port, controller_port, self._properties),
@@ -280,13 +296,41 @@ async def _serves_clients(port: int) -> bool:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "kafka", help=f"a local Apache Kafka {KAFKA_VERSION} broker for tests and the demo"
+        "kafka", help=f"a local Apache Kafka {KAFKA_VERSION} broker for trying the service"
     )
     commands = parser.add_subparsers(title="kafka commands", metavar="ACTION", required=True)
-    start = commands.add_parser("start", help="run a broker in the foreground until Ctrl-C")
+    start = commands.add_parser(
+        "start",
+        help="run a broker in the foreground until Ctrl-C",
+        description="Run a single-node Kafka broker on 127.0.0.1 in the foreground; Ctrl-C "
+        "stops it and removes its data. Once it serves clients, stdout gets one line a shell "
+        "can eval: export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT. The first start fetches "
+        f"the broker's jars with Maven (into $KAFKA_LOCAL_CACHE, default {default_cache_dir()}).",
+    )
+    start.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="the broker's port on 127.0.0.1 (KAFKA_BOOTSTRAP_SERVERS is localhost:9092 unless "
+        "set); 0 picks a free one",
+    )
+    start.add_argument(
+        "--topics",
+        type=_topic_list,
+        default=[],
+        metavar="T1,T2",
+        help="create these topics once the broker is up, e.g. orders,bonus",
+    )
+    start.add_argument(
+        "--partitions", type=int, default=3, help="partitions of each topic --topics creates"
+    )
     start.set_defaults(func=_cli_start)
     fetch = commands.add_parser("fetch", help="fetch the broker jars with Maven (once)")
     fetch.set_defaults(func=_cli_fetch)
+
+
+def _topic_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _cli_fetch(_args: argparse.Namespace) -> int:
@@ -295,26 +339,32 @@ def _cli_fetch(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _cli_start(_args: argparse.Namespace) -> int:
+def _cli_start(args: argparse.Namespace) -> int:
     def on_signal(*_: object) -> None:
         raise KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    kafka = LocalKafka()
+    kafka = LocalKafka(port=args.port)
     try:
+        print("Starting Kafka (the first start fetches its jars with Maven)...", file=sys.stderr)
         bootstrap = kafka.start()
-        _print_ready(bootstrap, sys.stdout)
+        if args.topics:
+            asyncio.run(create_topics(bootstrap, dict.fromkeys(args.topics, args.partitions)))
+        _print_ready(bootstrap, args.topics, sys.stdout, sys.stderr)
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         kafka.stop()
-    print("kafka stopped", file=sys.stderr)
+    print("Kafka stopped; its data is removed.", file=sys.stderr)
     return 0
 
 
-def _print_ready(bootstrap: str, out: IO[str]) -> None:
-    out.write(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
-    out.write("Kafka is running; press Ctrl-C to stop it.\n")
+def _print_ready(bootstrap: str, topics: list[str], out: IO[str], err: IO[str]) -> None:
+    """stdout: only the line to eval; stderr: what a person reads."""
+    created = f"; topics {', '.join(topics)} created" if topics else ""
+    err.write(f"Kafka {KAFKA_VERSION} is running at {bootstrap}{created}. Ctrl-C stops it.\n")
+    err.flush()
+    out.write(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
     out.flush()

@@ -94,6 +94,18 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` on 127.0.0.1 now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a server socket does: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """SIGTERM the broker's process group, SIGKILL it if it lingers; False if it outlives both."""
     with contextlib.suppress(ProcessLookupError):

@@ -1,21 +1,25 @@
 """The product team's golden tests: each example event must render to its push.
 
 An example may leave out the fields every event has (id, type, time,
-recipient); sensible ones are filled in. Texts are compared as a reader sees
-them: a non-breaking space in the push equals a plain space in the YAML.
+recipient); sensible ones are filled in. It is rendered at its ``now:``, else
+at its event's ``occurred_at``, else at ``DEFAULT_NOW`` (a fixed Wednesday noon
+in Moscow), so an example never starts failing as the calendar moves on. Texts
+are compared as a reader sees them: a non-breaking space in the push equals a
+plain space in the YAML.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
-from consumer.events import parse_event
+from consumer.events import BaseEvent, parse_event
 from consumer.mapping.filters import NBSP
 from consumer.mapping.render import without_nulls
-from consumer.mapping.rules import Example, MappingSet, Rule
+from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
 from consumer.push import RenderedPush
 from consumer.settings import MappingSettings
 
@@ -33,6 +37,35 @@ def example_event(rule: Rule, example: Example) -> dict[str, Any]:
     event.setdefault("occurred_at", example.now.isoformat() if example.now else DEFAULT_NOW)
     event.setdefault("recipient", {"user_id": "example-user"})
     return event
+
+
+def why_not_matched(
+    rule: Rule,
+    matched: Rule | None,
+    event: BaseEvent,
+    data: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
+    if event.event_type not in rule.event_types:
+        takes = ", ".join(rule.event_types)
+        return f"the event is a {event.event_type}, and this rule takes {takes}"
+    moment = moment_at(data, now)
+    failing = [c for c in rule.conditions if not c.matches(data, moment)]
+    if failing:
+        return "this rule's condition " + "; ".join(
+            f"`{c.text}` does not hold (the event has {_shown_value(lookup(data, c.path))})"
+            for c in failing
+        )
+    if matched is None:  # pragma: no cover - a rule whose conditions hold is matched
+        return "the event is matched by no rule"
+    return (
+        f"the event is matched by rule `{matched.id}` ({matched.where}), which has a higher "
+        "priority"
+    )
+
+
+def _shown_value(value: object) -> str:
+    return "no such field" if is_absent(value) else f"`{value}`"
 
 
 def _reader_text(value: object) -> object:
@@ -59,12 +92,11 @@ def check_example(
         yield *where, f"{label}: the event is not valid: {exc}"
         return
     data = without_nulls(event.template_context())
-    matched = mappings.match(event.event_type, data)
-    if matched is not rule:
-        other = f"rule `{matched.id}` ({matched.where})" if matched else "no rule"
-        yield *where, f"{label}: the event is matched by {other}, not by this rule"
-        return
     now = example.now or event.occurred_at
+    matched = mappings.match(event.event_type, data, now=now)
+    if matched is not rule:
+        yield *where, f"{label}: {why_not_matched(rule, matched, event, data, now)}"
+        return
     try:
         push = mappings.render_rule(rule, data, event, now, fit=False)
     except RenderError as exc:
@@ -112,9 +144,10 @@ def _lengths(
             )
 
 
-def example_problems(mappings: MappingSet, settings: MappingSettings) -> list[Problem]:
+def rule_example_problems(
+    mappings: MappingSet, rule: Rule, settings: MappingSettings
+) -> list[Problem]:
     problems: list[Problem] = []
-    for rule in mappings.rules:
-        for example in rule.examples:
-            problems += check_example(mappings, rule, example, settings)
+    for example in rule.examples:
+        problems += check_example(mappings, rule, example, settings)
     return problems

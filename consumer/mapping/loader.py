@@ -1,23 +1,33 @@
 """Loading a mappings directory: read every file once, parse, check, build the set.
 
 The files are read in one pass and hashed together, so a set always comes from
-one consistent snapshot; if anything is wrong, nothing is built and
-``MappingLoadError`` lists every problem as ``file:line: text``.
+one consistent snapshot. ``load_mappings`` (the service) builds nothing if
+anything is wrong: ``MappingLoadError`` lists every problem as ``file:line:
+text``. ``load_draft`` (previews) builds whatever can be read and lists the
+problems beside it, per rule too, so a draft can be looked at while it is being
+fixed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from consumer.errors import MappingLoadError
 from consumer.events import EVENT_MODELS
-from consumer.mapping.check import check_overlaps, static_problems
-from consumer.mapping.contract import builtin_paths, common_paths, with_parents
-from consumer.mapping.examples import example_problems
+from consumer.mapping.check import Problem, check_overlaps, static_problems
+from consumer.mapping.contract import (
+    Contract,
+    EventFields,
+    builtin_contract,
+    common_fields,
+    declared_fields,
+)
+from consumer.mapping.examples import rule_example_problems
 from consumer.mapping.parse import DeclaredType, Problems, RuleParser, parse_declared_types
 from consumer.mapping.render import build_environment
 from consumer.mapping.rules import MappingSet, Rule
@@ -60,7 +70,35 @@ def load_mappings(directory: Path, settings: MappingSettings) -> MappingSet:
 def load_sources(
     directory: Path, sources: Mapping[str, str], settings: MappingSettings
 ) -> MappingSet:
-    problems: list[tuple[str, int, str]] = []
+    draft = draft_of(directory, sources, settings)
+    if draft.problems:
+        raise MappingLoadError(draft.lines())
+    return draft.mappings
+
+
+@dataclass
+class Draft:
+    """Every rule that could be read, and every problem found (none: ready to ship)."""
+
+    mappings: MappingSet
+    problems: list[Problem]
+    contract: Contract
+    by_rule: dict[str, list[Problem]] = field(default_factory=dict)  # rule_id -> its problems
+
+    def lines(self) -> list[str]:
+        return [f"{file}:{line}: {text}" for file, line, text in self.problems]
+
+    def problems_of(self, rule: Rule) -> list[Problem]:
+        return self.by_rule.get(rule.rule_id, [])
+
+
+def load_draft(directory: Path, settings: MappingSettings) -> Draft:
+    """Like ``load_mappings``, but keeps what can be read; raises only if nothing can be."""
+    return draft_of(directory, read_sources(directory), settings)
+
+
+def draft_of(directory: Path, sources: Mapping[str, str], settings: MappingSettings) -> Draft:
+    problems: list[Problem] = []
     if not sources:
         problems.append((str(directory), 1, "there are no mapping files (*.yaml) here"))
     docs = _parse_documents(directory, sources, problems)
@@ -69,25 +107,31 @@ def load_sources(
         collector = Problems(file)
         declared += parse_declared_types(doc, collector)
         problems += collector.found
-    known = _known_paths(declared, problems)
+    contract = _contract(declared, problems)
     env = build_environment()
     rules: list[Rule] = []
     for file, doc in docs:
         collector = Problems(file)
         rules += RuleParser(env, collector, Path(file).name).parse_rules(doc)
         problems += collector.found
-    for rule in rules:
-        problems += static_problems(rule, known, settings.allowed_deeplink_schemes)
-    problems += check_overlaps(rules)
+    by_rule = {
+        rule.rule_id: static_problems(rule, contract, settings.allowed_deeplink_schemes)
+        for rule in rules
+    }
+    by_id = {rule.rule_id: rule for rule in rules}
+    for problem in check_overlaps(rules):
+        for rule in rules:  # the overlap is reported on the later rule
+            if (rule.file, rule.line) == problem[:2]:
+                by_rule[rule.rule_id].append(problem)
     extra_types = frozenset(d.name for d in declared if d.name not in EVENT_MODELS)
     mappings = MappingSet(
         rules, settings=settings, extra_types=extra_types, digest=digest_of(sources)
     )
-    if not problems:
-        problems += example_problems(mappings, settings)
-    if problems:
-        raise MappingLoadError([f"{f}:{line}: {text}" for f, line, text in sorted(problems)])
-    return mappings
+    for rule_id, found in by_rule.items():
+        if not found:  # a rule's examples are rendered once the rule itself is sound
+            found += rule_example_problems(mappings, by_id[rule_id], settings)
+        problems += found
+    return Draft(mappings, sorted(problems), contract, by_rule)
 
 
 def _parse_documents(
@@ -99,7 +143,7 @@ def _parse_documents(
         try:
             doc, odd_keys = load_yaml(text)
         except yaml.YAMLError as exc:
-            problems.append((file, *syntax_problem(exc)))
+            problems.append((file, *syntax_problem(exc, text)))
             continue
         problems += [(file, line, text) for line, text in odd_keys]
         if doc is None:
@@ -116,10 +160,9 @@ def _parse_documents(
     return docs
 
 
-def _known_paths(
-    declared: list[DeclaredType], problems: list[tuple[str, int, str]]
-) -> dict[str, frozenset[str]]:
-    known = builtin_paths()
+def _contract(declared: list[DeclaredType], problems: list[Problem]) -> dict[str, EventFields]:
+    """The built-in contract plus what the files declare: new types, extra fields, values."""
+    contract = builtin_contract()
     seen: dict[str, DeclaredType] = {}
     for item in declared:
         if item.name in seen:
@@ -133,6 +176,20 @@ def _known_paths(
             )
             continue
         seen[item.name] = item
-        base = known.get(item.name, common_paths())
-        known[item.name] = base | with_parents(item.fields)
-    return known
+        builtin = contract.get(item.name)
+        if builtin is None:  # a new type: its fields are what its events carry
+            required = [f for f in item.fields if f not in item.optional]
+            fields = {
+                **declared_fields(item.optional, always=False),
+                **declared_fields(required, always=True),
+                **common_fields(),
+            }
+        else:  # extra fields of a known type: the standard contract does not promise them
+            fields = {**declared_fields(item.fields, always=False), **builtin.fields}
+        contract[item.name] = EventFields(
+            item.name,
+            fields,
+            values={path: values for path, values, _ in item.values},
+            values_at={path: f"{Path(item.file).name}:{line}" for path, _, line in item.values},
+        )
+    return contract

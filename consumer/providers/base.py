@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,7 +12,7 @@ from consumer.push import Message, PushJob
 
 @dataclass(frozen=True, slots=True)
 class ProviderLimits:
-    """What one request may carry."""
+    """What one request may carry: envelopes (one per coalesce key) and recipients."""
 
     max_messages_per_request: int
     max_recipients_per_request: int
@@ -19,15 +20,31 @@ class ProviderLimits:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message to many recipients inside a request.
+    """The jobs of one coalesce key inside a request.
 
-    ``recipients`` are distinct (a recipient appears once per request); ``jobs``
-    are every push this envelope delivers (several jobs may share a recipient).
+    For IMSHOP that is one message to many recipients. AppMetrica's key is a
+    rule's batch, whose jobs may carry different texts; ``message`` is the first
+    job's, and the provider reads each job's own. ``recipients`` are distinct (a
+    recipient appears once per request); ``jobs`` are every push this envelope
+    delivers (several jobs may share a recipient).
     """
 
     message: Message
     recipients: tuple[str, ...]
     jobs: tuple[PushJob, ...]
+
+
+class CallQuota(Protocol):
+    """The provider's request quota, shared with the dispatcher.
+
+    The dispatcher takes one place for each request it starts (one ``send``); a
+    provider whose API counts other calls too (AppMetrica's status polls and
+    lookups) takes a place for each of them: ``async with quota.call(): ...``
+    waits for a free place and holds it while the call runs.
+    ``consumer.dispatch.budget.Budget`` is one.
+    """
+
+    def call(self) -> AbstractAsyncContextManager[object]: ...
 
 
 class PushProvider(Protocol):

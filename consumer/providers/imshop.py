@@ -43,7 +43,9 @@ from consumer.push import PushJob
 from consumer.settings import ImshopSettings
 
 _BODY_SHOWN = 300
-_CONFIG_STATUSES = {401: "key refused", 403: "key refused", 404: "wrong URL", 405: "wrong URL"}
+_KEY_REFUSED = "key refused: check IMSHOP_API_KEY"
+_WRONG_URL = "wrong URL: check IMSHOP_URL"
+_CONFIG_STATUSES = {401: _KEY_REFUSED, 403: _KEY_REFUSED, 404: _WRONG_URL, 405: _WRONG_URL}
 
 
 class ImshopProvider:

@@ -40,7 +40,7 @@ from consumer.kafka.clients import client_kwargs, connect
 from consumer.logs import configure_logging
 from consumer.replay.progress import ProgressBar
 from consumer.replay.select import DeadLetter, ReplayFilter, describe, parse_time
-from consumer.settings import KafkaSettings, LogLevel, load_settings
+from consumer.settings import KafkaSettings, LogLevel, bootstrap_servers_arg, load_settings
 
 STALL_AFTER_S = 30.0
 IN_FLIGHT = 500  # records sent before waiting for their acks; the producer keeps their order
@@ -199,7 +199,11 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(metavar="ACTION", required=True)
     cmd = sub.add_parser("replay", help="re-publish dead-lettered records to their source topic")
     cmd.add_argument("--topic", help="dead-letter topic (default: $KAFKA_DLQ_TOPIC)")
-    cmd.add_argument("--bootstrap-servers", help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    cmd.add_argument(
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="brokers (default: $KAFKA_BOOTSTRAP_SERVERS)",
+    )
     cmd.add_argument(
         "--reason",
         action="append",

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget, Slot
+from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError, RateLimited
+from consumer.errors import ConsumerError, OutcomeUnknown, RateLimited
 from consumer.events import Recipient
+from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
 from consumer.settings import DispatchSettings
@@ -53,8 +55,16 @@ def make_job(
     )
 
 
+class LostAnswer(OutcomeUnknown):
+    """A scripted result: the provider takes the request, but its answer is lost."""
+
+
 class FakeProvider:
-    """Coalesces like IMSHOP; answers with the scripted results (None = success)."""
+    """Coalesces like IMSHOP; answers with the scripted results (None = success).
+
+    ``delivered`` lists what the provider took (a success, or a ``LostAnswer``),
+    in the order it took it: what the customers were shown.
+    """
 
     name = "fake"
 
@@ -64,8 +74,10 @@ class FakeProvider:
         self.limits = ProviderLimits(max_messages, max_recipients)
         self.clock = clock
         self.requests: list[tuple[float, tuple[Envelope, ...]]] = []
+        self.delivered: list[Envelope] = []
         self.results: deque[ConsumerError | None] = deque()
         self.gate: asyncio.Event | None = None
+        self.latency_s = 0.0  # fake seconds each request takes
 
     def coalesce_key(self, job: PushJob) -> Hashable:
         return job.push.message
@@ -77,7 +89,11 @@ class FakeProvider:
         self.requests.append((self.clock.monotonic(), tuple(request)))
         if self.gate is not None:
             await self.gate.wait()
+        if self.latency_s:
+            await self.clock.sleep(self.latency_s)
         result = self.results.popleft() if self.results else None
+        if result is None or isinstance(result, LostAnswer):
+            self.delivered.extend(request)
         if result is not None:
             raise result
 
@@ -151,6 +167,44 @@ def max_starts_in_window(starts: list[float], window_s: float) -> int:
             low += 1
         best = max(best, high - low + 1)
     return best
+
+
+@dataclass
+class Rig:
+    """The real async dispatcher, running, with a fake provider, clock and sink."""
+
+    clock: FakeClock
+    provider: FakeProvider
+    sink: RecordingSink
+    metrics: Metrics
+    dispatcher: Dispatcher
+    runner: asyncio.Task[None]
+
+    async def close(self) -> None:
+        await self.dispatcher.aclose()
+        await self.runner
+
+
+async def make_rig(
+    *,
+    limit: int = 3,
+    window_s: float = 60,
+    full: bool = False,
+    sink: RecordingSink | None = None,
+    **dispatch: float,
+) -> Rig:
+    clock = FakeClock()
+    provider = FakeProvider(clock)
+    if sink is None:
+        sink = RecordingSink()
+    sink.clock = clock
+    metrics = Metrics()
+    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
+    settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
+    runner = asyncio.create_task(dispatcher.run())
+    await settle()
+    return Rig(clock, provider, sink, metrics, dispatcher, runner)
 
 
 class StepClock:

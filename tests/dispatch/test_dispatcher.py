@@ -3,56 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
-from dispatch_support import (
-    FakeProvider,
-    RecordingSink,
-    advance,
-    make_job,
-    max_starts_in_window,
-    settle,
+from dispatch_support import Rig, advance, make_job, make_rig, max_starts_in_window, settle
+
+from consumer.errors import (
+    FatalError,
+    OutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
 )
-
-from consumer.clock import FakeClock
-from consumer.dispatch import Budget, Dispatcher
-from consumer.errors import FatalError, OutcomeUnknown, ProviderRejected, RateLimited
-from consumer.metrics import Metrics
 from consumer.push import Outcome, PushClass
-from consumer.settings import DispatchSettings
-
-
-@dataclass
-class Rig:
-    clock: FakeClock
-    provider: FakeProvider
-    sink: RecordingSink
-    metrics: Metrics
-    dispatcher: Dispatcher
-    runner: asyncio.Task[None]
-
-
-async def _rig(
-    *, limit: int = 3, window_s: float = 60, full: bool = False, **dispatch: float
-) -> Rig:
-    clock = FakeClock()
-    provider = FakeProvider(clock)
-    sink = RecordingSink(clock)
-    metrics = Metrics()
-    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
-    settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
-    dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
-    runner = asyncio.create_task(dispatcher.run())
-    await settle()
-    return Rig(clock, provider, sink, metrics, dispatcher, runner)
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    made = await _rig()
+    made = await make_rig()
     yield made
     await made.dispatcher.aclose()
     await made.runner
@@ -68,7 +37,7 @@ async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -
 
 
 async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
-    rig = await _rig(limit=2, window_s=60)
+    rig = await make_rig(limit=2, window_s=60)
     for i in range(2):
         rig.dispatcher.submit(make_job(f"personal{i}", user=f"p{i}", text=f"p{i}"))
     await settle()
@@ -89,7 +58,7 @@ async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
 
 
 async def test_a_failed_request_is_retried_after_backoff_and_spends_budget() -> None:
-    rig = await _rig(limit=10, window_s=60, retry_initial_backoff_s=4)
+    rig = await make_rig(limit=10, window_s=60, retry_initial_backoff_s=4)
     rig.provider.results.append(OutcomeUnknown("read timeout"))
     rig.dispatcher.submit(make_job("e1"))
     await settle()
@@ -107,7 +76,7 @@ async def test_a_failed_request_is_retried_after_backoff_and_spends_budget() -> 
 
 
 async def test_retry_after_holds_the_whole_budget() -> None:
-    rig = await _rig(limit=10, window_s=60)
+    rig = await make_rig(limit=10, window_s=60)
     rig.provider.results.append(RateLimited("429", retry_after=30))
     rig.dispatcher.submit(make_job("e1"))
     await settle()
@@ -120,21 +89,6 @@ async def test_retry_after_holds_the_whole_budget() -> None:
     assert len(rig.provider.requests) == 3
     assert rig.sink.outcome("e1") is Outcome.SENT
     assert rig.sink.outcome("e2") is Outcome.SENT
-    await rig.dispatcher.aclose()
-    await rig.runner
-
-
-async def test_attempts_run_out_into_dead_letter_with_the_last_error() -> None:
-    rig = await _rig(limit=10, window_s=1, retry_max_attempts=2, retry_initial_backoff_s=1)
-    rig.provider.results.extend([OutcomeUnknown("timeout 1"), OutcomeUnknown("timeout 2")])
-    rig.dispatcher.submit(make_job("e1"))
-
-    await advance(rig.clock, 5)
-
-    (record,) = rig.sink.outcomes["e1"]
-    assert record.outcome is Outcome.DEAD_LETTERED
-    assert record.reason == "retries_exhausted"
-    assert str(record.error) == "timeout 2"
     await rig.dispatcher.aclose()
     await rig.runner
 
@@ -152,7 +106,7 @@ async def test_a_rejection_dead_letters_with_the_provider_message(rig: Rig) -> N
 
 
 async def test_a_push_expires_while_the_budget_is_spent() -> None:
-    rig = await _rig(limit=1, window_s=600, full=True)
+    rig = await make_rig(limit=1, window_s=600, full=True)
     rig.dispatcher.submit(make_job("e1", ttl_s=120))
     await settle()
 
@@ -167,7 +121,7 @@ async def test_a_push_expires_while_the_budget_is_spent() -> None:
 
 
 async def test_high_and_low_water_count_jobs_in_flight() -> None:
-    rig = await _rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
+    rig = await make_rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
     rig.provider.gate = asyncio.Event()
     for i in range(4):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
@@ -190,7 +144,7 @@ async def test_high_and_low_water_count_jobs_in_flight() -> None:
 
 
 async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
-    rig = await _rig(limit=1, full=True)
+    rig = await make_rig(limit=1, full=True)
     for i, partition in enumerate([0, 1, 1]):
         rig.dispatcher.submit(make_job(f"e{i}", text=f"t{i}", partition=partition))
 
@@ -202,7 +156,7 @@ async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
 
 
 async def test_drain_sends_what_the_budget_allows_then_stops() -> None:
-    rig = await _rig(limit=2, window_s=10)
+    rig = await make_rig(limit=2, window_s=10)
     for i in range(5):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
     drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=15))
@@ -235,7 +189,7 @@ async def test_a_fatal_provider_error_stops_the_loop_and_keeps_the_jobs(rig: Rig
 
 
 async def test_marketing_waits_behind_transactional_but_gets_its_share() -> None:
-    rig = await _rig(limit=1, window_s=10, full=True, marketing_min_share=0.25)
+    rig = await make_rig(limit=1, window_s=10, full=True, marketing_min_share=0.25)
     for i in range(6):
         rig.dispatcher.submit(
             make_job(f"m{i}", user=f"m{i}", text=f"m{i}", push_class=PushClass.MARKETING)
@@ -252,3 +206,72 @@ async def test_marketing_waits_behind_transactional_but_gets_its_share() -> None
     assert rig.dispatcher.oldest_age(PushClass.MARKETING) == pytest.approx(80)
     await rig.dispatcher.aclose()
     await rig.runner
+
+
+async def test_waiting_for_requests_in_flight_without_a_timeout_returns_when_they_end(
+    rig: Rig,
+) -> None:
+    rig.provider.gate = asyncio.Event()
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight())
+    await settle()
+    assert not waiting.done()
+
+    rig.provider.gate.set()
+    await settle()
+
+    assert waiting.done(), "wait_in_flight() hung after its last request ended"
+    assert waiting.result() is True
+
+
+async def test_drain_ends_as_soon_as_the_last_pushes_expire() -> None:
+    rig = await make_rig(limit=1, window_s=600, full=True)
+    rig.dispatcher.submit(make_job("e1", ttl_s=30))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=300))
+
+    await advance(rig.clock, 31)
+
+    assert rig.sink.outcome("e1") is Outcome.EXPIRED
+    assert drained.done(), "drain waited for its deadline with nothing left to send"
+    assert drained.result() == 0
+
+
+async def test_a_provider_outage_is_waited_out_not_dead_lettered() -> None:
+    rig = await make_rig(limit=10, window_s=60)  # default backoff: 2 s, doubling to 120 s
+    rig.provider.results.extend([OutcomeUnknown("HTTP 503")] * 8)  # about 3 minutes down
+    rig.dispatcher.submit(make_job("e1", ttl_s=3600))
+
+    await advance(rig.clock, 600)
+
+    assert [r.outcome for r in rig.sink.outcomes["e1"]] == [Outcome.SENT]
+    assert len(rig.provider.requests) == 9
+    gaps = [b - a for a, b in itertools.pairwise(rig.provider.start_times)]
+    assert max(gaps) <= 120, "the backoff is capped"
+    await rig.close()
+
+
+async def test_a_push_failing_until_its_ttl_expires_with_the_last_error() -> None:
+    rig = await make_rig(limit=10, window_s=60, retry_max_backoff_s=10)
+    rig.provider.results.extend([ProviderUnavailable("Integration is unavailable")] * 100)
+    rig.dispatcher.submit(make_job("e1", ttl_s=120))
+
+    await advance(rig.clock, 200)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    assert str(record.error) == "Integration is unavailable"
+    assert record.at == pytest.approx(1_120, abs=0.01)
+    assert len(rig.provider.requests) > 10, "retried with capped backoff until the TTL"
+    await rig.close()
+
+
+async def test_a_provider_crash_is_dead_lettered_at_once_not_retried(rig: Rig) -> None:
+    rig.provider.results.append(KeyError("a provider bug"))  # type: ignore[arg-type]
+    rig.dispatcher.submit(make_job("e1"))
+    await advance(rig.clock, 600)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason) == (Outcome.DEAD_LETTERED, "unexpected_error")
+    assert "a provider bug" in str(record.error)
+    assert len(rig.provider.requests) == 1

@@ -1,10 +1,13 @@
-"""Records read again after a rebalance, and two statuses of one order in flight."""
+"""Records read again (after a rebalance, or replayed from the dead-letter topic),
+and two statuses of one order in flight."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 
-from dispatch_support import T0, make_job
+from dispatch_support import T0, advance, make_job, make_rig, settle
 
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected
@@ -132,3 +135,141 @@ def test_a_dead_lettered_event_replayed_after_a_fix_is_sent_not_skipped() -> Non
     s.on_sent(send_next(s, NOW + 60))
 
     assert outcomes(s) == [("e1", Outcome.SENT)]
+
+
+# --- the running dispatcher: replays and rebalances -------------------------------
+
+
+def replayed(job: PushJob, offset: int) -> PushJob:
+    """The same event in a new record, as `dlq replay` publishes it."""
+    fresh = order_status(job.event_id, job.version or 0, job.push.message.title)
+    return dataclasses.replace(fresh, origin=dataclasses.replace(fresh.origin, offset=offset))
+
+
+async def test_a_replayed_order_status_goes_out_though_its_failed_request_reached_the_wire() -> (
+    None
+):
+    """The runbook: the answer is lost, the retry is refused and dead-lettered, the
+    provider is fixed, the dead letter is replayed into the same running service."""
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=1, retry_max_backoff_s=1)
+    rig.provider.results.extend(
+        [OutcomeUnknown("HTTP 503"), ProviderRejected("HTTP 400: refused", status=400)]
+    )
+    rig.dispatcher.submit(order_status("v2", 2, "shipped"))
+    await advance(rig.clock, 5)
+    assert [r.outcome for r in rig.sink.outcomes["v2"]] == [Outcome.DEAD_LETTERED]
+
+    rig.dispatcher.submit(replayed(order_status("v2", 2, "shipped"), offset=77))
+    await settle()
+
+    assert [r.outcome for r in rig.sink.outcomes["v2"]] == [Outcome.DEAD_LETTERED, Outcome.SENT]
+    assert len(rig.provider.requests) == 3
+    await rig.close()
+
+
+async def test_a_push_waiting_for_its_retry_at_a_revoke_goes_out_when_read_again() -> None:
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=5, retry_max_backoff_s=5)
+    rig.provider.results.append(OutcomeUnknown("read timeout"))
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))
+    await settle()
+    assert rig.dispatcher.drop_partitions(PARTITION) == 1  # its retry was due in 5 s
+
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))  # the partition came back
+    await settle()
+
+    assert [r.outcome for r in rig.sink.outcomes["v1"]] == [Outcome.SENT]
+    assert len(rig.provider.requests) == 2
+    await rig.close()
+
+
+async def test_a_request_in_flight_at_a_revoke_that_fails_leaves_the_record_to_be_sent() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.gate = asyncio.Event()
+    rig.provider.results.append(OutcomeUnknown("read timeout"))
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))
+    await settle()
+    assert rig.dispatcher.drop_partitions(PARTITION) == 0  # in flight: not dropped
+    rig.provider.gate.set()
+    await settle()
+    assert rig.sink.outcomes == {}, "a revoked partition's failure is its new owner's"
+
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))  # read again later
+    await settle()
+
+    assert [r.outcome for r in rig.sink.outcomes["v1"]] == [Outcome.SENT]
+    assert len(rig.provider.requests) == 2
+    await rig.close()
+
+
+async def test_a_result_of_an_earlier_assignment_is_not_recorded_nor_its_push_repeated() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.gate = asyncio.Event()
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))
+    await settle()
+    rig.dispatcher.drop_partitions(PARTITION)
+    rig.provider.gate.set()
+    await settle()
+    assert rig.sink.outcomes == {}, "sent, but its partition was given up meanwhile"
+
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))  # the next assignment reads it
+
+    assert len(rig.provider.requests) == 1, "it was shown: not sent twice"
+    (record,) = rig.sink.outcomes["v1"]
+    assert record.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED)
+    await rig.close()
+
+
+async def test_on_revoke_the_partitions_requests_in_flight_end_and_are_recorded_first() -> None:
+    rig = await make_rig(limit=2, window_s=60)
+    rig.provider.latency_s = 2.0
+    rig.dispatcher.submit(make_job("p0", text="a", partition=0))
+    rig.dispatcher.submit(make_job("p1", text="b", partition=1))
+    rig.dispatcher.submit(make_job("waiting", text="c", partition=0))  # the budget is spent
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10))
+    await advance(rig.clock, 2)
+
+    assert settling.done()
+    assert settling.result() is True
+    assert rig.sink.outcome("p0") is Outcome.SENT  # before the commit that follows
+    assert "waiting" not in rig.sink.outcomes, "a waiting job is left to the next owner"
+    rig.dispatcher.drop_partitions({("orders", 0)})
+    await advance(rig.clock, 120)
+    assert [e.jobs[0].event_id for _, (e,) in rig.provider.requests] == ["p0", "p1"]
+    await rig.close()
+
+
+async def test_on_revoke_the_wait_is_bounded_and_a_late_result_is_not_recorded() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 30.0
+    rig.dispatcher.submit(make_job("slow"))
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
+    await advance(rig.clock, 5)
+    assert settling.done()
+    assert settling.result() is False
+    rig.dispatcher.drop_partitions(PARTITION)
+    await advance(rig.clock, 30)
+
+    assert rig.sink.outcomes == {}
+    assert rig.dispatcher.size == 0
+    await rig.close()
+
+
+async def test_while_a_revoke_waits_a_failed_request_of_the_partition_is_not_retried() -> None:
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=0.1)
+    rig.provider.latency_s = 1.0
+    rig.provider.results.append(OutcomeUnknown("HTTP 502"))
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+
+    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=10))
+    await advance(rig.clock, 5)
+
+    assert settling.result() is True
+    assert len(rig.provider.requests) == 1
+    assert rig.sink.outcomes == {}
+    assert rig.dispatcher.size == 0
+    await rig.close()

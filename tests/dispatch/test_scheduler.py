@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 
 import pytest
@@ -103,13 +104,14 @@ def test_a_partial_refusal_dead_letters_only_the_named_jobs() -> None:
     ]
 
 
-def test_retries_end_in_dead_letter_after_the_last_attempt() -> None:
-    harness = Harness(settings=DispatchSettings(retry_max_attempts=3), limit=100, window_s=1)
+def test_retries_go_on_until_the_ttl_ends_in_expired_not_dead_lettered() -> None:
+    harness = Harness(limit=100, window_s=1)
 
-    harness.run([(0.0, make_job("e1"))], iter([OutcomeUnknown("timeout")] * 3))
+    harness.run([(0.0, make_job("e1", ttl_s=60))], itertools.repeat(OutcomeUnknown("timeout")))
 
-    assert len(harness.requests) == 3
-    assert harness.outcomes["e1"][0][:2] == (Outcome.DEAD_LETTERED, "retries_exhausted")
+    assert len(harness.requests) > 5
+    assert all(at < 1_060 for at, _, _ in harness.requests), "nothing goes out after its TTL"
+    assert harness.outcomes["e1"][0][:2] == (Outcome.EXPIRED, "ttl_elapsed")
 
 
 def test_a_job_with_too_many_recipients_is_dead_lettered_at_once() -> None:
@@ -146,7 +148,7 @@ def test_oldest_age_is_per_class() -> None:
 
 
 def test_backoff_grows_with_jitter_and_retry_after_wins() -> None:
-    policy = RetryPolicy(max_attempts=9, initial_backoff_s=2, max_backoff_s=10)
+    policy = RetryPolicy(initial_backoff_s=2, max_backoff_s=10)
     rng = random.Random(1)
     error = OutcomeUnknown("timeout")
 
@@ -155,3 +157,4 @@ def test_backoff_grows_with_jitter_and_retry_after_wins() -> None:
     for delay, step in zip(delays, [2, 4, 8, 10, 10], strict=True):
         assert step / 2 <= delay <= step
     assert policy.delay_s(1, RateLimited("429", retry_after=42), rng) == pytest.approx(42)
+    assert 5 <= policy.delay_s(5_000, error, rng) <= 10, "days of retries stay capped"

@@ -88,13 +88,17 @@ def order(event_id: str, user: str, order_id: str, status: str, version: int) ->
     }
 
 
+# Ahead of any test run: the shipped rule sends nothing for points already expired.
+CAMPAIGN_EXPIRES = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat()
+
+
 def expiring(event_id: str, user: str, amount: int = 500) -> dict[str, Any]:
     return {
         "event_id": event_id,
         "event_type": "bonus.expiring",
         "occurred_at": now_iso(),
         "recipient": {"user_id": user},
-        "bonus": {"amount": amount, "expires_at": "2026-12-31"},
+        "bonus": {"amount": amount, "expires_at": CAMPAIGN_EXPIRES},
     }
 
 

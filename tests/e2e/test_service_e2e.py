@@ -181,9 +181,7 @@ async def test_provider_outage_then_recovery_loses_nothing_and_keeps_the_budget(
     imshop.set_faults(Faults(error_rate=1.0, error_kind="http_503"))
     events = [order(f"out-{i}", f"7999222{i:04d}", f"C-{i}", "delivered", 1) for i in range(8)]
     await produce(kafka_bootstrap, [(topics.orders, b"k", encode(e)) for e in events])
-    settings = e2e_settings(
-        kafka_bootstrap, topics, imshop.url, dispatch={"retry_max_attempts": 50}
-    )
+    settings = e2e_settings(kafka_bootstrap, topics, imshop.url)
 
     async with running(Service(settings)) as service:
         retries = lambda: service.metrics.value(  # noqa: E731
@@ -196,7 +194,7 @@ async def test_provider_outage_then_recovery_loses_nothing_and_keeps_the_budget(
             "push_events_total", event_type="order.status_changed", outcome="sent"
         )
 
-    assert sent == len(events)
+    assert sent == len(events), "the outage was waited out: nothing dead-lettered"
     assert sorted(delivered(imshop)) == sorted(
         (e["recipient"]["user_id"], *_text(imshop, e["recipient"]["user_id"])) for e in events
     )
@@ -261,3 +259,47 @@ async def test_a_template_fix_and_a_replay_deliver_what_was_dead_lettered(
     (push,) = imshop.pushes
     assert push["userIds"] == ["79990000088"]
     assert push["message"]["summary"] == "Для вас есть промокод"
+
+
+async def test_refused_order_pushes_replayed_into_the_running_service_are_delivered(
+    kafka_bootstrap: str, topics: Topics, imshop: Any
+) -> None:
+    """The runbook's provider path: IMSHOP refuses order pushes for a while (each
+    request reached it and was answered 400: dead letters), it is fixed, and
+    `dlq replay` runs while the same service keeps running. Every replayed push
+    is delivered, not taken for a status already shown by its own failed request."""
+    imshop.set_faults(Faults(error_rate=1.0, error_kind="refused"))
+    events = [
+        order(f"rb-{i}", f"7999333{i:04d}", f"D-{i}", "handed_to_courier", 3) for i in range(5)
+    ]
+    await produce(
+        kafka_bootstrap, [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in events]
+    )
+    settings = e2e_settings(kafka_bootstrap, topics, imshop.url)
+
+    async with running(Service(settings)) as service:
+        written = lambda: service.metrics.value(  # noqa: E731
+            "push_dead_letters_total", reason="provider_rejected"
+        )
+        await wait_until(lambda: written() == len(events), what="the refused pushes dead-lettered")
+        assert imshop.pushes == []
+        imshop.set_faults(Faults())
+
+        report = await replay(
+            settings.kafka, topics.dlq, ReplayFilter(reasons=frozenset({"provider_rejected"}))
+        )
+        assert report.replayed == len(events)
+        sent = lambda: service.metrics.value(  # noqa: E731
+            "push_events_total", event_type="order.status_changed", outcome="sent"
+        )
+        await wait_until(lambda: sent() == len(events), what="every replayed push sent")
+        superseded = service.metrics.value(
+            "push_events_total", event_type="order.status_changed", outcome="superseded"
+        )
+
+    assert superseded == 0
+    assert sorted(user for user, _, _ in delivered(imshop)) == sorted(
+        e["recipient"]["user_id"] for e in events
+    )
+    assert all(count == 1 for count in delivered(imshop).values())
+    assert imshop.stats()["fault_refused"] == len(events)

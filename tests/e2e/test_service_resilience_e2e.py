@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
 from e2e_harness import (
     MAPPINGS,
     Topics,
@@ -287,3 +288,43 @@ async def test_a_second_signal_exits_at_once(
 
     assert code == 1
     assert '"second_signal_exit_now"' in log.read_text()
+
+
+def keys_on(partitions: set[int], count: int, prefix: str) -> list[str]:
+    """Order ids whose records the default partitioner puts on ``partitions`` (of 3)."""
+    partitioner, every = DefaultPartitioner(), [0, 1, 2]
+    ids = (f"{prefix}-{i}" for i in range(10_000))
+    return [k for k in ids if partitioner(k.encode(), every, every) in partitions][:count]
+
+
+async def test_a_rebalance_lets_requests_in_flight_finish_and_commits_them_first(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, topics: Topics, imshop: Any
+) -> None:
+    """The second instance joins while the first has four requests on the wire (each
+    takes the provider 5 s), for orders on partitions 0 and 1, which the round-robin
+    assignor always gives to different members: one of them moves. The first gives
+    its partitions up only after those requests finished and were committed."""
+    order_ids = keys_on({0}, 2, "R") + keys_on({1}, 2, "R")
+    events = [
+        order(f"r-{k}", f"7999777{i:04d}", k, "delivered", 1) for i, k in enumerate(order_ids)
+    ]
+    ends = await produce(
+        kafka_bootstrap, [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in events]
+    )
+    imshop.set_faults(Faults(latency_s=5.0))
+    wide = {"rate_limit_requests": 4, "assume_window_used_at_start": True, "timeout_s": 10.0}
+    narrow = {**wide, "rate_limit_requests": 1}  # together within the simulator's 5 a second
+    first = Service(e2e_settings(kafka_bootstrap, topics, imshop.url, imshop=wide))
+    second = Service(e2e_settings(kafka_bootstrap, topics, imshop.url, imshop=narrow))
+
+    async with running(first):
+        await wait_until(
+            lambda: imshop.stats()["requests"] == len(events), what="all four on the wire"
+        )
+        async with running(second):
+            await wait_committed(kafka_admin, topics.group, ends, timeout_s=60)
+
+    counts = deliveries(imshop)
+    assert {user for user, _ in counts} == {e["recipient"]["user_id"] for e in events}
+    assert {key: n for key, n in counts.items() if n > 1} == {}, "a rebalance re-sent pushes"
+    assert imshop.stats()["violations"] == 0

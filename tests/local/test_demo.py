@@ -13,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.app import Service
-from consumer.errors import FatalError
+from consumer.errors import FatalError, SettingsError
 from consumer.local.demo import DemoOptions, _watch, run_demo
 from consumer.local.demo_view import PushPrinter, mask
 from consumer.settings import load_settings
@@ -56,6 +56,70 @@ async def test_demo_ends_by_itself_with_every_event_accounted_for(
     )
 
 
+async def test_demo_explains_its_figures_and_names_the_dead_letters_it_read_back(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    out = io.StringIO()
+    options = DemoOptions(
+        events=30,
+        campaign=20,
+        window_s=1.0,
+        quiet=True,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=unique_name("demo"),
+    )
+
+    summary = await run_demo(options, out)
+
+    legend = out.getvalue().split("What the figures mean\n", 1)[1]
+    for outcome, count in summary.outcomes.items():
+        assert f"  {outcome} {count}: " in legend, outcome
+    assert f"recipients {summary.recipients} in {summary.requests} requests: " in legend
+    assert f"the largest {summary.max_recipients} (the bonus campaign" in legend
+    assert "result OK: every published event has exactly one outcome" in legend
+    # Read back from the dead-letter topic: the reasons and messages are the service's own.
+    assert sorted((d.reason, d.dlq.get("event_id")) for d in summary.dead_lettered) == [
+        ("invalid_json", None),
+        ("schema_violation", "broken-2"),
+    ]
+    assert "  invalid_json (key A-broken): the record is not JSON: " in legend
+    assert "  schema_violation (broken-2): recipient: missing" in legend
+
+
+async def test_interrupting_the_demo_says_what_it_cleaned_up(
+    kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, unique_name: Callable[[str], str]
+) -> None:
+    prefix = unique_name("demo")
+    out = io.StringIO()
+    # One request a minute: the run is still going when it is interrupted.
+    options = DemoOptions(
+        events=30,
+        campaign=0,
+        window_s=60.0,
+        rate_limit=1,
+        bootstrap_servers=kafka_bootstrap,
+        topics_prefix=prefix,
+    )
+    demo = asyncio.create_task(run_demo(options, out))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while "The service is running" not in out.getvalue():
+        assert not demo.done(), out.getvalue()
+        assert loop.time() < deadline, "the service did not start within 60 s"
+        await asyncio.sleep(0.1)
+
+    demo.cancel()  # what Ctrl-C does to asyncio.run's task
+    with pytest.raises(asyncio.CancelledError):
+        await demo
+
+    said = out.getvalue().split("Interrupted. Cleaned up:\n", 1)[1].splitlines()
+    assert said[0] == "  - stopped the service (what it had finished is committed in Kafka)"
+    assert said[1] == "  - stopped the IMSHOP simulator"
+    assert said[2].startswith(f"  - deleted the topics {prefix}-"), said
+    assert len(said) == 3, "no local broker was started, so none is reported stopped"
+    assert not [t for t in await kafka_admin.list_topics() if t.startswith(prefix)]
+
+
 async def test_demo_stops_at_its_time_limit_and_says_so(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
@@ -93,6 +157,16 @@ async def test_an_unreachable_broker_ends_the_demo_with_one_clear_error() -> Non
 
     with pytest.raises(FatalError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "):
         await run_demo(options, io.StringIO())
+
+
+async def test_a_malformed_broker_address_ends_the_demo_before_anything_starts() -> None:
+    options = DemoOptions(bootstrap_servers="host:abc", quiet=True)
+    out = io.StringIO()
+
+    with pytest.raises(SettingsError, match=r"^invalid setting KAFKA_BOOTSTRAP_SERVERS='host:abc'"):
+        await run_demo(options, out)
+
+    assert out.getvalue() == ""
 
 
 async def test_a_service_that_dies_mid_run_ends_the_watch_at_once() -> None:

@@ -6,8 +6,11 @@ a metadata string that a later member of the same group reads back.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from structlog.testing import capture_logs
 
-from consumer.local.kafka import LocalKafka
+from consumer.local.kafka import KafkaStartFailed, KafkaUnavailable, LocalKafka
+from consumer.local.kafka_jars import ensure_jars, require_java
 from consumer.local.kafka_process import dying_with_parent
 
 pytestmark = pytest.mark.kafka
@@ -179,3 +183,55 @@ def test_stop_removes_the_data_dir_even_when_the_broker_outlives_sigkill(tmp_pat
     assert not data.exists()
     assert [entry["event"] for entry in logs] == ["kafka_broker_not_stopped"]
     assert stand_in.wait(timeout=10) in (-signal.SIGTERM, -signal.SIGKILL), "it was signalled"
+
+
+def test_a_port_in_use_is_refused_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(KafkaStartFailed, match=f"port {port} on 127.0.0.1 is in use"):
+            LocalKafka(port=port).start()
+
+
+@pytest.mark.timeout(150)
+def test_kafka_start_prints_an_export_line_creates_topics_and_stops_on_ctrl_c() -> None:
+    try:
+        require_java()
+        ensure_jars()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no local Kafka broker can start here: {exc}")
+    command = [sys.executable, "-m", "consumer", "kafka", "start", "--port", "0"]
+    broker = subprocess.Popen(
+        [*command, "--topics", "orders, bonus", "--partitions", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert broker.stdout is not None
+        line = broker.stdout.readline()  # printed once it serves clients and has the topics
+        match = re.fullmatch(r"export KAFKA_BOOTSTRAP_SERVERS=(127\.0\.0\.1:\d+)\n", line)
+        assert match, line
+        topics = asyncio.run(_partition_counts(match[1], ["orders", "bonus"]))
+        assert topics == {"orders": 2, "bonus": 2}
+        broker.send_signal(signal.SIGINT)
+        stdout, stderr = broker.communicate(timeout=60)
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait(10)
+    assert broker.returncode == 0, stderr
+    assert stdout == "", "stdout carries only the line to eval"
+    assert f"is running at {match[1]}; topics orders, bonus created" in stderr
+    assert stderr.rstrip().endswith("Kafka stopped; its data is removed.")
+
+
+async def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()

@@ -120,10 +120,25 @@ async def test_a_400_is_permanent_and_keeps_the_joi_message(sim: ImshopSimulator
 async def test_a_refused_key_is_fatal(sim: ImshopSimulator) -> None:
     provider = _provider(sim.url, key="wrong")
     try:
-        with pytest.raises(FatalError, match="HTTP 401"):
+        with pytest.raises(FatalError) as raised:
             await provider.send([ENVELOPE])
     finally:
         await provider.aclose()
+
+    assert str(raised.value).startswith(
+        "IMSHOP answered HTTP 401 (key refused: check IMSHOP_API_KEY): "
+    )
+
+
+async def test_a_wrong_path_is_fatal_and_names_the_url_setting(sim: ImshopSimulator) -> None:
+    provider = _provider(sim.base_url + "/wrong-path")
+    try:
+        with pytest.raises(FatalError) as raised:
+            await provider.send([ENVELOPE])
+    finally:
+        await provider.aclose()
+
+    assert str(raised.value).startswith("IMSHOP answered HTTP 404 (wrong URL: check IMSHOP_URL): ")
 
 
 async def test_a_closed_port_is_unavailable_and_surely_not_processed() -> None:

@@ -1,4 +1,4 @@
-"""``python -m consumer bench``: ingest, budget efficiency, latency and memory in one run.
+"""``python -m consumer bench``: ingest, budget efficiency, latency, memory and AppMetrica.
 
 Not part of the tests' pass/fail: it measures, prints a summary and optionally
 writes every figure as JSON. It starts its own Kafka broker (``LocalKafka``)
@@ -16,18 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from consumer.local.bench.report import environment, summary
+from consumer.settings import bootstrap_servers_arg
 
-SECTIONS = ("ingest", "budget", "latency", "memory")
+SECTIONS = ("ingest", "budget", "latency", "memory", "appmetrica")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure ingest, budget efficiency, latency and memory"
+        "bench", help="measure ingest, budget efficiency, latency, memory and AppMetrica"
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few minutes)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
-        "--bootstrap-servers", default=None, help="use this broker instead of starting one"
+        "--bootstrap-servers",
+        type=bootstrap_servers_arg,
+        help="use this broker instead of starting one",
     )
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these parts (repeatable)"
@@ -59,7 +62,7 @@ async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str,
 
 
 async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any]:
-    from consumer.local.bench import budget, ingest, latency, memory
+    from consumer.local.bench import appmetrica, budget, ingest, latency, memory
 
     figures: dict[str, Any] = {"quick": quick, **environment()}
     if "ingest" in sections:
@@ -76,6 +79,9 @@ async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any
     if "memory" in sections:
         _progress("memory")
         figures |= await memory.measure(bootstrap, backlog=200_000 if quick else 1_000_000)
+    if "appmetrica" in sections:
+        _progress("appmetrica")
+        figures |= await appmetrica.measure(events=4000, pairs=1 if quick else 2)
     return figures
 
 

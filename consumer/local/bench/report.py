@@ -74,6 +74,11 @@ _LINES = (
     ("backlog_events", "memory: backlog produced before the service started"),
     ("memory_waiting_in_kafka", "memory: still waiting in Kafka (lag) at the peak"),
     ("memory_pending_events", "memory: events held by the service (pending)"),
+    ("appmetrica_events_per_s_c4", "appmetrica: events/s, 4 requests in flight"),
+    ("appmetrica_events_per_s_c32", "appmetrica: events/s, 32 requests in flight"),
+    ("appmetrica_concurrency_ratio", "appmetrica: 4 in flight / 32 in flight (about 1)"),
+    ("appmetrica_quota_answers_c4", "appmetrica: quota answers, 4 in flight (must be 0)"),
+    ("appmetrica_quota_answers_c32", "appmetrica: quota answers, 32 in flight (must be 0)"),
 )
 
 

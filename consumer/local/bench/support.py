@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import for_code
+from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.errors import FatalError
 from consumer.kafka.clients import connect
-from consumer.local.demo_kafka import delete_topics
+from consumer.local.kafka_topics import create_topics, delete_topics
 from consumer.local.samples import sample_events
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
@@ -42,26 +41,8 @@ def quiet_logs() -> None:
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 3) -> str:
     """Create ``name`` and wait (30 s at most) until every partition has a leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await connect(admin.start, admin.close, bootstrap)
-    try:
-        response = await admin.create_topics([NewTopic(name, partitions, 1)])
-        failed = [(code, *rest) for _topic, code, *rest in response.topic_errors if code != 0]
-        if failed:
-            code, *message = failed[0]
-            raise FatalError(
-                f"creating topic {name} at {bootstrap} failed: "
-                f"{for_code(code).__name__} (Kafka error {code}) {' '.join(map(str, message))}"
-            )
-        for _ in range(300):
-            (described,) = await admin.describe_topics([name])
-            leaders = [p for p in described["partitions"] if p["leader"] >= 0]
-            if described["error_code"] == 0 and len(leaders) == partitions:
-                return name
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
-    raise FatalError(f"topic {name} at {bootstrap} got no partition leaders in 30 s")
+    await create_topics(bootstrap, {name: partitions})
+    return name
 
 
 @contextlib.asynccontextmanager

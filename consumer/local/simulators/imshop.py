@@ -5,10 +5,11 @@
 API: ``POST /push`` with ``Authorization: Bearer <key>`` (401 otherwise, when a
 key is configured), answering with IMSHOP's documented shapes: ``{"success":
 true}``, ``{"success": false, "error": "Integration is unavailable"}``, and a
-Joi-style 400 naming the problem. It enforces the recipient cap and the sliding
-window: a request beyond ``rate-limit`` admitted requests in any ``window``
-seconds gets 429 with Retry-After and counts as a violation (the real service
-documents no 429; a client that never sees one kept the limit).
+Joi-style 400 naming the problem (or, as the ``refused`` fault, refusing a valid
+push). It enforces the recipient cap and the sliding window: a request beyond
+``rate-limit`` admitted requests in any ``window`` seconds gets 429 with
+Retry-After and counts as a violation (the real service documents no 429; a
+client that never sees one kept the limit).
 
 Control (no key): ``GET /_sim/pushes`` (every accepted push, with its arrival
 time), ``GET /_sim/stats`` (counters, violations, the most requests seen in one
@@ -23,12 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from consumer.local.demo_view import PushPrinter
 from consumer.local.simulators.imshop_model import (
     Faults,
     SimulatorConfig,
@@ -38,8 +41,10 @@ from consumer.local.simulators.imshop_model import (
 )
 from consumer.local.simulators.server import SimulatorServer
 
-__all__ = ["Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
+__all__ = ["REFUSED_MESSAGE", "Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
 
+SHOW_EVERY_S = 0.2
+REFUSED_MESSAGE = '"value" fails because [the push was refused (an injected fault)]'
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
 _REASONS |= {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 _REASONS |= {504: "Gateway Timeout"}
@@ -117,6 +122,8 @@ class ImshopSimulator(SimulatorServer):
     async def _fault(self, request: web.Request, kind: str) -> web.StreamResponse:
         if kind == "unavailable":
             return web.json_response({"success": False, "error": "Integration is unavailable"})
+        if kind == "refused":
+            return _error(400, REFUSED_MESSAGE)
         if kind == "rate_limited":
             return _error(429, "Rate limit exceeded", retry_after=self.state.faults.retry_after_s)
         if kind == "timeout":
@@ -163,7 +170,9 @@ def add_parser(sub: Any) -> None:
     """Add `imshop` to the `simulate` command's subcommands."""
     parser = sub.add_parser("imshop", help="run the IMSHOP push API simulator")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8090, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=8090, help="port to listen on; 0 picks a free one"
+    )
     parser.add_argument("--rate-limit", type=int, default=10, help="requests per window")
     parser.add_argument("--window", type=float, default=60.0, help="window length, seconds")
     parser.add_argument("--max-ids", type=int, default=1000, help="userIds per request")
@@ -182,5 +191,21 @@ def _run(args: argparse.Namespace) -> int:
         path=args.path,
         seed=args.seed,
     )
-    asyncio.run(ImshopSimulator(config).serve_forever(args.host, args.port))
+    asyncio.run(serve_showing_pushes(ImshopSimulator(config), args.host, args.port))
     return 0
+
+
+async def serve_showing_pushes(simulator: ImshopSimulator, host: str, port: int) -> None:
+    """Serve until interrupted, printing each accepted push as the demo does."""
+    printer = PushPrinter(simulator, sys.stdout, window_s=simulator.config.window_s, quiet=False)
+
+    async def show() -> None:
+        while True:
+            printer.show_new()
+            await asyncio.sleep(SHOW_EVERY_S)
+
+    showing = asyncio.create_task(show())
+    try:
+        await simulator.serve_forever(host, port)
+    finally:
+        showing.cancel()

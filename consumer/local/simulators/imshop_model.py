@@ -24,6 +24,7 @@ FAULT_KINDS = (
     "lost_answer",  # processed and recorded, then hang: the client cannot know
     "reset",  # connection closed without an answer
     "rate_limited",  # 429 with Retry-After
+    "refused",  # 400 with a Joi-style message: a permanent refusal of a valid request
 )
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+
+from consumer.errors import FatalError
 
 
 class SimulatorServer:
@@ -33,7 +36,15 @@ class SimulatorServer:
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:  # e.g. the port is taken
+            await self.stop()
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise FatalError(
+                f"the {self.name} simulator cannot listen on {host}:{port}: {why}; "
+                "pick another --port (0 picks a free one)"
+            ) from exc
         self.base_url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self.base_url
 

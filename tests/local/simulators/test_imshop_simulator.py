@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,14 @@ import httpx
 import pytest
 
 from consumer.cli import build_parser
-from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
+from consumer.errors import FatalError
+from consumer.local.simulators.imshop import (
+    REFUSED_MESSAGE,
+    Faults,
+    ImshopSimulator,
+    SimulatorConfig,
+    serve_showing_pushes,
+)
 
 KEY = {"Authorization": "Bearer K"}
 GOOD = {"userIds": ["79990000001"], "message": {"title": "Заказ", "summary": "Готов"}}
@@ -103,6 +111,7 @@ async def test_the_sliding_window_answers_429_and_counts_violations(
         ("unavailable", 200, {"success": False, "error": "Integration is unavailable"}),
         ("http_503", 503, None),
         ("rate_limited", 429, None),
+        ("refused", 400, {"statusCode": 400, "error": "Bad Request", "message": REFUSED_MESSAGE}),
     ],
 )
 async def test_scripted_faults_answer_in_order_then_stop(
@@ -201,3 +210,50 @@ async def test_the_command_prints_its_addresses_as_json(capsys: pytest.CaptureFi
     assert started["simulator"] == "imshop"
     assert started["url"] == started["base_url"] + "/push"
     assert started["base_url"].startswith("http://127.0.0.1:")
+
+
+async def test_the_command_shows_each_accepted_push_as_it_arrives(
+    capsys: pytest.CaptureFixture[str], client: httpx.AsyncClient
+) -> None:
+    """What a person running `simulate imshop` by hand sees, after the start-up line."""
+    simulator = ImshopSimulator(SimulatorConfig(rate_limit=10, window_s=60))
+    serving = asyncio.create_task(serve_showing_pushes(simulator, "127.0.0.1", 0))
+    try:
+        started = json.loads(await _next_output(capsys))
+        body = {**GOOD, "userIds": ["79990001122", "79990003344"], "deeplink": "imshop://orders"}
+        assert (await client.post(started["url"], json=body)).status_code == 200
+        shown = await _next_output(capsys)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    lines = shown.splitlines()
+    assert "request 1 " in lines[0]
+    assert "2 recipients" in lines[0]
+    assert "budget 1/10 in 60 s   7999***1122, 7999***3344" in lines[0]
+    assert lines[1].strip() == "Заказ — Готов"
+    assert lines[2].strip() == "-> imshop://orders"
+
+
+async def _next_output(capsys: pytest.CaptureFixture[str]) -> str:
+    for _ in range(300):  # bounded: 3 s
+        if out := capsys.readouterr().out:
+            return out
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing was printed within 3 s")
+
+
+async def test_a_taken_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(FatalError) as caught:
+            await ImshopSimulator().start("127.0.0.1", port)
+
+    assert str(caught.value) == (
+        f"the imshop simulator cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "pick another --port (0 picks a free one)"
+    )

@@ -1,7 +1,8 @@
-"""The demo's Kafka chores: its own topics (created, then deleted) and publishing.
+"""Topic chores on a broker we run: creating topics (and waiting for their leaders), deleting them.
 
-Every failure to reach the broker or to create the topics is a ``FatalError``:
-the command says it in one line instead of a traceback.
+Used by ``kafka start --topics``, the demo and the benchmarks. Every failure to
+reach the broker or to create a topic is a ``FatalError`` naming the topic and
+Kafka's error, so a command says it in one line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -10,31 +11,38 @@ import asyncio
 import contextlib
 import time
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 
 from consumer.errors import FatalError
 from consumer.kafka.clients import connect
 
+LEADERS_WITHIN_S = 30.0
+
 
 async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    """Create the topics and wait until each partition has a leader (bounded)."""
+    """Create the topics (replication 1) and wait until each partition has a leader."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await connect(admin.start, admin.close, bootstrap)
     try:
         new = [NewTopic(name, count, 1) for name, count in partitions.items()]
         response = await admin.create_topics(new)
-        errors = [error for error in response.topic_errors if error[1] != 0]
-        if errors:
-            raise FatalError(f"creating the demo topics at {bootstrap} failed: {errors}")
-        deadline = time.monotonic() + 30
+        for topic, code, *message in response.topic_errors:
+            if code != 0:
+                raise FatalError(
+                    f"creating topic {topic} at {bootstrap} failed: {for_code(code).__name__} "
+                    f"(Kafka error {code}) {' '.join(map(str, message))}".rstrip()
+                )
+        deadline = time.monotonic() + LEADERS_WITHIN_S
         while not await _led(admin, partitions):
             if time.monotonic() > deadline:
-                raise FatalError(f"the demo topics had no leaders within 30 s: {list(partitions)}")
+                raise FatalError(
+                    f"topics at {bootstrap} got no partition leaders within "
+                    f"{LEADERS_WITHIN_S:g} s: {', '.join(partitions)}"
+                )
             await asyncio.sleep(0.1)
     except KafkaError as exc:
-        raise FatalError(f"creating the demo topics at {bootstrap} failed: {exc}") from exc
+        raise FatalError(f"creating topics at {bootstrap} failed: {exc}") from exc
     finally:
         await admin.close()
 
@@ -57,15 +65,3 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
-
-
-async def publish(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
-    await connect(producer.start, producer.stop, bootstrap)
-    try:
-        sent = [await producer.send(topic, value, key=key) for topic, key, value in records]
-        await asyncio.gather(*sent)
-    except KafkaError as exc:
-        raise FatalError(f"publishing the demo events to {bootstrap} failed: {exc}") from exc
-    finally:
-        await producer.stop()

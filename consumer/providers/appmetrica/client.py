@@ -40,6 +40,7 @@ class AppMetricaClient:
     ) -> None:
         token = settings.token.get_secret_value()
         self._base_url = settings.url.rstrip("/")
+        self._timeout = settings.timeout_s  # also on a shared client, whatever its default
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_s)
         self._owns_http = http is None
         self._headers = {"Authorization": f"OAuth {token}"}
@@ -86,7 +87,12 @@ class AppMetricaClient:
         where = f"{method} {path}"
         try:
             response = await self._http.request(
-                method, self._base_url + path, params=params, json=json_body, headers=self._headers
+                method,
+                self._base_url + path,
+                params=params,
+                json=json_body,
+                headers=self._headers,
+                timeout=self._timeout,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderUnavailable(f"AppMetrica {where}: cannot connect: {exc!r}") from exc
