@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "consumer.local.demo",
     "consumer.replay.command",
     "consumer.reports.command",
+    "consumer.history.command",
     "consumer.local.bench",
 ]
 

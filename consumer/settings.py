@@ -131,6 +131,11 @@ class LogLevel(enum.StrEnum):
     ERROR = "error"
 
 
+class HistoryAuth(enum.StrEnum):
+    TOKEN = "token"
+    NONE = "none"
+
+
 class LogFormat(enum.StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -334,6 +339,49 @@ class MappingSettings(_Section):
     _split_schemes = field_validator("allowed_deeplink_schemes", mode="before")(_split_commas)
 
 
+class HistorySettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="HISTORY_")
+
+    enabled: bool = Field(
+        True, description="Keep the notification history (`false`: nothing written or served)."
+    )
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "`sqlite:///PATH` or `postgresql://USER:PASSWORD@HOST/DB` (secret); empty means "
+            "`sqlite:///history.sqlite3` in the working directory."
+        ),
+    )
+    port: int = Field(8081, ge=0, le=65535, description="Port of the history API for IMSHOP.")
+    auth: HistoryAuth = Field(
+        HistoryAuth.TOKEN,
+        description="`token` (Bearer `HISTORY_AUTH_TOKEN`), or `none` to serve it unauthenticated.",
+    )
+    auth_token: SecretStr = Field(
+        SecretStr(""), description="The token IMSHOP sends as `Authorization: Bearer` (secret)."
+    )
+    max_items_per_user: int = Field(50, ge=1, description="Items kept and shown per customer.")
+    retention_days: float = Field(
+        90.0, gt=0, description="Items not updated this long are removed."
+    )
+    prune_interval_s: float = Field(60.0, gt=0, description="How often old items are pruned.")
+    retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries of a failed history write."
+    )
+    migrate_at_start: bool = Field(
+        True, description="Upgrade the schema at start (`false`: `history migrate` does it)."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr) -> SecretStr:
+        # The URL may hold a password: the message names the kinds, never the value.
+        kind = value.get_secret_value().strip().partition("://")[0].partition("+")[0]
+        if value.get_secret_value().strip() and kind not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+        return value
+
+
 class ServiceSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="")
 
@@ -364,6 +412,7 @@ class Settings(BaseModel):
     appmetrica: AppMetricaSettings = Field(default_factory=AppMetricaSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     mappings: MappingSettings = Field(default_factory=MappingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 

@@ -36,5 +36,15 @@ def test_the_cli_lists_local_commands_without_loading_them_for_run() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "consumer", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("run", "mappings", "demo", "kafka", "simulate", "bench", "dlq", "samples"):
+    for command in (
+        "run",
+        "mappings",
+        "demo",
+        "kafka",
+        "simulate",
+        "bench",
+        "dlq",
+        "samples",
+        "history",
+    ):
         assert command in out

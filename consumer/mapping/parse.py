@@ -6,6 +6,7 @@ after a problem so one run of the check shows them all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from liquid import Environment
 from liquid.exceptions import LiquidError
 
 from consumer.mapping.rules import (
+    HISTORY_FIELDS,
     Compare,
     Condition,
     Example,
     Exists,
+    HistoryRule,
     OneOf,
     Relative,
     Rule,
@@ -44,6 +47,7 @@ RULE_KEYS = frozenset(
         "summary",
         "deeplink",
         "appmetrica",
+        "history",
         "examples",
     }
 )
@@ -229,6 +233,7 @@ class RuleParser:
         deeplink = self._template(body, "deeplink", required=False)
         collapse_key = self._collapse_key(body, event_types)
         extras = self._extras(body)
+        history = self._history(body)
         examples = self._examples(body)
         if len(self.problems.found) > before or title is None or summary is None:
             return None
@@ -248,6 +253,7 @@ class RuleParser:
             collapse_key=collapse_key,
             extras=extras,
             examples=examples,
+            history=history,
         )
 
     def _ttl(self, body: LineDict, push_class: PushClass) -> float | None:
@@ -394,6 +400,30 @@ class RuleParser:
                 for key, value in fields.items()
             }
         return extras
+
+    def _history(self, body: LineDict) -> HistoryRule:
+        value = body.get("history")
+        if value is None or value is True:
+            return HistoryRule()
+        if value is False:
+            return HistoryRule(keep=False)
+        if not isinstance(value, LineDict):
+            self.problems.add(
+                body.line_of("history"),
+                "`history` must be false (keep no item in the customer's history) or the "
+                f"item's fields: {', '.join(HISTORY_FIELDS)}",
+            )
+            return HistoryRule()
+        templates: dict[str, Template] = {}
+        for key in value:
+            if key not in HISTORY_FIELDS:
+                self.problems.add(
+                    value.line_of(key),
+                    f"unknown key `{key}` under `history` (allowed: {', '.join(HISTORY_FIELDS)})",
+                )
+            elif template := self._template(value, str(key), required=False):
+                templates[str(key)] = dataclasses.replace(template, name=f"history {key}")
+        return HistoryRule(templates=templates)
 
     def _examples(self, body: LineDict) -> tuple[Example, ...]:
         section = body.get("examples")

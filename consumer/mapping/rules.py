@@ -31,7 +31,7 @@ from consumer.mapping.render import (
     shortened,
     without_nulls,
 )
-from consumer.push import Message, PushClass, RenderedPush
+from consumer.push import HistoryText, Message, PushClass, RenderedPush
 from consumer.settings import MappingSettings
 
 _ABSENT = object()
@@ -239,6 +239,23 @@ class Example:
     now: dt.datetime | None
 
 
+HISTORY_FIELDS = ("title", "text", "url", "deeplink", "promocode")
+_URL_SCHEMES = ("https://", "http://")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRule:
+    """What the rule's item in the customer's history shows.
+
+    ``keep=False`` (``history: false``) keeps no item. Otherwise each field with a
+    template here replaces the default: the push's title, summary (as ``text``)
+    and deeplink; ``url`` and ``promocode`` have no default.
+    """
+
+    keep: bool = True
+    templates: Mapping[str, Template] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
@@ -256,6 +273,7 @@ class Rule:
     collapse_key: Template | None
     extras: Mapping[str, Mapping[str, Template | Any]] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
+    history: HistoryRule = HistoryRule()
 
     @property
     def rule_id(self) -> str:
@@ -279,6 +297,8 @@ class Rule:
             for key, value in values.items():
                 if isinstance(value, Template):
                     found[f"{platform}.{key}"] = value
+        for key, template in self.history.templates.items():
+            found[f"history.{key}"] = template
         return found
 
     def plan(self) -> TextPlan:
@@ -411,14 +431,53 @@ class MappingSet:
         if fit:
             title = self._fit(title, self._settings.title_max_chars)
             summary = self._fit(summary, self._settings.summary_max_chars)
+        message = Message(title=title, summary=summary, deeplink=deeplink)
         return RenderedPush(
             rule_id=rule.rule_id,
-            message=Message(title=title, summary=summary, deeplink=deeplink),
+            message=message,
             push_class=rule.push_class,
             ttl_s=rule.ttl_s,
             collapse_key=texts.get("collapse_key") or None,
             extras=self._extras(rule, texts),
+            history=self._history(rule, texts, message),
         )
+
+    def _history(
+        self, rule: Rule, texts: Mapping[str, str], message: Message
+    ) -> HistoryText | None:
+        """The history item: the push itself unless the rule says otherwise."""
+        spec = rule.history
+        if not spec.keep:
+            return None
+        if not spec.templates:
+            return HistoryText(message.title, message.summary, deeplink=message.deeplink)
+
+        def given(key: str, default: str | None = None) -> str | None:
+            if key not in spec.templates:
+                return default
+            return texts[f"history.{key}"] or default
+
+        item = HistoryText(
+            title=given("title") or message.title,
+            text=given("text", message.summary),
+            url=given("url"),
+            deeplink=given("deeplink", message.deeplink),
+            promocode=given("promocode"),
+        )
+        if item.deeplink is not None and not item.deeplink.startswith(self._schemes):
+            template = spec.templates["deeplink"]
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the history deeplink "
+                f"{item.deeplink!r} does not start with an allowed scheme "
+                f"({', '.join(self._schemes)})"
+            )
+        if item.url is not None and not item.url.startswith(_URL_SCHEMES):
+            template = spec.templates["url"]
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the history url "
+                f"{item.url!r} must start with https:// or http://"
+            )
+        return item
 
     def _texts(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, str]:
         templates = rule.keyed_templates()
