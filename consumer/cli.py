@@ -23,7 +23,7 @@ from consumer.errors import FatalError
 COMMAND_MODULES = [
     "consumer.app",
     "consumer.commands",
-    "consumer.mapping.commands",
+    "consumer.studio.command",
     "consumer.local.kafka",
     "consumer.local.samples",
     "consumer.local.simulators",

@@ -27,11 +27,11 @@ from typing import Any, TextIO
 from consumer.app import Service
 from consumer.errors import FatalError
 from consumer.local.demo_history import busiest_customer, fetch_history, print_history
-from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
+from consumer.local.demo_view import DemoSummary, print_summary
 from consumer.local.kafka import LocalKafka
 from consumer.local.kafka_topics import create_topics, delete_topics
 from consumer.local.samples import publish, sample_events, to_record
-from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop import ImshopSimulator, PushPrinter, SimulatorConfig
 from consumer.logs import configure_logging
 from consumer.replay.command import replay
 from consumer.replay.select import DeadLetter, ReplayFilter

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from consumer.local.demo_view import mask
+from consumer.local.simulators.imshop import mask
 
 
 def busiest_customer(values: Iterable[bytes]) -> str | None:

@@ -2,12 +2,13 @@
 
 The service uses ``load_mappings`` at start and ``MappingReloader`` to follow
 edits; ``MappingSet.render`` turns one event into a ``RenderedPush`` (or None
-when no rule matches). Previews use ``load_draft``: every rule that can be
-read, with every problem found (``trial.py`` renders sample events with it).
+when no rule matches). The product team's tools (``consumer.studio``) build
+their drafts on ``loader.check_sources``: every rule that can be read, with
+every problem found.
 """
 
-from consumer.mapping.loader import Draft, load_draft, load_mappings
+from consumer.mapping.loader import load_mappings
 from consumer.mapping.reload import MappingReloader
 from consumer.mapping.rules import MappingSet, Rule
 
-__all__ = ["Draft", "MappingReloader", "MappingSet", "Rule", "load_draft", "load_mappings"]
+__all__ = ["MappingReloader", "MappingSet", "Rule", "load_mappings"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
-from consumer.mapping.filters import NBSP
+from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
 from consumer.push import RenderedPush
@@ -26,7 +26,8 @@ from consumer.settings import MappingSettings
 Problem = tuple[str, int, str]
 DEFAULT_NOW = "2026-11-25T12:00:00+03:00"
 _COMPARED = ("title", "summary", "deeplink", "collapse_key")
-_MAX_EXAMPLE_BYTES = 1 << 20
+# A person's event, not a record from Kafka: EVENT_MAX_BYTES is not its limit.
+_SAMPLE_MAX_BYTES = 1 << 20
 
 
 def example_event(rule: Rule, example: Example) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def why_not_matched(
     failing = [c for c in rule.conditions if not c.matches(data, moment)]
     if failing:
         return "this rule's condition " + "; ".join(
-            f"`{c.text}` does not hold (the event has {_shown_value(lookup(data, c.path))})"
+            f"`{c.text}` does not hold (the event has {value_text(lookup(data, c.path))})"
             for c in failing
         )
     if matched is None:  # pragma: no cover - a rule whose conditions hold is matched
@@ -64,12 +65,13 @@ def why_not_matched(
     )
 
 
-def _shown_value(value: object) -> str:
+def value_text(value: object) -> str:
+    """An event's value as a sentence names it: `value`, or "no such field"."""
     return "no such field" if is_absent(value) else f"`{value}`"
 
 
 def _reader_text(value: object) -> object:
-    return value.replace(NBSP, " ").replace("\u202f", " ") if isinstance(value, str) else value
+    return value.replace(NBSP, " ").replace(NARROW_NBSP, " ") if isinstance(value, str) else value
 
 
 def _actual(push: RenderedPush, key: str) -> object:
@@ -78,16 +80,20 @@ def _actual(push: RenderedPush, key: str) -> object:
     return getattr(push.message, key)
 
 
+def event_of(document: Mapping[str, Any], extra_types: Collection[str]) -> BaseEvent:
+    """An event a person wrote (an example's, a sample's), read as the service reads a
+    record; InvalidEvent says what is wrong with it."""
+    raw = json.dumps(document, ensure_ascii=False, default=str).encode()
+    return parse_event(raw, max_bytes=_SAMPLE_MAX_BYTES, extra_types=extra_types)
+
+
 def check_example(
     mappings: MappingSet, rule: Rule, example: Example, settings: MappingSettings
 ) -> Iterator[Problem]:
     where = (rule.file, example.line)
     label = f"example {example.name!r}"
-    raw = json.dumps(example_event(rule, example), ensure_ascii=False, default=str)
     try:
-        event = parse_event(
-            raw.encode(), max_bytes=_MAX_EXAMPLE_BYTES, extra_types=mappings.extra_types
-        )
+        event = event_of(example_event(rule, example), mappings.extra_types)
     except InvalidEvent as exc:
         yield *where, f"{label}: the event is not valid: {exc}"
         return

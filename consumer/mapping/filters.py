@@ -26,6 +26,7 @@ from liquid.exceptions import FilterArgumentError
 from liquid.filter import with_context
 
 NBSP = "\u00a0"
+NARROW_NBSP = "\u202f"  # the other no-break space (some locales group digits with it)
 ELLIPSIS = "…"
 RENDER_INFO = "__render_info__"
 _RU = Locale("ru")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 
-NBSP = "\u00a0"
+from consumer.mapping.filters import NBSP
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \),
 # and two-character escapes; then any other C0/C1 control character or DEL.

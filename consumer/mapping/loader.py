@@ -3,9 +3,10 @@
 The files are read in one pass and hashed together, so a set always comes from
 one consistent snapshot. ``load_mappings`` (the service) builds nothing if
 anything is wrong: ``MappingLoadError`` lists every problem as ``file:line:
-text``. ``load_draft`` (previews) builds whatever can be read and lists the
-problems beside it, per rule too, so a draft can be looked at while it is being
-fixed.
+text``. Under it, ``check_sources`` is the one pass that reads, parses and
+checks: every rule that can be read, every problem found, each rule's own
+problems beside it; the studio's drafts (``consumer.studio.draft``) are built on
+it, so they show exactly what the check says.
 """
 
 from __future__ import annotations
@@ -70,38 +71,39 @@ def load_mappings(directory: Path, settings: MappingSettings) -> MappingSet:
 def load_sources(
     directory: Path, sources: Mapping[str, str], settings: MappingSettings
 ) -> MappingSet:
-    draft = draft_of(directory, sources, settings)
-    if draft.problems:
-        raise MappingLoadError(draft.lines())
-    return draft.mappings
+    checked = check_sources(directory, sources, settings)
+    if checked.problems:
+        raise MappingLoadError(checked.lines())
+    return checked.mappings
 
 
 @dataclass
-class Draft:
+class Checked:
     """Every rule that could be read, and every problem found (none: ready to ship)."""
 
     mappings: MappingSet
-    problems: list[Problem]
+    problems: list[Problem]  # sorted by file and line
     contract: Contract
-    by_rule: dict[str, list[Problem]] = field(default_factory=dict)  # rule_id -> its problems
+    # A rule's own problems (its texts, overlaps, examples), by where the rule starts;
+    # a rule that cannot be read is not in ``mappings`` and its problems are nobody's.
+    by_rule: dict[tuple[str, int], list[Problem]] = field(default_factory=dict)
+    unreadable: frozenset[str] = frozenset()  # names of the files whose YAML cannot be read
 
     def lines(self) -> list[str]:
         return [f"{file}:{line}: {text}" for file, line, text in self.problems]
 
     def problems_of(self, rule: Rule) -> list[Problem]:
-        return self.by_rule.get(rule.rule_id, [])
+        return self.by_rule.get((rule.file, rule.line), [])
 
 
-def load_draft(directory: Path, settings: MappingSettings) -> Draft:
-    """Like ``load_mappings``, but keeps what can be read; raises only if nothing can be."""
-    return draft_of(directory, read_sources(directory), settings)
-
-
-def draft_of(directory: Path, sources: Mapping[str, str], settings: MappingSettings) -> Draft:
+def check_sources(
+    directory: Path, sources: Mapping[str, str], settings: MappingSettings
+) -> Checked:
+    """Parse and check one snapshot of the files (file name -> text); nothing is raised."""
     problems: list[Problem] = []
     if not sources:
         problems.append((str(directory), 1, "there are no mapping files (*.yaml) here"))
-    docs = _parse_documents(directory, sources, problems)
+    docs, unreadable = _parse_documents(directory, sources, problems)
     declared = []
     for file, doc in docs:
         collector = Problems(file)
@@ -114,36 +116,45 @@ def draft_of(directory: Path, sources: Mapping[str, str], settings: MappingSetti
         collector = Problems(file)
         rules += RuleParser(env, collector, Path(file).name).parse_rules(doc)
         problems += collector.found
+    # Keyed by place, not id: a rule id used twice is a problem, and each of the
+    # two rules still has its own.
     by_rule = {
-        rule.rule_id: static_problems(rule, contract, settings.allowed_deeplink_schemes)
+        (rule.file, rule.line): static_problems(rule, contract, settings.allowed_deeplink_schemes)
         for rule in rules
     }
-    by_id = {rule.rule_id: rule for rule in rules}
     for problem in check_overlaps(rules):
-        for rule in rules:  # the overlap is reported on the later rule
-            if (rule.file, rule.line) == problem[:2]:
-                by_rule[rule.rule_id].append(problem)
+        by_rule[problem[:2]].append(problem)  # reported on the later rule's first line
+    # A set renders by rule id: of a rule id used twice (a problem already), the
+    # first rule stays in the set.
+    first: dict[str, Rule] = {}
+    for rule in rules:
+        first.setdefault(rule.rule_id, rule)
     extra_types = frozenset(d.name for d in declared if d.name not in EVENT_MODELS)
     mappings = MappingSet(
-        rules, settings=settings, extra_types=extra_types, digest=digest_of(sources)
+        list(first.values()), settings=settings, extra_types=extra_types, digest=digest_of(sources)
     )
-    for rule_id, found in by_rule.items():
-        if not found:  # a rule's examples are rendered once the rule itself is sound
-            found += rule_example_problems(mappings, by_id[rule_id], settings)
+    for rule in rules:
+        found = by_rule[(rule.file, rule.line)]
+        if not found and first[rule.rule_id] is rule:  # examples, once the rule is sound
+            found += rule_example_problems(mappings, rule, settings)
+        found.sort()
         problems += found
-    return Draft(mappings, sorted(problems), contract, by_rule)
+    return Checked(mappings, sorted(problems), contract, by_rule, unreadable)
 
 
 def _parse_documents(
     directory: Path, sources: Mapping[str, str], problems: list[tuple[str, int, str]]
-) -> list[tuple[str, LineDict]]:
+) -> tuple[list[tuple[str, LineDict]], frozenset[str]]:
+    """The documents that hold rules, and the names of the files that are not YAML."""
     docs = []
+    unreadable = set()
     for name, text in sources.items():
         file = str(directory / name)
         try:
             doc, odd_keys = load_yaml(text)
         except yaml.YAMLError as exc:
             problems.append((file, *syntax_problem(exc, text)))
+            unreadable.add(name)
             continue
         problems += [(file, line, text) for line, text in odd_keys]
         if doc is None:
@@ -157,7 +168,7 @@ def _parse_documents(
                     (file, doc.line_of(key), f"unknown section `{key}` (use rules, event_types)")
                 )
         docs.append((file, doc))
-    return docs
+    return docs, frozenset(unreadable)
 
 
 def _contract(declared: list[DeclaredType], problems: list[Problem]) -> dict[str, EventFields]:

@@ -1,7 +1,10 @@
-"""The seam between the dispatcher and a push provider."""
+"""The seam between the dispatcher and a push provider, and what every provider reads
+the same way (``retry_after_s``: how long the provider asked us to wait)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 from collections.abc import Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -64,3 +67,20 @@ class PushProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

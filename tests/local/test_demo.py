@@ -17,7 +17,7 @@ from consumer.app import Service
 from consumer.errors import FatalError, SettingsError
 from consumer.local.demo import DemoOptions, _watch, run_demo
 from consumer.local.demo_history import busiest_customer, print_history
-from consumer.local.demo_view import PushPrinter, mask
+from consumer.local.simulators.imshop import PushPrinter, mask
 from consumer.settings import load_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]

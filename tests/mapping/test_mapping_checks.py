@@ -214,6 +214,23 @@ def test_exclusive_conditions_do_not_overlap(tmp_path: Path) -> None:
     assert len(load_mappings(tmp_path, MappingSettings()).rules) == 2
 
 
+def test_a_rule_id_used_twice_keeps_each_rules_own_problems(tmp_path: Path) -> None:
+    # The check kept each rule's problems by rule id: the second rule's (none) took
+    # the place of the first's, and its unknown filter went unreported.
+    first = rule_yaml(title="'Заказ {{ order.id | mony }} отправлен'")
+    second = rule_yaml(
+        when="      order.status: delivered",
+        example_event="          order: {id: A-1, number: '77', status: delivered}",
+    ).split("rules:\n")[1]
+    write(tmp_path, "rules.yaml", first + second)
+    found = problems_of(tmp_path)
+    assert len(found) == 2, found
+    assert "rules.yaml:8: the title uses an unknown filter `mony`" in found[0]
+    assert found[1].endswith(
+        "rules.yaml:19: rule id `order_shipped` is used twice (also on line 2)"
+    )
+
+
 def test_check_command_prints_one_line_per_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,8 +9,8 @@ from mapping_helpers import rule_yaml, write
 
 from consumer.cli import main
 from consumer.mapping import Rule, load_mappings
-from consumer.mapping.cost import Volume, cost_lines, grouped_paths, personal_paths, requests_needed
 from consumer.settings import ImshopSettings, MappingSettings
+from consumer.studio.cost import Volume, cost_lines, grouped_paths, personal_paths, requests_needed
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 IMSHOP = ImshopSettings(rate_limit_requests=10, rate_limit_window_s=60, max_ids_per_request=1000)

@@ -10,8 +10,8 @@ from mapping_helpers import event, rule_yaml, write
 from consumer.errors import RenderError
 from consumer.mapping import MappingSet, load_mappings
 from consumer.mapping.finish import NBSP, clean, typeset
-from consumer.mapping.loader import load_draft
 from consumer.settings import MappingSettings
+from consumer.studio.draft import load_draft
 
 ORDER = {"id": "A-1", "status": "handed_to_courier"}
 

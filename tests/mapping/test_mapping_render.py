@@ -11,10 +11,10 @@ from mapping_helpers import event, rule_yaml, write
 from consumer.errors import MappingLoadError, RenderError
 from consumer.events import BaseEvent
 from consumer.mapping import MappingSet, load_mappings
-from consumer.mapping.cost import cost_lines
 from consumer.mapping.filters import NBSP
 from consumer.push import PushClass
 from consumer.settings import ImshopSettings, MappingSettings
+from consumer.studio.cost import cost_lines
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)

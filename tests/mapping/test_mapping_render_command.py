@@ -13,7 +13,7 @@ from mapping_helpers import event, rule_yaml, write
 
 from consumer.cli import main
 from consumer.mapping.filters import NBSP
-from consumer.mapping.trial import read_events
+from consumer.studio.trial import read_events
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 NOW = "2026-11-25T12:00:00+03:00"
@@ -207,6 +207,26 @@ def test_a_rule_with_a_problem_still_renders_an_event(
     assert "the summary shows `order.number`, but some" in shown["rule_problems"][0]
 
 
+def test_a_rule_id_used_twice_renders_the_first_rule_with_its_own_texts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The draft's set held both rules, and a set renders by rule id: the event the
+    # first rule matched came out with the second rule's texts.
+    delivered = rule_yaml(
+        when="      order.status: delivered",
+        title="'Заказ получен'",
+        example_event="          order: {id: A-1, number: '77', status: delivered}",
+        expected_title="Заказ получен",
+    )
+    write(tmp_path, "orders.yaml", rule_yaml() + delivered.split("rules:\n")[1])
+    order = {"id": "A", "number": "9", "status": "handed_to_courier"}
+    path = events_file(tmp_path, {"event_type": "order.status_changed", "order": order})
+    _, [shown] = render_json(capsys, "--event", str(path), str(tmp_path))
+    assert shown["rule"] == "orders.yaml:order_shipped"
+    assert shown["push"]["title"] == "Заказ №9 отправлен"
+    assert shown["rule_problems"] == []
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -230,6 +250,18 @@ def test_every_shipped_example_speaks_of_no_past_time(capsys: pytest.CaptureFixt
     ]:
         _, shown = render_json(capsys, "--rule", rule, str(SHIPPED))
         assert all(s["warnings"] == [] and s["differences"] == [] for s in shown), shown
+
+
+def test_an_event_nested_too_deeply_is_an_answer_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The standard JSON decoder recursed until Python gave up: a traceback, no answer.
+    path = tmp_path / "deep.json"
+    path.write_text('{"event_type": "bonus.accrued", "x": ' + "[" * 30_000 + "]" * 30_000 + "}")
+    code, [shown] = render_json(capsys, "--event", str(path), str(SHIPPED))
+    assert code == 1
+    assert shown["source"] == f"{path}:1"
+    assert shown["error"].startswith("not JSON: ")
 
 
 def test_a_json_list_is_read_item_by_item() -> None:

@@ -15,8 +15,8 @@ from mapping_helpers import rule_yaml, write
 
 from consumer.errors import MappingLoadError
 from consumer.mapping import load_mappings
-from consumer.mapping.loader import load_draft
 from consumer.settings import MappingSettings
+from consumer.studio.draft import load_draft
 
 STATUS = "      order.status: handed_to_courier"
 VALUES = """\

@@ -16,25 +16,24 @@ renders as it did when it came), else the current time.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.errors import InvalidEvent, RenderError
-from consumer.events import BaseEvent, parse_event
+import orjson
+
+from consumer.errors import FatalError, InvalidEvent, RenderError, SettingsError
+from consumer.events import BaseEvent
 from consumer.mapping.contract import Contract
-from consumer.mapping.examples import check_example, example_event
-from consumer.mapping.filters import truncate
-from consumer.mapping.loader import Draft
+from consumer.mapping.examples import check_example, event_of, example_event, value_text
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.render import without_nulls
-from consumer.mapping.rules import Example, Rule, is_absent, lookup, moment_at
+from consumer.mapping.rules import Example, Rule, lookup, moment_at
 from consumer.mapping.usage import uses
 from consumer.push import RenderedPush
+from consumer.studio.draft import Draft
+from consumer.studio.outcome import fill_preview_fields
 
-MAX_EVENT_BYTES = 1 << 20
-PREVIEW_RECIPIENT = {"user_id": "preview-user"}
 _DATE_KINDS = frozenset({"date", "time", "date_or_time"})
 
 
@@ -58,15 +57,18 @@ class Trial:
 
 
 def read_events(data: bytes, source: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """(label, event or why it cannot be read) for a JSON object, a JSON list, or JSON Lines."""
+    """(label, event or why it cannot be read) for a JSON object, a JSON list, or JSON Lines.
+
+    orjson caps the nesting (the standard decoder recurses until Python gives up);
+    FatalError when the input is not text at all.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        yield source, f"{source} is not UTF-8 text (byte {exc.start})"
-        return
+        raise FatalError(f"{source} is not UTF-8 text (byte {exc.start})") from None
     try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
+        whole = orjson.loads(text)
+    except orjson.JSONDecodeError:
         whole = None
     if isinstance(whole, dict):
         yield source, whole
@@ -81,27 +83,26 @@ def read_events(data: bytes, source: str) -> Iterator[tuple[str, dict[str, Any] 
             continue
         label = f"{source}:{number}"
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
             yield label, f"not JSON: {exc.msg} at column {exc.colno}"
             continue
         yield label, item if isinstance(item, dict) else "not a JSON object"
 
 
-def fill_event(
-    raw: Mapping[str, Any], now: dt.datetime, label: str
-) -> tuple[dict[str, Any], list[str]]:
-    """The event with what a preview does not need filled in, and the names filled."""
-    event = dict(raw)
-    defaults = {
-        "event_id": f"preview-{label}",
-        "occurred_at": now.isoformat(),
-        "recipient": dict(PREVIEW_RECIPIENT),
-    }
-    filled = [key for key in defaults if key not in event]
-    for key in filled:
-        event[key] = defaults[key]
-    return event, filled
+def parse_now(text: str | None) -> dt.datetime | None:
+    """The moment given with ``--now`` (None when not given); SettingsError says how to write it."""
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"--now {text!r} is not a time like 2026-11-25T12:00:00+03:00"
+        ) from None
+    if now.tzinfo is None:
+        raise SettingsError(f"--now {text!r} needs a UTC offset, e.g. {text}+03:00")
+    return now
 
 
 def moment_of(raw: Mapping[str, Any], asked: dt.datetime | None) -> dt.datetime:
@@ -123,15 +124,11 @@ def try_event(
 ) -> Trial:
     """Render one sample event with the draft: which rule, which push, what to know."""
     moment = moment_of(raw, now)
-    filled_event, filled = fill_event(raw, moment, label)
+    filled_event, filled = fill_preview_fields(raw, moment, event_id=f"preview-{label}")
     trial = Trial(label=label, now=moment, filled=filled)
     mappings = draft.mappings
     try:
-        event = parse_event(
-            json.dumps(filled_event, ensure_ascii=False, default=str).encode(),
-            max_bytes=MAX_EVENT_BYTES,
-            extra_types=mappings.extra_types,
-        )
+        event = event_of(filled_event, mappings.extra_types)
     except InvalidEvent as exc:
         trial.error = f"the event is not valid: {exc}"
         return trial
@@ -174,8 +171,7 @@ def no_rule(draft: Draft, event: BaseEvent, data: Mapping[str, Any], now: dt.dat
     for rule in candidates:
         failing = next((c for c in rule.conditions if not c.matches(data, moment)), None)
         if failing is not None:
-            value = lookup(data, failing.path)
-            has = "no such field" if is_absent(value) else f"`{value}`"
+            has = value_text(lookup(data, failing.path))
             lines.append(f"- {rule.id} ({rule.where}): `{failing.text}`, the event has {has}")
     return "\n".join(lines)
 
@@ -241,9 +237,3 @@ def _when(value: dt.date, event: BaseEvent) -> str:
         local = value.astimezone(event.tzinfo) if value.tzinfo else value
         return f"{local:%Y-%m-%d %H:%M} {event.timezone}"
     return value.isoformat()
-
-
-def shown(push: RenderedPush, key: str, limit: int) -> str:
-    """The text as a phone gets it: cut to the limit with an ellipsis."""
-    text: str = getattr(push.message, key)
-    return text if len(text) <= limit else truncate(text, limit)
