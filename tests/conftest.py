@@ -1,7 +1,8 @@
 """Shared fixtures. Kafka: one real broker per test session; PostgreSQL likewise.
 
 ``kafka_bootstrap`` is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, otherwise a
-``LocalKafka`` broker started once for the session. Every test that needs the
+``LocalKafka`` broker started once for the session. ``faulty_kafka`` is always a
+local broker of its own, which tests may freeze, kill and restart. Every test that needs the
 broker carries ``@pytest.mark.kafka``. With ``REQUIRE_KAFKA=1`` (CI) the session
 fails if any such test was skipped or none ran, so a missing broker cannot pass
 silently.
@@ -61,6 +62,33 @@ def kafka_bootstrap() -> Iterator[str]:
         yield kafka.bootstrap_servers
     finally:
         kafka.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def faulty_kafka_broker() -> AsyncIterator[LocalKafka]:
+    """A broker of its own, started on first use, for tests that freeze or kill it.
+
+    Like a production cluster, it creates no topic on a client's request.
+    """
+    kafka = LocalKafka(properties={"auto.create.topics.enable": "false"})
+    try:
+        await kafka.__aenter__()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no Kafka broker for this test: {exc}")
+    try:
+        yield kafka
+    finally:
+        await kafka.__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def faulty_kafka(faulty_kafka_broker: LocalKafka) -> AsyncIterator[LocalKafka]:
+    """``faulty_kafka_broker``, thawed or restarted after each test, whatever it did to it."""
+    yield faulty_kafka_broker
+    if faulty_kafka_broker.running:
+        faulty_kafka_broker.thaw()
+    else:
+        await faulty_kafka_broker.restart()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -162,10 +190,10 @@ async def _admin_sql(url: str, statement: str) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    fixtures = getattr(item, "fixturenames", ())
     if (
-        "kafka_bootstrap" in getattr(item, "fixturenames", ())
-        and item.get_closest_marker(_KAFKA_MARK) is None
-    ):
+        "kafka_bootstrap" in fixtures or "faulty_kafka_broker" in fixtures
+    ) and item.get_closest_marker(_KAFKA_MARK) is None:
         pytest.fail(f"{item.nodeid} uses the Kafka broker: mark it @pytest.mark.kafka")
 
 
