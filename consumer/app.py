@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +55,7 @@ from consumer.providers.base import PushProvider
 from consumer.providers.registry import build_provider
 from consumer.push import Origin, Outcome, PushJob
 from consumer.settings import ProviderName, Settings, load_settings
+from consumer.signals import stop_on_signals
 
 log = get_logger(__name__)
 
@@ -547,19 +546,7 @@ def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; a second signal exits at once."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        if stop.is_set():
-            log.warning("second_signal_exit_now", signal=name)
-            os._exit(1)
-        log.info("shutdown_requested", signal=name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    await Service(settings).run(stop)
+    await Service(settings).run(stop_on_signals())
     log.info("service_stopped")
     return 0
 

@@ -353,6 +353,11 @@ class HistorySettings(_Section):
         ),
     )
     port: int = Field(8081, ge=0, le=65535, description="Port of the history API for IMSHOP.")
+    api_in_run: bool = Field(
+        True,
+        description="`run` serves the history API too; `false` when `history serve` serves "
+        "it apart (Kubernetes: see Operations).",
+    )
     auth: HistoryAuth = Field(
         HistoryAuth.TOKEN,
         description="`token` (Bearer `HISTORY_AUTH_TOKEN`), or `none` to serve it unauthenticated.",
