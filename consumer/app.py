@@ -1,7 +1,8 @@
 """The service: Kafka in, mappings, dispatcher, provider out, one lifecycle.
 
 ``Service.run(stop)`` opens every part in order (mappings, provider, dead-letter
-producer, history, Kafka source, health server), runs the loops in one
+producer and a check that its topic can be written, history, Kafka source,
+health server), runs the loops in one
 TaskGroup, and on ``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching,
 write the history still waiting, send what the budget allows, write pending dead
 letters, commit, leave the group. Parts close in reverse order through one
@@ -45,7 +46,7 @@ from consumer.health import HealthServer
 from consumer.history.lifecycle import History, open_history
 from consumer.kafka.client_logs import ClientLogSummary
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
-from consumer.kafka.deadletter import DeadLetterWriter, build_producer
+from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
 from consumer.mapping import MappingReloader, MappingSet
@@ -164,6 +165,8 @@ class Service:
         # The first Kafka client: an unreachable broker ends the start here, in one line.
         await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
         stack.push_async_callback(self._within_grace, "dead_letter_producer", producer.stop)
+        # A dead-letter topic that cannot be written stops the start, not the first dead letter.
+        await check_dead_letter_topic(producer.client, settings.kafka)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
             dead_letters=DeadLetterWriter(producer, settings.kafka.dlq_topic, self.metrics),

@@ -157,7 +157,11 @@ class KafkaSettings(_Section):
     group_instance_id: str | None = Field(
         None, description="Static membership id (one per replica); unset means dynamic."
     )
-    dlq_topic: str = Field("push-dead-letter", description="Dead-letter topic for bad events.")
+    dlq_topic: str = Field(
+        "push-dead-letter",
+        description="Dead-letter topic for bad events; must exist and be writable (checked at "
+        "start).",
+    )
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT, description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`."
     )
