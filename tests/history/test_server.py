@@ -93,8 +93,11 @@ async def serving(settings: Settings, *, wait_started: bool = True) -> AsyncIter
     task = asyncio.create_task(server.run(stop))
     try:
         deadline = time.monotonic() + WAIT_S
-        awaited = server.started if wait_started else asyncio.Event()
-        while not (awaited.is_set() or (not wait_started and server.health_port)):
+
+        def up() -> bool:  # the API serving, or (database down at start) only the probes
+            return server.started.is_set() if wait_started else server.health_port is not None
+
+        while not up():
             assert not task.done(), task.result()
             assert time.monotonic() < deadline, "the history server did not start"
             await asyncio.sleep(0.02)
