@@ -12,7 +12,7 @@ import datetime as dt
 from dispatch_support import T0, Later, Rig, advance, make_job, make_rig, settle
 
 from consumer.errors import ProviderRejected
-from consumer.push import Outcome
+from consumer.push import Outcome, PushJob
 
 FAILED = ProviderRejected(
     "AppMetrica failed transfer 7 of orders.yaml:order_ready: "
@@ -21,7 +21,7 @@ FAILED = ProviderRejected(
 PARTITION = ("orders", 0)
 
 
-def status(event_id: str, version: int, *, offset: int = 0, ttl_s: float = 3600.0) -> object:
+def status(event_id: str, version: int, *, offset: int = 0, ttl_s: float = 3600.0) -> PushJob:
     """Order 1's status ``version`` (each status its own text, as personal pushes are)."""
     return make_job(
         event_id,
