@@ -283,7 +283,10 @@ class AppMetricaSettings(_Section):
     )
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
     status_timeout_s: float = Field(
-        900.0, gt=0, description="Give up tracking a transfer after this long."
+        900.0,
+        gt=0,
+        description="Give up tracking a transfer after this long; its events are then `sent` "
+        "as `unconfirmed`.",
     )
     report_url: str = Field(
         "https://api.appmetrica.yandex.net",
