@@ -1,7 +1,8 @@
 """The service: Kafka in, mappings, dispatcher, provider out, one lifecycle.
 
 ``Service.run(stop)`` opens every part in order (mappings, provider, dead-letter
-producer, history, Kafka source, health server), runs the loops in one
+producer and a check that its topic can be written, history, Kafka source,
+health server), runs the loops in one
 TaskGroup, and on ``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching,
 write the history still waiting, send what the budget allows, write pending dead
 letters, commit, leave the group. Parts close in reverse order through one
@@ -23,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from consumer.health import HealthServer
 from consumer.history.lifecycle import History, open_history
 from consumer.kafka.client_logs import ClientLogSummary
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
-from consumer.kafka.deadletter import DeadLetterWriter, build_producer
+from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
 from consumer.mapping import MappingReloader, MappingSet
@@ -57,6 +56,7 @@ from consumer.providers.base import PushProvider
 from consumer.providers.registry import build_provider
 from consumer.push import Origin, Outcome, PushJob
 from consumer.settings import ProviderName, Settings, load_settings
+from consumer.signals import stop_on_signals
 
 log = get_logger(__name__)
 
@@ -165,6 +165,8 @@ class Service:
         # The first Kafka client: an unreachable broker ends the start here, in one line.
         await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
         stack.push_async_callback(self._within_grace, "dead_letter_producer", producer.stop)
+        # A dead-letter topic that cannot be written stops the start, not the first dead letter.
+        await check_dead_letter_topic(producer.client, settings.kafka)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
             dead_letters=DeadLetterWriter(producer, settings.kafka.dlq_topic, self.metrics),
@@ -547,19 +549,7 @@ def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; a second signal exits at once."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        if stop.is_set():
-            log.warning("second_signal_exit_now", signal=name)
-            os._exit(1)
-        log.info("shutdown_requested", signal=name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    await Service(settings).run(stop)
+    await Service(settings).run(stop_on_signals())
     log.info("service_stopped")
     return 0
 

@@ -157,7 +157,11 @@ class KafkaSettings(_Section):
     group_instance_id: str | None = Field(
         None, description="Static membership id (one per replica); unset means dynamic."
     )
-    dlq_topic: str = Field("push-dead-letter", description="Dead-letter topic for bad events.")
+    dlq_topic: str = Field(
+        "push-dead-letter",
+        description="Dead-letter topic for bad events; must exist and be writable (checked at "
+        "start).",
+    )
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT, description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`."
     )
@@ -356,6 +360,11 @@ class HistorySettings(_Section):
         ),
     )
     port: int = Field(8081, ge=0, le=65535, description="Port of the history API for IMSHOP.")
+    api_in_run: bool = Field(
+        True,
+        description="`run` serves the history API too; `false` when `history serve` serves "
+        "it apart (Kubernetes: see Operations).",
+    )
     auth: HistoryAuth = Field(
         HistoryAuth.TOKEN,
         description="`token` (Bearer `HISTORY_AUTH_TOKEN`), or `none` to serve it unauthenticated.",

@@ -29,18 +29,28 @@ cut. If the broker refuses even that (a topic configured smaller), the dead
 letter goes without the value. Nothing that cannot be written may block the
 dead letters behind it; ``dlq replay`` leaves such records alone (the original
 is still at ``dlq.source_*`` while the topic keeps it).
+
+``check_dead_letter_topic`` runs at start: a topic that is missing (brokers
+in production create none on demand), internal, or that this client may not
+write would otherwise show only at the first dead letter, hours later, as a
+write retried for ever until ``/healthz`` fails. It stops the start instead,
+naming ``KAFKA_DLQ_TOPIC`` and the fix. (A missing *source* topic is only a
+warning: it may be created later, and is read once it is.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumer.clock import Clock, SystemClock
+from consumer.errors import FatalError, SettingsError
+from consumer.kafka.access import TopicAccess, describe_topic
 from consumer.kafka.clients import client_kwargs
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
@@ -57,6 +67,10 @@ MESSAGE_MAX_BYTES = 1024
 PRODUCER_MAX_REQUEST_BYTES = 1024 * 1024
 RECORD_MAX_BYTES = 1_000_000
 KEY_MAX_BYTES = 1024  # for a key that alone would not fit
+# A broker that creates topics on demand does so a moment after it is asked (KRaft:
+# through the controller), answering "unknown topic" meanwhile: how long to look.
+CREATED_WITHIN_S = 5.0
+_LOOK_EVERY_S = 0.2
 _ELLIPSIS = "…"
 
 
@@ -227,3 +241,70 @@ class DeadLetterWriter:
         return await self._producer.send_and_wait(
             self._topic, value=record.value, key=record.key, headers=record.headers
         )
+
+
+async def check_dead_letter_topic(client: Any, settings: KafkaSettings) -> None:
+    """Stop the start (``SettingsError``, one line) when no dead letter could be written.
+
+    ``client`` is the started dead-letter producer's. A missing topic is first
+    asked for as a write would ask (a broker with ``auto.create.topics.enable``
+    creates it: said in a warning, since it then has the broker's default
+    partitions and retention).
+    """
+    topic = settings.dlq_topic
+    try:
+        access = await describe_topic(client, topic)
+        if access.missing and not access.internal:
+            access = await _created_on_demand(client, topic)
+    except KafkaError as exc:
+        raise FatalError(
+            f"cannot ask Kafka at {settings.bootstrap_servers} about KAFKA_DLQ_TOPIC={topic!r}: "
+            f"{exc!r}"
+        ) from exc
+    if problem := _unwritable(access, settings):
+        raise SettingsError(f"KAFKA_DLQ_TOPIC={topic!r}: {problem}")
+    if access.error is not None:  # e.g. a leader being elected: writes wait for it
+        log.warning("kafka_dlq_topic_unsettled", topic=topic, error=access.error.__name__)
+
+
+async def _created_on_demand(client: Any, topic: str) -> TopicAccess:
+    access = await describe_topic(client, topic, create=True)
+    deadline = asyncio.get_running_loop().time() + CREATED_WITHIN_S
+    while access.missing or access.being_created:
+        if asyncio.get_running_loop().time() >= deadline:
+            return access
+        await asyncio.sleep(_LOOK_EVERY_S)
+        access = await describe_topic(client, topic)
+    log.warning(
+        "kafka_dlq_topic_created",
+        topic=topic,
+        partitions=access.partitions,
+        detail="the broker created KAFKA_DLQ_TOPIC on demand, with its default partitions "
+        "and retention; create it yourself to choose them (production brokers create none)",
+    )
+    return access
+
+
+def _unwritable(access: TopicAccess, settings: KafkaSettings) -> str | None:
+    """Why no dead letter could be written to the topic, with the fix; None if they can."""
+    topic, brokers = access.topic, settings.bootstrap_servers
+    who = f"the Kafka user {settings.sasl_username!r}" if settings.sasl_username else "this client"
+    principal = f"User:{settings.sasl_username or 'NAME'}"
+    grant = (
+        f"kafka-acls.sh --bootstrap-server {brokers} --add --allow-principal {principal} "
+        f"--operation Describe --operation Write --topic {topic}"
+    )
+    if access.internal:
+        return "an internal Kafka topic; name a topic of your own for the dead letters"
+    if access.missing:
+        return (
+            f"no such topic at {brokers}, and the brokers create none on demand; create it "
+            f"with the partitions and retention you want, e.g. kafka-topics.sh "
+            f"--bootstrap-server {brokers} --create --topic {topic} --partitions 3 "
+            f"--config retention.ms=2592000000 (30 days), or name an existing topic"
+        )
+    if access.denied:
+        return f"Kafka does not let {who} see this topic; grant it Describe and Write: {grant}"
+    if access.may_write is False:
+        return f"{who} may see this topic but not write to it; grant it Write: {grant}"
+    return None
