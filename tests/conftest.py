@@ -16,6 +16,7 @@ those tests skip, unless ``REQUIRE_POSTGRES=1`` (CI) makes that a failure.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -27,6 +28,7 @@ import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.engine import make_url
 
+from consumer.kafka.client_logs import ClientLogSummary
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
 from consumer.local.postgres import LocalPostgres, PostgresUnavailable
 
@@ -230,3 +232,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if problem:
         terminalreporter.section("REQUIRE_KAFKA", red=True)
         terminalreporter.line(problem, red=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_client_log_filter_left_behind() -> Iterator[None]:
+    """A service that ends leaves aiokafka's loggers as it found them: a filter left
+    installed (a service task abandoned by a test) would silence later tests' logs."""
+    yield
+    left = [
+        name
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+        and any(isinstance(f, ClientLogSummary) for f in logger.filters)
+    ]
+    for name in left:
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, ClientLogSummary)]:
+            logger.removeFilter(f)
+    assert not left, f"aiokafka log filters left installed on {left}"
