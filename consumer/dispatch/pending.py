@@ -4,8 +4,9 @@ A job enters as an ``Entry`` and is, at any time, in one state:
 
     READY      may go out in the next request
     DELAYED    waits for its retry time (``not_before``), then becomes READY
-    IN_FLIGHT  part of a request under way (counted in ``size``: it holds memory
-               and its offset is not yet committable)
+    IN_FLIGHT  part of a request under way, or of one the provider accepted and
+               has yet to confirm (counted in ``size``: it holds memory and its
+               offset is not yet committable)
     DONE       has its outcome
 
 What the customer sees stays in order through two separate records per collapse
@@ -14,22 +15,28 @@ key (an order):
 - the *in-flight claim*: while a request carries a push of the key, a newer
   waiting push of it is held back (DELAYED with no retry time) until that request
   settles, so two statuses of one order never race each other on the wire. The
-  claim ends with the request, however it ends;
-- the *shown mark*: the newest status the provider accepted. Only acceptance sets
-  it: a request that failed, was dead-lettered, or whose partition was given up
-  leaves nothing behind, so the same status read again (a replay, a rebalance)
-  goes out. A lost answer (``OutcomeUnknown``) may have been shown: it marks the
-  status as *maybe shown*, which refuses strictly older statuses but not itself.
+  claim ends with the request, however it ends; a request the provider confirms
+  later (``consumer.providers.base.Confirmation``) settles with its verdict, so
+  the newer status waits until the older one is final;
+- the *shown mark*: the newest status the provider accepted for good. Only that
+  sets it: a request that failed, was dead-lettered (refused at once or after
+  its acceptance), or whose partition was given up leaves nothing behind, so the
+  same status read again (a replay, a rebalance) goes out. A push that may have
+  been shown (a lost answer, ``OutcomeUnknown``; a verdict the provider never
+  gave) marks the status *maybe shown*, which refuses strictly older statuses but
+  not itself. An acceptance awaiting its verdict marks nothing: the claim already
+  holds the key's other statuses back until the verdict.
 
 Per-partition state belongs to one assignment of the partition (its *epoch*, as
 Confluent's parallel consumer tags work). When the partition is given up, its
-waiting jobs are forgotten and its epoch ends; a request still in flight then
-carries jobs of an ended epoch, whose results are not recorded: the partition's
-next owner reads those records again. If that owner is this process and the
-request is still in flight, the record read again adopts the job into the new
-epoch instead. Before the partition is given up it can be *closed*: nothing of it
-is started or retried any more, and the dispatcher waits for its requests in
-flight so their outcomes are recorded (and committed) first.
+waiting jobs are forgotten and its epoch ends; a request still in flight (or
+awaiting its confirmation) then carries jobs of an ended epoch, whose results
+are not recorded: the partition's next owner reads those records again. If that
+owner is this process and the request is still in flight, the record read again
+adopts the job into the new epoch instead. Before the partition is given up it
+can be *closed*: nothing of it is started or retried any more, and the
+dispatcher waits for its requests in flight (and their confirmations) so their
+outcomes are recorded (and committed) first.
 
 A waiting job belongs to the coalesce group of the text it would go out with:
 its personal text's, or its rule's shared text's (``regroup``, decided by the
@@ -227,12 +234,14 @@ class PendingSet:
 
     # --- a request's results, one call per job it carried ----------------------------
 
-    def accepted(self, entry: Entry) -> None:
-        """The provider took the push: it is shown, and ``sent`` if its epoch still runs."""
-        self._mark_shown(entry.job, certain=True)  # first: releasing judges what waited
+    def accepted(self, entry: Entry, *, confirmed: bool = True) -> None:
+        """The provider took the push: it is shown, and ``sent`` if its epoch still runs.
+        Not ``confirmed``: the provider accepted it but never said how it ended, so it
+        is maybe shown, and ``sent`` with the reason ``unconfirmed``."""
+        self._mark_shown(entry.job, certain=confirmed)  # first: releasing judges what waited
         self._release(entry)
         if self._current(entry):
-            self.finish(entry.job, Outcome.SENT, "sent")
+            self.finish(entry.job, Outcome.SENT, "sent" if confirmed else "unconfirmed")
         # else: its partition was given up; the record read again finds it shown
 
     def refused(self, entry: Entry, reason: str, error: ConsumerError) -> None:

@@ -37,7 +37,7 @@ from consumer.dispatch.pending import Entry, Finished, PendingSet
 from consumer.dispatch.reach import ReachPlanner
 from consumer.dispatch.retry import RetryPolicy
 from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, TransientError
-from consumer.providers.base import Envelope, ProviderLimits
+from consumer.providers.base import Envelope, ProviderLimits, Verdict
 from consumer.push import Outcome, PushClass, PushJob, Variant
 from consumer.settings import DispatchSettings
 
@@ -224,6 +224,15 @@ class Scheduler:
     def on_sent(self, request: Request) -> None:
         for entry in request.entries:
             self.pending.accepted(entry)
+
+    def on_confirmed(self, request: Request, verdict: Verdict) -> None:
+        """Settle a request the provider accepted, once it confirmed how each push ended."""
+        for entry in request.entries:
+            event_id = entry.job.event_id
+            if (error := verdict.refused.get(event_id)) is not None:
+                self.pending.refused(entry, error.reason, error)
+            else:
+                self.pending.accepted(entry, confirmed=event_id not in verdict.unconfirmed)
 
     def on_failed(
         self, request: Request, error: ConsumerError, now_mono: float, now_wall: dt.datetime

@@ -6,17 +6,17 @@ import asyncio
 import datetime as dt
 import random
 from collections import deque
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Awaitable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError, OutcomeUnknown, RateLimited
+from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, RateLimited
 from consumer.events import Recipient
 from consumer.metrics import Metrics
-from consumer.providers.base import Envelope, ProviderLimits
+from consumer.providers.base import Envelope, ProviderLimits, Verdict
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import DispatchSettings
 
@@ -59,11 +59,24 @@ class LostAnswer(OutcomeUnknown):
     """A scripted result: the provider takes the request, but its answer is lost."""
 
 
-class FakeProvider:
-    """Coalesces like IMSHOP; answers with the scripted results (None = success).
+@dataclass(frozen=True)
+class Later:
+    """A scripted result: the provider accepts the request and gives its verdict on
+    every job ``after_s`` fake seconds later (None: never), as AppMetrica does."""
 
-    ``delivered`` lists what the provider took (a success, or a ``LostAnswer``),
-    in the order it took it: what the customers were shown.
+    after_s: float | None = 1.0
+    refused: ProviderRejected | None = None  # the request failed after its acceptance
+    unconfirmed: bool = False  # the provider took it but never said how it ended
+    crash: bool = False  # the confirmation itself fails (a provider bug)
+
+
+class FakeProvider:
+    """Coalesces like IMSHOP; answers with the scripted results (None = success;
+    ``Later``: accepted now, confirmed later).
+
+    ``delivered`` lists what the provider took (a success, a ``LostAnswer``, or a
+    confirmation that did not refuse), in the order it took it: what the customers
+    were shown.
     """
 
     name = "fake"
@@ -75,7 +88,7 @@ class FakeProvider:
         self.clock = clock
         self.requests: list[tuple[float, tuple[Envelope, ...]]] = []
         self.delivered: list[Envelope] = []
-        self.results: deque[ConsumerError | None] = deque()
+        self.results: deque[ConsumerError | Later | None] = deque()
         self.gate: asyncio.Event | None = None
         self.latency_s = 0.0  # fake seconds each request takes
 
@@ -85,17 +98,32 @@ class FakeProvider:
     def recipients(self, job: PushJob) -> Sequence[str]:
         return (job.recipient.push_id,)
 
-    async def send(self, request: Sequence[Envelope]) -> None:
+    async def send(self, request: Sequence[Envelope]) -> Awaitable[Verdict] | None:
         self.requests.append((self.clock.monotonic(), tuple(request)))
         if self.gate is not None:
             await self.gate.wait()
         if self.latency_s:
             await self.clock.sleep(self.latency_s)
         result = self.results.popleft() if self.results else None
+        if isinstance(result, Later):
+            return self._verdict(tuple(request), result)
         if result is None or isinstance(result, LostAnswer):
             self.delivered.extend(request)
         if result is not None:
             raise result
+        return None
+
+    async def _verdict(self, request: tuple[Envelope, ...], later: Later) -> Verdict:
+        if later.after_s is None:
+            await asyncio.Event().wait()
+        await self.clock.sleep(later.after_s or 0.0)
+        ids = [job.event_id for envelope in request for job in envelope.jobs]
+        if later.crash:
+            raise RuntimeError("the confirmation crashed")
+        if later.refused is not None:
+            return Verdict(refused=dict.fromkeys(ids, later.refused))
+        self.delivered.extend(request)
+        return Verdict(unconfirmed=frozenset(ids) if later.unconfirmed else frozenset())
 
     async def aclose(self) -> None:
         pass

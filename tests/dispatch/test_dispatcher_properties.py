@@ -1,7 +1,9 @@
 """Everything at once, against the real async ``Dispatcher`` (hypothesis, fake clock).
 
 One schedule mixes what the other tests keep apart: provider failures of every
-kind (lost answers, outages, throttling, refusals), retries, revokes with
+kind (lost answers, outages, throttling, refusals), acceptances confirmed later
+(delivered, failed after acceptance, never confirmed, confirmed after a revoke's
+wait), retries, revokes with
 requests in flight and re-assignments (records read again), dead letters
 replayed into the running service, and newer statuses of the same order. A
 small model of the Kafka side plays the source: it records each outcome as
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 
 from dispatch_support import (
     T0,
+    Later,
     LostAnswer,
     RecordingSink,
     Rig,
@@ -48,8 +51,12 @@ TOPIC = "orders"
 PARTITIONS = (0, 1)
 ORDERS = 3  # order k is keyed to partition k % 2; its customer is c{k}
 
-ANSWERS: dict[str, Callable[[], ConsumerError | None]] = {
+ANSWERS: dict[str, Callable[[], ConsumerError | Later | None]] = {
     "ok": lambda: None,
+    "confirmed": lambda: Later(after_s=2.0),
+    "confirmed_late": lambda: Later(after_s=30.0),  # after any revoke's wait
+    "failed_later": lambda: Later(after_s=2.0, refused=ProviderRejected("transfer failed")),
+    "unconfirmed": lambda: Later(after_s=2.0, unconfirmed=True),
     "lost": lambda: LostAnswer("read timeout after the provider took it"),
     "unknown": lambda: OutcomeUnknown("HTTP 502"),
     "unavailable": lambda: ProviderUnavailable("connection refused"),

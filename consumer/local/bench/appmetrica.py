@@ -7,9 +7,10 @@ rules, two devices each, to the AppMetrica simulator over HTTP. The simulator
 enforces AppMetrica's 30 requests per second and moves each transfer to `sent`
 after 2 s (its default steps). The same backlog goes out with
 ``MAX_CONCURRENT_REQUESTS`` 4 (the default) and 32, interleaved; the figures
-are the events per second until every event has its outcome, the time until
-every transfer was seen final, the requests by kind, and the simulator's quota
-answers (429), which must be none.
+are the events per second until every event has its outcome (an event's
+outcome waits for its transfer's verdict: the first status poll, 2 s after the
+send), the time until every transfer was seen final, the requests by kind, and
+the simulator's quota answers (429), which must be none.
 """
 
 from __future__ import annotations

@@ -147,14 +147,18 @@ def count_devices(elements: Iterable[Mapping[str, Any]]) -> int:
 
 
 def client_transfer_id(jobs: Iterable[PushJob], elements: Iterable[Mapping[str, Any]]) -> int:
-    """A deterministic, non-zero 63-bit id for this exact content and set of events.
+    """A deterministic, non-zero 63-bit id for this exact content and set of records.
 
-    The same logical send (a retry with the same jobs) gets the same id, so
-    AppMetrica's per-group uniqueness of `client_transfer_id` refuses a duplicate.
+    The same logical send (a retry with the same jobs, the same records read
+    again after a restart) gets the same id, so AppMetrica's per-group uniqueness
+    of `client_transfer_id` refuses a duplicate. A record is its event at its
+    place in Kafka: a dead letter replayed after a failed transfer is a new record,
+    so its send is new too (the failed transfer's id would be refused as a duplicate).
     """
+    records = {(j.event_id, j.origin.topic, j.origin.partition, j.origin.offset) for j in jobs}
     canonical = json.dumps(
         {
-            "events": sorted({job.event_id for job in jobs}),
+            "events": sorted(records),
             "batch": sorted(json.dumps(e, sort_keys=True, ensure_ascii=False) for e in elements),
         },
         sort_keys=True,
