@@ -307,6 +307,7 @@ class Service:
             push=push,
             occurred_at=event.occurred_at,
             version=event.order.version if isinstance(event, OrderStatusChanged) else None,
+            zone=event.tzinfo,
         )
 
     @staticmethod

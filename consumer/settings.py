@@ -324,6 +324,11 @@ class DispatchSettings(_Section):
         description="On a rebalance, how long requests in flight for the revoked partitions"
         " may take to finish and be committed before the partitions are given up.",
     )
+    shared_variants: bool = Field(
+        True,
+        description="Send a rule's shared text when its personal push would go out later than"
+        " the rule's `personal_within`; false sends every push with its personal text.",
+    )
     dedupe_memory_events: int = Field(
         100_000, ge=1, description="Recent event ids remembered to drop duplicates."
     )

@@ -42,7 +42,7 @@ from consumer.errors import ConsumerError, FatalError, RateLimited, UnexpectedFa
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.providers.base import Confirmation, PushProvider, Verdict
-from consumer.push import OutcomeSink, PushClass, PushJob
+from consumer.push import Outcome, OutcomeSink, PushClass, PushJob
 from consumer.settings import DispatchSettings
 
 log = get_logger(__name__)
@@ -71,6 +71,7 @@ class Dispatcher:
             recipients=provider.recipients,
             settings=settings,
             rng=rng,
+            budget=budget,
         )
         self._max_concurrent = settings.max_concurrent_requests
         self._high_water = settings.pending_max_events
@@ -349,6 +350,7 @@ class Dispatcher:
                     event_type=job.event_type,
                     reason=item.reason,
                     error=item.error,
+                    variant=job.variant if item.outcome is Outcome.SENT else None,
                 )
             except Exception:  # the sink's bug must not lose the other outcomes
                 log.exception("outcome_sink_failed", event_id=job.event_id)
@@ -370,6 +372,7 @@ def _describe(request: Request) -> dict[str, object]:
         "recipients": request.recipients,
         "jobs": len(request.entries),
         "attempt": request.attempt,
+        "variants": sorted({entry.job.variant.value for entry in request.entries}),
     }
 
 

@@ -17,7 +17,7 @@ from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, Rat
 from consumer.events import Recipient
 from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits, Verdict
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import DispatchSettings
 
 T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
@@ -93,7 +93,7 @@ class FakeProvider:
         self.latency_s = 0.0  # fake seconds each request takes
 
     def coalesce_key(self, job: PushJob) -> Hashable:
-        return job.push.message
+        return job.message
 
     def recipients(self, job: PushJob) -> Sequence[str]:
         return (job.recipient.push_id,)
@@ -155,6 +155,7 @@ class RecordingSink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         at = self.clock.monotonic() if self.clock else 0.0
         self.outcomes.setdefault(event_id or "", []).append(Recorded(outcome, reason, error, at))
@@ -283,10 +284,11 @@ class Harness:
         self.prior_starts = [self.clock.t] * limit if full else []
         self.scheduler = Scheduler(
             limits=ProviderLimits(max_messages, max_recipients),
-            coalesce_key=lambda job: job.push.message,
+            coalesce_key=lambda job: job.message,
             recipients=lambda job: (job.recipient.push_id,),
             settings=settings or DispatchSettings(),
             rng=random.Random(seed),
+            budget=self.budget,
         )
         self.latency_s = latency_s
         self.requests: list[tuple[float, Request, ConsumerError | None]] = []

@@ -45,7 +45,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from consumer.push import Origin, Outcome, PushJob
+from consumer.push import Origin, Outcome, PushJob, Variant
 
 TOPIC = "orders"
 PARTITIONS = (0, 1)
@@ -142,6 +142,7 @@ class KafkaModel(RecordingSink):
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         where = (origin.partition, origin.offset)
         assert origin.partition in self.assigned, f"{where}: outcome for a partition given up"

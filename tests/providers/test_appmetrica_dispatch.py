@@ -23,7 +23,7 @@ from consumer.errors import ConsumerError
 from consumer.local.simulators.appmetrica_state import Faults
 from consumer.providers.appmetrica import AppMetricaProvider
 from consumer.providers.registry import build_provider
-from consumer.push import Origin, Outcome
+from consumer.push import Origin, Outcome, Variant
 from consumer.settings import (
     AppMetricaSettings,
     DispatchSettings,
@@ -51,6 +51,7 @@ class Sink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         assert origin not in self.records, "one outcome per record"
         self.records.add(origin)

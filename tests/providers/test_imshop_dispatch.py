@@ -29,7 +29,7 @@ from consumer.local.simulators.imshop_model import validate
 from consumer.metrics import Metrics
 from consumer.providers.imshop import ImshopProvider, body
 from consumer.providers.registry import build_provider
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import DispatchSettings, ImshopSettings, Settings
 
 LIMIT, WINDOW_S = 3, 1.0
@@ -67,6 +67,7 @@ class Sink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         assert event_id not in self.outcomes, "one outcome per event"
         self.outcomes[event_id or ""] = (outcome, reason, error)

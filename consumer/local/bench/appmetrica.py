@@ -31,7 +31,7 @@ from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
 from consumer.metrics import Metrics
 from consumer.providers.registry import build_provider
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import (
     AppMetricaSettings,
     DispatchSettings,
@@ -61,6 +61,7 @@ class _Counter:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 

@@ -60,7 +60,7 @@ def text_key(job: PushJob) -> str:
 
     Used in-process only (recipient ids, batch counting), so Python's hash does.
     """
-    return format(hash((job.push.message, extras_key(job))) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
+    return format(hash((job.message, extras_key(job))) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
 
 
 def deliveries(job: PushJob) -> tuple[str, ...]:
@@ -114,7 +114,7 @@ def device_groups(jobs: Iterable[PushJob]) -> list[dict[str, Any]]:
 
 def text_elements(jobs: Sequence[PushJob]) -> list[dict[str, Any]]:
     """The batch elements of one text: its devices, five device groups per element."""
-    messages = platform_messages(jobs[0].push.message, job_extras(jobs[0]))
+    messages = platform_messages(jobs[0].message, job_extras(jobs[0]))
     groups = device_groups(jobs)
     return [
         {"messages": messages, "devices": groups[i : i + MAX_DEVICE_GROUPS]}
@@ -127,7 +127,7 @@ def plan_batch(jobs: Iterable[PushJob]) -> BatchPlan:
     cannot be sent is refused alone."""
     texts: dict[tuple[Message, str], list[PushJob]] = {}
     for job in jobs:
-        texts.setdefault((job.push.message, extras_key(job)), []).append(job)
+        texts.setdefault((job.message, extras_key(job)), []).append(job)
     elements: list[dict[str, Any]] = []
     sent_jobs: list[PushJob] = []
     refused: list[tuple[tuple[PushJob, ...], str]] = []
