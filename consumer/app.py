@@ -48,7 +48,7 @@ from consumer.kafka.client_logs import ClientLogSummary
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
-from consumer.logs import configure_logging, get_logger
+from consumer.logs import configure_logging, flush_lines, get_logger
 from consumer.mapping import MappingReloader, MappingSet
 from consumer.metrics import Metrics
 from consumer.outcomes import OutcomeRecorder
@@ -245,6 +245,7 @@ class Service:
             mappings = parts.reloader.current
             jobs = [job for record in records if (job := self._handle(record, mappings, parts))]
             self._pass_on(jobs, parts)
+            flush_lines()
             self._apply_backpressure(parts)
         self._stopping = True
         log.info("fetching_stopped")
