@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,7 @@ class Service:
         with client_logs.installed():
             async with contextlib.AsyncExitStack() as stack:
                 parts = await self._open(stack)
+                stack.enter_context(_collector_for_a_long_run())
                 try:
                     async with asyncio.TaskGroup() as group:
                         summaries = group.create_task(client_logs.run(), name="client-logs")
@@ -490,6 +492,32 @@ class _Parts:
     dispatcher: Dispatcher
     source: KafkaSource
     history: History | None
+
+
+# Full collections only after this many younger ones (Python's default is 10).
+_FULL_COLLECTION_EVERY = 1_000
+
+
+@contextlib.contextmanager
+def _collector_for_a_long_run() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what the service holds for long.
+
+    A drain holds tens of thousands of events (the pending set, the history's
+    queue), and each full collection walked all of them and everything loaded at
+    start (mappings, templates, schemas): measured at 45–85 µs of CPU per event,
+    more than the service's own work. What is loaded at start is frozen (never
+    walked again), and full collections come a hundred times less often; garbage
+    without cycles is freed at once as always, and the young generations are
+    collected as before. The previous state comes back when the service stops.
+    """
+    young, middle, old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(young, middle, max(old, _FULL_COLLECTION_EVERY))
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, old)
+        gc.unfreeze()
 
 
 def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
