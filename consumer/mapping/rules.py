@@ -30,8 +30,8 @@ from consumer.mapping.render import (
     explain,
     render_context,
     shortened,
-    without_nulls,
 )
+from consumer.mapping.view import ABSENT, NOT_A_GROUP, EventView, follow, plain_context
 from consumer.push import HistoryText, Message, PushClass, RenderedPush
 from consumer.quiet import QuietHours
 from consumer.settings import MappingSettings
@@ -44,12 +44,9 @@ def lookup(data: Mapping[str, Any], path: str) -> Any:
 
 
 def _lookup_parts(data: Mapping[str, Any], parts: tuple[str, ...] | list[str]) -> Any:
-    value: Any = data
-    for part in parts:
-        if type(value) is not dict or part not in value:  # context dicts are plain
-            return _ABSENT
-        value = value[part]
-    return value
+    """The value at the path in the dumped context or an ``EventView`` of it."""
+    value = follow(data, tuple(parts))
+    return _ABSENT if value is ABSENT or value is NOT_A_GROUP else value
 
 
 def is_absent(value: Any) -> bool:
@@ -438,7 +435,7 @@ class MappingSet:
 
     def render(self, event: BaseEvent, *, now: dt.datetime | None = None) -> RenderedPush | None:
         """The push for this event, None when no rule matches; ``RenderError`` if it fails."""
-        data = without_nulls(event.template_context())
+        data = EventView(event)
         rule = self.match(event.event_type, data, now=now)
         if rule is None:
             return None
@@ -455,6 +452,7 @@ class MappingSet:
     ) -> RenderedPush:
         """Render with one given rule; ``fit=False`` keeps overlong texts (for the check)."""
         texts = self._texts(rule, render_context(data, event.tzinfo, now))
+        # ^ an EventView stays one (with the render info); a dict gets it added
         message = self._message(rule, texts, "", fit=fit)
         return RenderedPush(
             rule_id=rule.rule_id,
@@ -539,6 +537,7 @@ class MappingSet:
             # A huge value (a 60 KB order number) shown in a text that a phone cuts
             # to a line anyway: shorten the values, not the strictness.
             try:
+                context = plain_context(context)
                 texts = plan.render_shortened(context, shortened(context))
             except PartFailed as again:
                 raise self._failed(rule, templates, again) from None
