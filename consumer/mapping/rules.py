@@ -386,6 +386,53 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleIndex:
+    """An event type's rules by the value of the field most of them test with a list
+    of values (``order.status: [created]``): a rule whose list lacks the event's
+    value cannot match, so it is not tried. The rules tried keep their priority
+    order, and each is still tested whole, so the first that matches is the one
+    the full walk finds."""
+
+    rules: tuple[Rule, ...]  # every rule, by priority
+    path: tuple[str, ...] = ()  # the field; () when no field is worth an index
+    by_value: Mapping[Any, tuple[Rule, ...]] = field(default_factory=dict)
+    without_value: tuple[Rule, ...] = ()  # the rules an absent or unlisted value can match
+
+    @staticmethod
+    def of(rules: tuple[Rule, ...]) -> _RuleIndex:
+        listed: dict[tuple[str, ...], int] = {}
+        for rule in rules:
+            for path in {c.parts for c in rule.conditions if isinstance(c.test, OneOf)}:
+                listed[path] = listed.get(path, 0) + 1
+        if not listed or max(listed.values()) < 2:
+            return _RuleIndex(rules)
+        path = max(listed, key=lambda p: listed[p])  # the first of the most tested
+
+        def lists(rule: Rule) -> list[frozenset[Any]]:
+            return [c.values for c in rule.conditions if c.parts == path and c.values is not None]
+
+        values = {v for rule in rules for allowed in lists(rule) for v in allowed}
+        by_value = {
+            v: tuple(r for r in rules if all(v in allowed for allowed in lists(r))) for v in values
+        }
+        return _RuleIndex(rules, path, by_value, tuple(r for r in rules if not lists(r)))
+
+    def candidates(self, data: Mapping[str, Any]) -> tuple[Rule, ...]:
+        if not self.path:
+            return self.rules
+        value = _lookup_parts(data, self.path)
+        if value is _ABSENT:
+            return self.without_value
+        key = _comparable(value)
+        if type(key) not in _INDEXABLE:  # a group or a list: tested (and refused) one by one
+            return self.rules
+        return self.by_value.get(key, self.without_value)
+
+
+_INDEXABLE = frozenset({str, bool, Decimal})
+
+
 class MappingSet:
     """One consistent, checked set of rules; swapped whole on reload."""
 
@@ -410,6 +457,7 @@ class MappingSet:
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
         self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
+        self._indexes = {t: _RuleIndex.of(rules) for t, rules in self._by_type.items()}
         # Event types with a rule that compares with now (`after: now`): only their
         # matching needs the time and zone.
         self._timed = frozenset(
@@ -428,7 +476,9 @@ class MappingSet:
     ) -> Rule | None:
         """The rule with the highest priority whose conditions hold (at ``now``)."""
         moment = _MomentOf(data, now) if event_type in self._timed else _NO_MOMENT
-        for rule in self._by_type.get(event_type, ()):
+        index = self._indexes.get(event_type)
+        rules = index.candidates(data) if index is not None else ()
+        for rule in rules:
             if rule.matches(data, moment):
                 return rule
         return None

@@ -29,7 +29,7 @@ from consumer.local.samples import sample_events
 from consumer.mapping import MappingSet, load_mappings
 from consumer.mapping.examples import example_event
 from consumer.mapping.render import build_environment
-from consumer.mapping.rules import Template
+from consumer.mapping.rules import Template, _RuleIndex
 from consumer.mapping.view import EventView, plain, without_nulls
 from consumer.push import RenderedPush
 from consumer.settings import MappingSettings
@@ -76,13 +76,15 @@ def _strict(mappings: MappingSet) -> MappingSet:
 
 
 def _liquid_only(mappings: MappingSet) -> MappingSet:
-    """The same rules, every template rendered by Liquid itself (no compiled path)."""
+    """The same rules, every one tried in priority order (no index), every template
+    rendered by Liquid itself (no compiled path)."""
     reference = MappingSet(
         list(mappings.rules),
         settings=mappings.settings,
         extra_types=mappings.extra_types,
         digest=mappings.digest,
     )
+    reference._indexes = {t: _RuleIndex(rules) for t, rules in reference._by_type.items()}
     for plan in reference._plans.values():
         plan.functions = None
         plan.rule_function = None
@@ -245,3 +247,23 @@ def test_a_view_holds_what_the_dumped_context_holds(document: dict[str, Any]) ->
         assert key in view
         assert plain(view[key]) == value
     assert "number" not in dumped.get("order", {})  # "" is no value, as null is
+
+
+def test_the_rule_index_tries_only_rules_whose_list_holds_the_value_in_priority_order() -> None:
+    mappings = load_mappings(SHIPPED, MappingSettings())
+    orders = mappings._by_type["order.status_changed"]
+    index = mappings._indexes["order.status_changed"]
+    assert index.path == ("order", "status")
+
+    tried = index.candidates({"order": {"status": "delivered"}})
+    assert tried == tuple(r for r in orders if r in tried)  # priority order kept
+    assert tried
+    assert all(
+        any(c.values is not None and "delivered" in c.values for c in r.conditions)
+        or r in index.without_value
+        for r in tried
+    )
+    assert index.candidates({"order": {"status": "no-such-status"}}) == index.without_value
+    assert index.candidates({"order": {}}) == index.without_value
+    # a value no list can hold (a group) is tried against every rule, as before
+    assert index.candidates({"order": {"status": {"code": 1}}}) == orders
