@@ -190,7 +190,7 @@ class Service:
             settings.history,
             metrics=self.metrics,
             clock=self.clock,
-            release=dispatcher.submit,
+            release=dispatcher.submit_many,
             reject=_history_refused(recorder),
         )
         source = KafkaSource(
@@ -257,9 +257,8 @@ class Service:
         """The batch's pushes to the dispatcher, through the history when there is one."""
         if parts.history is not None:
             parts.history.writer.submit(jobs)
-            return
-        for job in jobs:
-            parts.dispatcher.submit(job)
+        elif jobs:
+            parts.dispatcher.submit_many(jobs)
 
     def _handle(
         self, record: ConsumerRecord, mappings: MappingSet, parts: _Parts
