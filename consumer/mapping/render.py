@@ -174,7 +174,7 @@ class TextPlan:
                 return texts
             except Fallback:
                 texts = dict(self.constants)  # Liquid renders it, or names the error
-                context = plain_context(context)
+        context = plain_context(context)  # Liquid reads the dumped context
         assert self.combined is not None
         try:
             pieces = self.combined.render(context).split(SEPARATOR)

@@ -28,7 +28,7 @@ from consumer.events import BaseEvent, parse_event
 from consumer.local.samples import sample_events
 from consumer.mapping import MappingSet, load_mappings
 from consumer.mapping.examples import example_event
-from consumer.mapping.render import build_environment
+from consumer.mapping.render import build_environment, render_context
 from consumer.mapping.rules import Template, _RuleIndex
 from consumer.mapping.view import EventView, plain, without_nulls
 from consumer.push import RenderedPush
@@ -267,3 +267,17 @@ def test_the_rule_index_tries_only_rules_whose_list_holds_the_value_in_priority_
     assert index.candidates({"order": {}}) == index.without_value
     # a value no list can hold (a group) is tried against every rule, as before
     assert index.candidates({"order": {"status": {"code": 1}}}) == orders
+
+
+def test_a_plan_rendering_with_liquid_reads_the_dumped_context_of_a_view() -> None:
+    mappings = load_mappings(SHIPPED, MappingSettings())
+    rule = mappings.rules[0]
+    example = rule.examples[0]
+    raw = json.dumps(example_event(rule, example), default=str).encode()
+    event = parse_event(raw, max_bytes=1 << 20, extra_types=mappings.extra_types)
+    plan = rule.plan()
+    plan.rule_function = None  # as for a rule only Liquid renders
+
+    view = render_context(EventView(event), event.tzinfo, NOW)
+    dumped = render_context(without_nulls(event.template_context()), event.tzinfo, NOW)
+    assert plan.render(view) == rule.plan().render(dumped)
