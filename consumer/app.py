@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ from consumer.kafka.client_logs import ClientLogSummary
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
-from consumer.logs import configure_logging, get_logger
+from consumer.logs import configure_logging, flush_lines, get_logger
 from consumer.mapping import MappingReloader, MappingSet
 from consumer.metrics import Metrics
 from consumer.outcomes import OutcomeRecorder
@@ -99,6 +100,7 @@ class Service:
         with client_logs.installed():
             async with contextlib.AsyncExitStack() as stack:
                 parts = await self._open(stack)
+                stack.enter_context(_collector_for_a_long_run())
                 try:
                     async with asyncio.TaskGroup() as group:
                         summaries = group.create_task(client_logs.run(), name="client-logs")
@@ -188,7 +190,7 @@ class Service:
             settings.history,
             metrics=self.metrics,
             clock=self.clock,
-            release=dispatcher.submit,
+            release=dispatcher.submit_many,
             reject=_history_refused(recorder),
         )
         source = KafkaSource(
@@ -245,6 +247,7 @@ class Service:
             mappings = parts.reloader.current
             jobs = [job for record in records if (job := self._handle(record, mappings, parts))]
             self._pass_on(jobs, parts)
+            flush_lines()
             self._apply_backpressure(parts)
         self._stopping = True
         log.info("fetching_stopped")
@@ -254,9 +257,8 @@ class Service:
         """The batch's pushes to the dispatcher, through the history when there is one."""
         if parts.history is not None:
             parts.history.writer.submit(jobs)
-            return
-        for job in jobs:
-            parts.dispatcher.submit(job)
+        elif jobs:
+            parts.dispatcher.submit_many(jobs)
 
     def _handle(
         self, record: ConsumerRecord, mappings: MappingSet, parts: _Parts
@@ -489,6 +491,32 @@ class _Parts:
     dispatcher: Dispatcher
     source: KafkaSource
     history: History | None
+
+
+# Full collections only after this many younger ones (Python's default is 10).
+_FULL_COLLECTION_EVERY = 1_000
+
+
+@contextlib.contextmanager
+def _collector_for_a_long_run() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what the service holds for long.
+
+    A drain holds tens of thousands of events (the pending set, the history's
+    queue), and each full collection walked all of them and everything loaded at
+    start (mappings, templates, schemas): measured at 45–85 µs of CPU per event,
+    more than the service's own work. What is loaded at start is frozen (never
+    walked again), and full collections come a hundred times less often; garbage
+    without cycles is freed at once as always, and the young generations are
+    collected as before. The previous state comes back when the service stops.
+    """
+    young, middle, old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(young, middle, max(old, _FULL_COLLECTION_EVERY))
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, old)
+        gc.unfreeze()
 
 
 def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:

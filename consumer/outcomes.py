@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 from consumer.clock import Clock
 from consumer.errors import ConsumerError
-from consumer.logs import get_logger
+from consumer.logs import LineLogger, get_logger
 from consumer.metrics import Metrics
 from consumer.push import Origin, Outcome, Variant
 
 log = get_logger(__name__)
+lines = LineLogger(__name__)  # one line per event: written straight (see consumer.logs)
 
 MarkDone = Callable[[Origin], None]
 _LOG_EVENTS = {outcome: f"event_{outcome}" for outcome in Outcome}
@@ -127,7 +128,7 @@ class OutcomeRecorder:
                 )
             )
         else:
-            log.info(_LOG_EVENTS[outcome], **fields)
+            lines.info(_LOG_EVENTS[outcome], fields)
             self._mark_done(origin)
             if outcome is Outcome.SENT:
                 self.sent_since_commit.set()

@@ -1,11 +1,13 @@
-"""What the service says at start about its budget: a quiet first minute is explained."""
+"""At start: a quiet first minute is explained, and the collector is set for a long run."""
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 from structlog.testing import capture_logs
 
-from consumer.app import _say_when_the_budget_frees
+from consumer.app import _collector_for_a_long_run, _say_when_the_budget_frees
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import provider_budget
 from consumer.settings import load_settings
@@ -37,3 +39,14 @@ def test_an_empty_budget_at_start_says_nothing() -> None:
         _say_when_the_budget_frees(budget, clock)
 
     assert logged == []
+
+
+def test_a_running_service_keeps_the_collector_off_what_it_loaded_and_restores_it() -> None:
+    before = gc.get_threshold()
+    with _collector_for_a_long_run():
+        assert gc.get_freeze_count() > 0  # what was loaded at start is never walked again
+        young, middle, old = gc.get_threshold()
+        assert (young, middle) == before[:2]
+        assert old >= 1_000  # full collections are rare
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from consumer.logs import configure_logging, event_context, get_logger
+from consumer.logs import LineLogger, configure_logging, event_context, flush_lines, get_logger
 from consumer.settings import LogFormat
 
 
@@ -95,3 +98,115 @@ def test_library_logs_through_stdlib_come_out_as_json_too() -> None:
     assert line["event"] == "Topic orders not found"
     assert line["level"] == "warning"
     assert line["logger"] == "aiokafka.consumer"
+
+
+# ---- the per-event info lines written straight (LineLogger)
+
+_FIELD_VALUES = st.one_of(
+    st.text(),
+    st.sampled_from(["\ud800", "a\udfffb"]),  # lone surrogates: orjson refuses them
+    st.integers(-(2**70), 2**70),  # beyond 64 bits orjson refuses: the stdlib renders it
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+)
+_FIELDS = st.dictionaries(
+    st.sampled_from(
+        ["topic", "partition", "offset", "event_id", "event_type", "reason", "error", "token"]
+    ),
+    _FIELD_VALUES,
+)
+
+
+def _utf8_stream() -> io.TextIOWrapper:
+    """Like stderr: UTF-8 text over a buffered binary stream."""
+    buffered = io.BufferedWriter(io.BytesIO())  # type: ignore[arg-type]
+    return io.TextIOWrapper(buffered, encoding="utf-8", errors="backslashreplace")
+
+
+def _raw(stream: io.TextIOWrapper) -> bytes:
+    raw = stream.buffer.raw  # type: ignore[attr-defined]
+    assert isinstance(raw, io.BytesIO)
+    return raw.getvalue()
+
+
+def _written(stream: io.TextIOBase) -> str:
+    stream.flush()
+    if isinstance(stream, io.TextIOWrapper):
+        return _raw(stream).decode("utf-8")
+    assert isinstance(stream, io.StringIO)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("make_stream", [io.StringIO, _utf8_stream])
+@given(event=st.sampled_from(["event_sent", "event_skipped"]), fields=_FIELDS)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_line_written_straight_is_the_line_structlog_writes(
+    make_stream: Callable[[], io.TextIOBase], event: str, fields: dict[str, object]
+) -> None:
+    """Same keys in the same order, same values, same redaction; only the moment differs."""
+    ours, theirs = make_stream(), make_stream()
+    configure_logging("info", LogFormat.JSON, stream=theirs)
+    get_logger("consumer.outcomes").info(event, **fields)
+    configure_logging("info", LogFormat.JSON, stream=ours)
+    LineLogger("consumer.outcomes").info(event, dict(fields))
+    flush_lines()
+
+    (mine, end), (reference, _) = _written(ours).split("\n"), _written(theirs).split("\n")
+    assert end == ""
+    fast, slow = json.loads(mine), json.loads(reference)
+    assert list(fast) == list(slow)
+    assert {**fast, "timestamp": None} == {**slow, "timestamp": None}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", str(fast["timestamp"]))
+    assert mine.replace(str(fast["timestamp"]), "") == reference.replace(str(slow["timestamp"]), "")
+
+
+def test_lines_wait_in_the_buffer_until_flushed() -> None:
+    out = _utf8_stream()
+    configure_logging("info", LogFormat.JSON, stream=out)
+    LineLogger("consumer.outcomes").info("event_sent", {"offset": 1})
+
+    assert _raw(out) == b""
+    flush_lines()
+    assert json.loads(_raw(out))["offset"] == 1
+
+
+def test_a_structlog_line_after_waiting_ones_comes_after_them() -> None:
+    out = _utf8_stream()
+    configure_logging("info", LogFormat.JSON, stream=out)
+    LineLogger("consumer.outcomes").info("event_sent", {"offset": 1})
+    get_logger("consumer.app").warning("something_else")
+
+    events = [json.loads(line)["event"] for line in _written(out).splitlines()]
+    assert events == ["event_sent", "something_else"]
+
+
+def test_lines_go_through_structlog_when_it_is_not_our_json_chain() -> None:
+    configure_logging("info", LogFormat.JSON, stream=io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        LineLogger("consumer.outcomes").info("event_sent", {"offset": 7})
+    assert captured == [
+        {
+            "logger_name": "consumer.outcomes",
+            "event": "event_sent",
+            "offset": 7,
+            "log_level": "info",
+        }
+    ]
+
+
+def test_lines_follow_the_level_and_the_bound_context() -> None:
+    quiet = io.StringIO()
+    configure_logging("warning", LogFormat.JSON, stream=quiet)
+    LineLogger("consumer.outcomes").info("event_sent", {"offset": 1})
+    flush_lines()
+    assert quiet.getvalue() == ""
+
+    out = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=out)
+    with event_context(topic="orders", partition=0, offset=3):
+        LineLogger("consumer.outcomes").info("event_sent", {"event_id": "e-1"})
+    flush_lines()
+    (line,) = lines(out)
+    assert line["event_id"] == "e-1"
+    assert line["topic"] == "orders"

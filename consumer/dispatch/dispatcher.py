@@ -90,7 +90,15 @@ class Dispatcher:
 
     def submit(self, job: PushJob) -> None:
         """Hand one event's push over; never blocks, never raises for a bad job."""
-        self._scheduler.add(job, self._clock.monotonic(), self._clock.now())
+        self.submit_many([job])
+
+    def submit_many(self, jobs: list[PushJob]) -> None:
+        """Hand a fetched batch's pushes over at one moment (one clock reading, one
+        report of what ended at once, one wake-up)."""
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now()
+        add = self._scheduler.add
+        for job in jobs:
+            add(job, now_mono, now_wall)
         self._report(self._scheduler.pop_finished())
         self._wake.set()
 

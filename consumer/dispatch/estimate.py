@@ -20,6 +20,7 @@ a slot frees.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -31,11 +32,20 @@ _EPSILON = 1e-9  # as the scheduler's own credit comparison
 
 @dataclass(frozen=True, slots=True)
 class SendTimes:
-    """Monotonic start times of the next requests the budget allows."""
+    """Monotonic start times of the next requests the budget allows.
 
-    frees: tuple[float, ...]  # when each of the window's slots is first free, earliest first
+    The window's slots, earliest first, are ``taken`` times before ``now``, then
+    ``free`` slots free ``now``, then the other ``taken`` times: held as a count,
+    not a list, so a budget of a million requests a window costs what its
+    requests in the window cost (the scheduler asks before every request).
+    """
+
+    now: float
+    free: int  # slots free now
+    taken: tuple[float, ...]  # when each taken slot is free again, earliest first
     period_s: float  # how long a slot stays taken: the window and its margin
     hold_until: float = -math.inf  # the provider asked to wait until then (Retry-After)
+    _before: int = 0  # how many of ``taken`` are earlier than ``now``
 
     @classmethod
     def of(
@@ -50,16 +60,28 @@ class SendTimes:
     ) -> SendTimes:
         """From the window's state: the end times of requests still in it, and the
         number of requests in flight."""
-        leaving = [end + period_s for end in ended] + [now + period_s] * in_flight
+        leaving = sorted([end + period_s for end in ended] + [now + period_s] * in_flight)
         free = max(0, limit - len(leaving))
-        return cls(tuple(sorted([now] * free + leaving)[:limit]), period_s, hold_until)
+        taken = tuple(leaving[: limit - free])
+        return cls(now, free, taken, period_s, hold_until, bisect.bisect_left(taken, now))
+
+    @property
+    def slots(self) -> int:
+        return self.free + len(self.taken)
 
     def at(self, k: int | float) -> float:
         """When the k-th request from now may start (``NEVER`` for k = ``NEVER``)."""
         if k == NEVER:
             return NEVER
-        cycle, slot = divmod(int(k), len(self.frees))
-        return max(self.hold_until, self.frees[slot] + cycle * self.period_s)
+        cycle, slot = divmod(int(k), self.slots)
+        return max(self.hold_until, self._slot(slot) + cycle * self.period_s)
+
+    def _slot(self, index: int) -> float:
+        if index < self._before:
+            return self.taken[index]
+        if index < self._before + self.free:
+            return self.now
+        return self.taken[index - self.free]
 
 
 class Turns:

@@ -34,7 +34,7 @@ from consumer.push import PushJob
 
 log = get_logger(__name__)
 
-Release = Callable[[PushJob], None]
+Release = Callable[[list[PushJob]], None]  # a batch's jobs, on to the dispatcher
 Reject = Callable[[PushJob, HistoryRejected], None]
 MAX_ENTRIES_PER_WRITE = 5_000
 
@@ -84,8 +84,7 @@ class HistoryWriter:
             return
         entries = [(job, entry) for job in jobs if (entry := entry_for(job)) is not None]
         if not entries and not self._queue and not self._writing:
-            for job in jobs:  # nothing to write and nothing ahead of them: no detour
-                self._release(job)
+            self._release(jobs)  # nothing to write and nothing ahead of them: no detour
             return
         self._queue.append(_Batch(jobs, entries))
         self._count(len(jobs))
@@ -226,6 +225,7 @@ class HistoryWriter:
 
     def _hand_on(self, batches: list[_Batch], rejected: dict[int, HistoryRejected]) -> None:
         handed = 0
+        released: list[PushJob] = []
         for batch in batches:
             written = {id(job) for job, _ in batch.entries}
             for job in batch.jobs:
@@ -234,9 +234,11 @@ class HistoryWriter:
                 if refused is None:
                     # Its item holds the personal text: only now may it go out shared.
                     job.in_history = id(job) in written
-                    self._release(job)
+                    released.append(job)
                 else:
                     self._reject(job, refused)
+        if released:
+            self._release(released)
         self._count(-handed)
 
     def _count(self, change: int) -> None:

@@ -53,7 +53,7 @@ from consumer.clock import Clock
 from consumer.kafka.clients import client_kwargs
 from consumer.kafka.offsets import OffsetBook
 from consumer.kafka.status import KafkaStatus
-from consumer.logs import get_logger
+from consumer.logs import flush_lines, get_logger
 from consumer.metrics import Metrics
 from consumer.settings import KafkaSettings
 
@@ -363,6 +363,7 @@ class KafkaSource:
     async def _commit_locked(
         self, only: set[TopicPartition] | None, timeout_s: float, *, probe: bool = False
     ) -> bool:
+        flush_lines()  # the outcome lines of what is committed are out first
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         if self._commit_task is not None and not self._commit_task.done():

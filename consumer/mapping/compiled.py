@@ -55,6 +55,8 @@ from liquid.exceptions import LiquidError
 from liquid.stringify import to_liquid_string
 from liquid.template import BoundTemplate
 
+from consumer.mapping.view import ABSENT, NOT_A_GROUP, follow, step
+
 Context = Mapping[str, Any]
 Part = Callable[[Context], str]
 Value = Callable[[Context], Any]
@@ -243,16 +245,15 @@ def _path(expression: Path) -> Value:
     root, rest = str(segments[0]), tuple(str(s) for s in segments[1:])
 
     def lookup(context: Context) -> Any:
-        if root not in context:
+        # ``step`` reads a plain dict (the dumped context) or the event's model
+        # (``EventView``); either way the value handed on is the dumped one.
+        value = step(context, root)
+        if value is ABSENT:
             raise Fallback  # a Liquid built-in name, or undefined
-        value = context[root]
-        for segment in rest:
-            if type(value) is not dict:
-                raise Fallback
-            if segment not in value:
-                return _MISSING
-            value = value[segment]
-        return value
+        value = follow(value, rest)
+        if value is NOT_A_GROUP:
+            raise Fallback
+        return _MISSING if value is ABSENT else value
 
     return lookup
 
@@ -295,3 +296,141 @@ def _filter(
             raise Fallback from None
 
     return apply
+
+
+# ---- one plain Python function per rule, generated from the same parse trees
+
+Texts = Callable[[Context], dict[str, str]]
+
+
+def compile_texts(
+    templates: Mapping[str, BoundTemplate], context_filters: frozenset[Callable[..., Any]]
+) -> Texts | None:
+    """One function rendering every template of a rule (stripped, by key), as the
+    closures above do, or None when one of them cannot be compiled.
+
+    The closures call a function per node and per expression; the generated code
+    has the rule's structure inline (text, outputs, ``if`` branches, filter calls
+    with literal arguments) and calls the closures only for conditions, paths and
+    the rarer filters, so it raises ``Fallback`` exactly where they do.
+    """
+    source = _Source(context_filters)
+    try:
+        for key, template in templates.items():
+            env = template.env
+            if env.autoescape or getattr(env, "disabled_tags", None):
+                return None
+            source.template(key, template)
+    except _Unsupported:
+        return None
+    return source.function()
+
+
+class _Source:
+    def __init__(self, filters: frozenset[Callable[..., Any]]) -> None:
+        self._filters = filters
+        self._names: dict[str, Any] = {
+            "_MISSING": _MISSING,
+            "Fallback": Fallback,
+            "_text": to_liquid_string,
+        }
+        self._lines = ["def render(context):", "    texts = {}"]
+        self._count = 0
+
+    def _name(self, value: Any, prefix: str = "k") -> str:
+        self._count += 1
+        name = f"_{prefix}{self._count}"
+        self._names[name] = value
+        return name
+
+    def function(self) -> Texts:
+        self._lines.append("    return texts")
+        namespace = dict(self._names)
+        exec(compile("\n".join(self._lines), "<compiled push texts>", "exec"), namespace)
+        function: Texts = namespace["render"]
+        return function
+
+    def template(self, key: str, template: BoundTemplate) -> None:
+        env = template.env
+        lines = ["out = []", "put = out.append"]
+        for node in template.nodes:
+            lines += self._node(node, env, "put")
+        lines.append('text = "".join(out)')
+        if (limit := env.output_stream_limit) is not None:
+            lines += [f"if len(text) > {int(limit)}:", "    raise Fallback"]
+        lines.append(f"texts[{key!r}] = text.strip()")
+        self._lines += ["    " + line for line in lines]
+
+    def _node(self, node: Node, env: Environment, put: str) -> list[str]:
+        kind = type(node)
+        if kind is ContentNode:
+            return [f"{put}({self._name(node.text)})"]  # type: ignore[attr-defined]
+        if kind is OutputNode:
+            lines = self._value(node.expression, env, "v")  # type: ignore[attr-defined]
+            return [
+                *lines,
+                "if v is _MISSING:",
+                "    raise Fallback",  # strict: Liquid raises the "undefined" error
+                f"{put}(v if type(v) is str else _text(v, False))",
+            ]
+        if kind is IfNode:
+            return self._if(node, env, put)  # type: ignore[arg-type]
+        raise _Unsupported(kind.__name__)
+
+    def _block(self, block: BlockNode, env: Environment, put: str) -> list[str]:
+        if env.suppress_blank_control_flow_blocks and block.blank:
+            # Liquid renders a whitespace-only block into nothing (but still evaluates it).
+            put = "_discard"
+            lines = ["_discard = [].append"]
+        else:
+            lines = []
+        for node in block.nodes:
+            lines += self._node(node, env, put)
+        return ["    " + line for line in lines or ["pass"]]
+
+    def _if(self, node: IfNode, env: Environment, put: str) -> list[str]:
+        condition = self._name(_condition(node.condition, env, self._filters), "c")
+        lines = [f"if {condition}(context):", *self._block(node.consequence, env, put)]
+        for alternative in node.alternatives:
+            test = self._name(_condition(alternative.expression, env, self._filters), "c")
+            lines += [f"elif {test}(context):", *self._block(alternative.block, env, put)]
+        if node.default is not None:
+            lines += ["else:", *self._block(node.default, env, put)]
+        return lines
+
+    def _value(self, expression: Any, env: Environment, target: str) -> list[str]:
+        """Statements leaving the expression's value (or ``_MISSING``) in ``target``."""
+        kind = type(expression)
+        if kind is FilteredExpression:
+            lines = self._value(expression.left, env, target)
+            for node in expression.filters or ():
+                lines += self._apply(node, env, target)
+            return lines
+        value = self._name(_expression(expression, env, self._filters), "e")
+        return [f"{target} = {value}(context)"]
+
+    def _apply(self, node: Filter, env: Environment, target: str) -> list[str]:
+        func = env.filters.get(node.name)
+        simple = (
+            func is not None
+            and getattr(func, "filter_async", None) is None
+            and not getattr(func, "with_context", False)
+            and not getattr(func, "with_environment", False)
+            and node.name != "default"
+            and all(
+                getattr(a, "name", None) is None and type(a.value) in _LITERALS for a in node.args
+            )
+        )
+        if not simple:  # the closure: named, computed or missing arguments, context, default
+            apply = self._name(_filter(node, env, self._filters), "f")
+            return [f"{target} = {apply}({target}, context)"]
+        call = self._name(func, "f")
+        args = "".join(f", {self._name(a.value.value)}" for a in node.args)  # type: ignore[attr-defined]
+        return [
+            f"if {target} is _MISSING:",
+            "    raise Fallback",
+            "try:",
+            f"    {target} = {call}({target}{args})",
+            "except Exception:",
+            "    raise Fallback from None",
+        ]

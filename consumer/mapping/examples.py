@@ -18,8 +18,8 @@ from typing import Any
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.filters import NARROW_NBSP, NBSP
-from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
+from consumer.mapping.view import without_nulls
 from consumer.push import Message, RenderedPush
 from consumer.settings import MappingSettings
 

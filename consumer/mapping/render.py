@@ -20,7 +20,7 @@ from liquid.exceptions import LiquidError, UndefinedError
 from liquid.template import BoundTemplate
 from liquid.undefined import FalsyStrictUndefined
 
-from consumer.mapping.compiled import Fallback, compile_template
+from consumer.mapping.compiled import Fallback, compile_template, compile_texts
 from consumer.mapping.filters import (
     BUILTIN_FILTERS,
     OUR_FILTERS,
@@ -28,6 +28,7 @@ from consumer.mapping.filters import (
     RenderInfo,
 )
 from consumer.mapping.textcache import TextCache, read_paths
+from consumer.mapping.view import EventView, plain_context
 
 
 class MissingValue(FalsyStrictUndefined):
@@ -53,38 +54,6 @@ def build_environment() -> PushEnvironment:
     return env
 
 
-def without_nulls(value: Any) -> Any:
-    """Drop null and empty-text fields at any depth, so a template sees them as missing.
-
-    An empty text is no value for a push ("Заказ № оформлен"): ``{% if
-    order.number %}`` must be false for it, and Liquid calls "" true.
-    """
-    kind = type(value)  # exact types: this runs for every event
-    if kind is dict:
-        return _dict_without_nulls(value)
-    if kind is list:
-        return _list_without_nulls(value)
-    return value
-
-
-def _dict_without_nulls(data: dict[Any, Any]) -> dict[Any, Any]:
-    # Scalars are copied inline: a call per leaf would cost more than the walk.
-    out: dict[Any, Any] = {}
-    for key, value in data.items():
-        kind = type(value)
-        if kind is dict:
-            out[key] = _dict_without_nulls(value)
-        elif kind is list:
-            out[key] = _list_without_nulls(value)
-        elif value is not None and (kind is not str or value):
-            out[key] = value
-    return out
-
-
-def _list_without_nulls(items: list[Any]) -> list[Any]:
-    return [without_nulls(item) for item in items if item is not None and item != ""]
-
-
 # The texts a reader sees; the others (deeplink, collapse key, provider extras)
 # must be exact or fail.
 DISPLAY_KEYS = ("title", "summary")
@@ -107,9 +76,12 @@ def shortened(value: Any) -> Any:
 
 def render_context(
     data: Mapping[str, Any], tz: ZoneInfo, now: dt.datetime | None
-) -> dict[str, Any]:
-    moment = now if now is not None else dt.datetime.now(dt.UTC)
-    return {**data, RENDER_INFO: RenderInfo(tz=tz, now=moment)}
+) -> Mapping[str, Any]:
+    """The data with the render info (zone and time) the date filters read."""
+    info = RenderInfo(tz=tz, now=now if now is not None else dt.datetime.now(dt.UTC))
+    if type(data) is EventView:
+        return EventView(data.event, info)
+    return {**data, RENDER_INFO: info}
 
 
 def render_text(template: BoundTemplate, context: Mapping[str, Any]) -> str:
@@ -171,6 +143,10 @@ class TextPlan:
             if all(f is not None for f in functions.values())
             else None
         )
+        # All of them in one generated function (the closures above are its parts).
+        self.rule_function = (
+            compile_texts(self.singles, _CONTEXT_FILTERS) if self.functions is not None else None
+        )
         # Compiled functions render faster than a cache key is built; Liquid does not.
         uncompiled = self.functions is None and cache_entries
         paths = read_paths(self.singles.values()) if uncompiled else None
@@ -179,6 +155,8 @@ class TextPlan:
     def render(self, context: Mapping[str, Any]) -> dict[str, str]:
         if self.combined is None:
             return dict(self.constants)
+        if self.functions is None:  # Liquid renders it: with the dumped context
+            context = plain_context(context)
         key = self.cache.key(context) if self.cache is not None else None
         if key is not None and self.cache is not None:
             if (cached := self.cache.get(key)) is not None:
@@ -190,12 +168,13 @@ class TextPlan:
 
     def _render(self, context: Mapping[str, Any]) -> dict[str, str]:
         texts = dict(self.constants)
-        if self.functions is not None:
+        if self.rule_function is not None:
             try:
-                texts.update((k, f(context).strip()) for k, f in self.functions.items())
+                texts.update(self.rule_function(context))
                 return texts
             except Fallback:
                 texts = dict(self.constants)  # Liquid renders it, or names the error
+        context = plain_context(context)  # Liquid reads the dumped context
         assert self.combined is not None
         try:
             pieces = self.combined.render(context).split(SEPARATOR)

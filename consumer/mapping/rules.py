@@ -30,8 +30,8 @@ from consumer.mapping.render import (
     explain,
     render_context,
     shortened,
-    without_nulls,
 )
+from consumer.mapping.view import ABSENT, NOT_A_GROUP, EventView, follow, plain_context
 from consumer.push import HistoryText, Message, PushClass, RenderedPush
 from consumer.quiet import QuietHours
 from consumer.settings import MappingSettings
@@ -44,12 +44,9 @@ def lookup(data: Mapping[str, Any], path: str) -> Any:
 
 
 def _lookup_parts(data: Mapping[str, Any], parts: tuple[str, ...] | list[str]) -> Any:
-    value: Any = data
-    for part in parts:
-        if type(value) is not dict or part not in value:  # context dicts are plain
-            return _ABSENT
-        value = value[part]
-    return value
+    """The value at the path in the dumped context or an ``EventView`` of it."""
+    value = follow(data, tuple(parts))
+    return _ABSENT if value is ABSENT or value is NOT_A_GROUP else value
 
 
 def is_absent(value: Any) -> bool:
@@ -389,6 +386,53 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleIndex:
+    """An event type's rules by the value of the field most of them test with a list
+    of values (``order.status: [created]``): a rule whose list lacks the event's
+    value cannot match, so it is not tried. The rules tried keep their priority
+    order, and each is still tested whole, so the first that matches is the one
+    the full walk finds."""
+
+    rules: tuple[Rule, ...]  # every rule, by priority
+    path: tuple[str, ...] = ()  # the field; () when no field is worth an index
+    by_value: Mapping[Any, tuple[Rule, ...]] = field(default_factory=dict)
+    without_value: tuple[Rule, ...] = ()  # the rules an absent or unlisted value can match
+
+    @staticmethod
+    def of(rules: tuple[Rule, ...]) -> _RuleIndex:
+        listed: dict[tuple[str, ...], int] = {}
+        for rule in rules:
+            for path in {c.parts for c in rule.conditions if isinstance(c.test, OneOf)}:
+                listed[path] = listed.get(path, 0) + 1
+        if not listed or max(listed.values()) < 2:
+            return _RuleIndex(rules)
+        path = max(listed, key=lambda p: listed[p])  # the first of the most tested
+
+        def lists(rule: Rule) -> list[frozenset[Any]]:
+            return [c.values for c in rule.conditions if c.parts == path and c.values is not None]
+
+        values = {v for rule in rules for allowed in lists(rule) for v in allowed}
+        by_value = {
+            v: tuple(r for r in rules if all(v in allowed for allowed in lists(r))) for v in values
+        }
+        return _RuleIndex(rules, path, by_value, tuple(r for r in rules if not lists(r)))
+
+    def candidates(self, data: Mapping[str, Any]) -> tuple[Rule, ...]:
+        if not self.path:
+            return self.rules
+        value = _lookup_parts(data, self.path)
+        if value is _ABSENT:
+            return self.without_value
+        key = _comparable(value)
+        if type(key) not in _INDEXABLE:  # a group or a list: tested (and refused) one by one
+            return self.rules
+        return self.by_value.get(key, self.without_value)
+
+
+_INDEXABLE = frozenset({str, bool, Decimal})
+
+
 class MappingSet:
     """One consistent, checked set of rules; swapped whole on reload."""
 
@@ -413,6 +457,7 @@ class MappingSet:
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
         self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
+        self._indexes = {t: _RuleIndex.of(rules) for t, rules in self._by_type.items()}
         # Event types with a rule that compares with now (`after: now`): only their
         # matching needs the time and zone.
         self._timed = frozenset(
@@ -431,14 +476,16 @@ class MappingSet:
     ) -> Rule | None:
         """The rule with the highest priority whose conditions hold (at ``now``)."""
         moment = _MomentOf(data, now) if event_type in self._timed else _NO_MOMENT
-        for rule in self._by_type.get(event_type, ()):
+        index = self._indexes.get(event_type)
+        rules = index.candidates(data) if index is not None else ()
+        for rule in rules:
             if rule.matches(data, moment):
                 return rule
         return None
 
     def render(self, event: BaseEvent, *, now: dt.datetime | None = None) -> RenderedPush | None:
         """The push for this event, None when no rule matches; ``RenderError`` if it fails."""
-        data = without_nulls(event.template_context())
+        data = EventView(event)
         rule = self.match(event.event_type, data, now=now)
         if rule is None:
             return None
@@ -455,6 +502,7 @@ class MappingSet:
     ) -> RenderedPush:
         """Render with one given rule; ``fit=False`` keeps overlong texts (for the check)."""
         texts = self._texts(rule, render_context(data, event.tzinfo, now))
+        # ^ an EventView stays one (with the render info); a dict gets it added
         message = self._message(rule, texts, "", fit=fit)
         return RenderedPush(
             rule_id=rule.rule_id,
@@ -539,6 +587,7 @@ class MappingSet:
             # A huge value (a 60 KB order number) shown in a text that a phone cuts
             # to a line anyway: shorten the values, not the strictness.
             try:
+                context = plain_context(context)
                 texts = plan.render_shortened(context, shortened(context))
             except PartFailed as again:
                 raise self._failed(rule, templates, again) from None

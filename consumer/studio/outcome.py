@@ -23,8 +23,8 @@ from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
 from consumer.mapping.examples import event_of, example_event
 from consumer.mapping.filters import NARROW_NBSP, NBSP, truncate
-from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
+from consumer.mapping.view import without_nulls
 from consumer.push import RenderedPush
 from consumer.settings import ImshopSettings, MappingSettings
 from consumer.studio.cost import cost_line, grouped_paths, personal_paths

@@ -27,9 +27,9 @@ from consumer.events import BaseEvent
 from consumer.mapping.contract import Contract
 from consumer.mapping.examples import check_example, event_of, example_event, value_text
 from consumer.mapping.parse import ttl_text
-from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, Rule, lookup, moment_at
 from consumer.mapping.usage import uses
+from consumer.mapping.view import without_nulls
 from consumer.push import RenderedPush
 from consumer.studio.draft import Draft
 from consumer.studio.outcome import fill_preview_fields

@@ -36,6 +36,23 @@ async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -
     assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
 
 
+async def test_a_batch_handed_over_at_once_waits_coalesces_and_dedupes_as_one_by_one() -> None:
+    rig = await make_rig(limit=1, window_s=60, full=True)  # nothing goes out yet
+    batch = [make_job(f"b{i}", user=f"u{i}", text="sale", offset=i) for i in range(5)]
+    batch.append(make_job("b0", user="u0", text="sale", offset=5))  # the same event again
+
+    rig.dispatcher.submit_many(batch)
+    await settle()
+
+    assert rig.dispatcher.size == 5
+    assert rig.sink.outcome("b0") is Outcome.SKIPPED  # the duplicate, reported at once
+    await advance(rig.clock, 61)
+    (envelope,) = rig.provider.requests[0][1]
+    assert len(envelope.recipients) == 5
+    assert rig.sink.count(Outcome.SENT) == 5
+    await rig.close()
+
+
 async def test_while_the_budget_is_spent_pushes_wait_and_coalesce() -> None:
     rig = await make_rig(limit=2, window_s=60)
     for i in range(2):

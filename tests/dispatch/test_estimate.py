@@ -24,6 +24,39 @@ def test_a_retry_after_holds_every_start() -> None:
 
 
 @given(
+    now=st.floats(0.0, 100.0),
+    limit=st.integers(1, 8),
+    ended=st.lists(st.floats(-50.0, 100.0), max_size=10),
+    in_flight=st.integers(0, 3),
+    ks=st.lists(st.integers(0, 40), max_size=10),
+)
+def test_the_slots_are_every_free_and_taken_slot_in_time_order(
+    now: float, limit: int, ended: list[float], in_flight: int, ks: list[int]
+) -> None:
+    """Held as a count of free slots, the window gives the times a sorted list of
+    every slot gives (the free ones at ``now``), cut at the limit."""
+    times = SendTimes.of(now=now, limit=limit, period_s=30.0, ended=ended, in_flight=in_flight)
+    leaving = [end + 30.0 for end in ended] + [now + 30.0] * in_flight
+    slots = sorted([now] * max(0, limit - len(leaving)) + leaving)[:limit]
+    for k in ks:
+        cycle, slot = divmod(k, len(slots))
+        assert times.at(k) == slots[slot] + cycle * 30.0
+
+
+def test_a_budget_of_a_million_keeps_no_list_of_its_free_slots() -> None:
+    times = SendTimes.of(now=5.0, limit=1_000_000, period_s=1.0, ended=[4.5], in_flight=2)
+    assert times.free == 999_997
+    assert times.taken == (5.5, 6.0, 6.0)
+    assert [times.at(k) for k in (0, 999_996, 999_997, 999_999, 1_000_000)] == [
+        5.0,
+        5.0,
+        5.5,
+        6.0,
+        6.0,
+    ]
+
+
+@given(
     limit=st.integers(1, 5),
     window=st.sampled_from([1.0, 10.0, 60.0]),
     margin=st.sampled_from([0.0, 0.5]),

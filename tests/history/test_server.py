@@ -231,7 +231,7 @@ async def test_run_without_the_api_serves_none_and_warns_of_nothing(tmp_path: Pa
                 settings,
                 metrics=Metrics(),
                 clock=SystemClock(),
-                release=lambda _job: None,
+                release=lambda _jobs: None,
                 reject=lambda _job, _error: None,
             )
 

@@ -61,7 +61,7 @@ class Harness:
         self.touched: set[str] = set()
         self.writer = HistoryWriter(
             self.store,
-            release=lambda j: self.released.append(j.event_id),
+            release=lambda jobs: self.released.extend(j.event_id for j in jobs),
             reject=lambda j, e: self.rejected.append((j.event_id, e.reason)),
             metrics=self.metrics,
             clock=self.clock,

@@ -9,7 +9,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.errors import FatalError
-from consumer.local.bench.support import create_topic, own_topics_deleted, unique
+from consumer.local.bench.peers import PEERS
+from consumer.local.bench.support import (
+    create_topic,
+    own_topics_deleted,
+    produce_values,
+    sample_values,
+    unique,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -37,3 +44,17 @@ async def test_topics_created_in_the_block_are_deleted_after_it(
         assert loop.time() < deadline, f"{created} was not deleted"
         await asyncio.sleep(0.2)
     assert before in topics, "a topic that existed before the block is kept"
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+async def test_each_ingest_peer_handles_every_event_and_commits_them(
+    name: str, kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, topic_factory: Any
+) -> None:
+    topic = await topic_factory(prefix="bench-peer", partitions=3)
+    produced = await produce_values(kafka_bootstrap, topic, sample_values(600, distinct=50))
+
+    counter = await PEERS[name](kafka_bootstrap, topic, produced)
+
+    assert counter.done == produced
+    committed = await kafka_admin.list_consumer_group_offsets(counter.group)
+    assert sum(meta.offset for tp, meta in committed.items() if tp.topic == topic) == produced

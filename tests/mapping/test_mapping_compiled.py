@@ -20,8 +20,8 @@ from consumer.mapping.render import (
     _CONTEXT_FILTERS,
     build_environment,
     render_context,
-    without_nulls,
 )
+from consumer.mapping.view import without_nulls
 from consumer.settings import MappingSettings
 
 ENV = build_environment()

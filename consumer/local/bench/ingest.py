@@ -1,8 +1,10 @@
-"""Ingest: events per second through the whole service, against a bare getmany loop.
+"""Ingest: events per second through the whole service, against the consumers a team
+would write instead (``peers``: a FastStream batch subscriber and a lean aiokafka loop)
+and a bare getmany loop that only counts.
 
 All read the same pre-filled topic from the start with a fresh consumer group,
-in the same process, interleaved (baseline, candidate without history,
-candidate with history, baseline...); each figure is the median of the
+in the same process, interleaved (bare loop, lean, FastStream, candidate without
+history, candidate with history, bare loop...); each ratio is the median of the
 per-round ratios. The candidate is the real ``Service`` with the dry-run
 provider and a budget that never binds, so every event goes consume -> validate
 -> match -> render -> (history written) -> pending -> request -> outcome
@@ -22,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumer.app import Service
 from consumer.kafka.source import FETCH_MAX_BYTES, MAX_PARTITION_FETCH_BYTES
+from consumer.local.bench.peers import Counter, faststream_peer, lean_peer
 from consumer.local.bench.support import (
     create_topic,
     median,
@@ -42,6 +45,12 @@ class Run:
     events: int
     wall_s: float
     cpu_s: float
+
+    @staticmethod
+    def of(counter: Counter) -> Run:
+        """What a peer did from its first batch on (the first batch starts the clocks)."""
+        wall, cpu = time.perf_counter() - counter.wall0, time.process_time() - counter.cpu0
+        return Run(counter.done - counter.first, wall, cpu)
 
     @property
     def per_s(self) -> float:
@@ -117,28 +126,61 @@ async def candidate(bootstrap: str, topic: str, total: int, *, history: bool) ->
         return Run(done - first, time.perf_counter() - wall0, time.process_time() - cpu0)
 
 
+@dataclass(frozen=True, slots=True)
+class Round:
+    base: Run
+    lean: Run
+    faststream: Run
+    cand: Run
+    kept: Run
+
+
 async def measure(bootstrap: str, *, events: int, pairs: int) -> dict[str, Any]:
     topic = await create_topic(bootstrap, unique("ingest"))
     await produce_values(bootstrap, topic, sample_values(events))
-    runs: list[tuple[Run, Run, Run]] = []
+    runs: list[Round] = []
     for _ in range(pairs):
         base = await baseline(bootstrap, topic, events)
+        lean = Run.of(await lean_peer(bootstrap, topic, events))
+        fast = Run.of(await faststream_peer(bootstrap, topic, events))
         cand = await candidate(bootstrap, topic, events, history=False)
         kept = await candidate(bootstrap, topic, events, history=True)
-        runs.append((base, cand, kept))
-    ratios = [cand.per_s / base.per_s for base, cand, _ in runs]
-    history_ratios = [kept.per_s / cand.per_s for _, cand, kept in runs]
+        runs.append(Round(base, lean, fast, cand, kept))
     return {
         "ingest_events": events,
         "ingest_pairs": pairs,
-        "ingest_events_per_s": round(median([c.per_s for _, c, _ in runs])),
-        "baseline_events_per_s": round(median([b.per_s for b, _, _ in runs])),
-        "ingest_ratio": round(median(ratios), 3),
-        "ingest_ratios": [round(r, 3) for r in ratios],
-        "cpu_us_per_event": round(median([c.cpu_us for _, c, _ in runs]), 1),
-        "baseline_cpu_us_per_event": round(median([b.cpu_us for b, _, _ in runs]), 1),
-        "history_ingest_events_per_s": round(median([k.per_s for _, _, k in runs])),
-        "history_ingest_ratio": round(median(history_ratios), 3),
-        "history_ingest_ratios": [round(r, 3) for r in history_ratios],
-        "history_cpu_us_per_event": round(median([k.cpu_us for _, _, k in runs]), 1),
+        **_service(runs),
+        **_peers(runs),
     }
+
+
+def _service(runs: list[Round]) -> dict[str, Any]:
+    ratios = [r.cand.per_s / r.base.per_s for r in runs]
+    history_ratios = [r.kept.per_s / r.cand.per_s for r in runs]
+    return {
+        "ingest_events_per_s": round(median([r.cand.per_s for r in runs])),
+        "baseline_events_per_s": round(median([r.base.per_s for r in runs])),
+        "ingest_ratio": round(median(ratios), 3),
+        "ingest_ratios": [round(x, 3) for x in ratios],
+        "cpu_us_per_event": round(median([r.cand.cpu_us for r in runs]), 1),
+        "baseline_cpu_us_per_event": round(median([r.base.cpu_us for r in runs]), 1),
+        "history_ingest_events_per_s": round(median([r.kept.per_s for r in runs])),
+        "history_ingest_ratio": round(median(history_ratios), 3),
+        "history_ingest_ratios": [round(x, 3) for x in history_ratios],
+        "history_cpu_us_per_event": round(median([r.kept.cpu_us for r in runs]), 1),
+    }
+
+
+def _peers(runs: list[Round]) -> dict[str, Any]:
+    """The peers' figures, and the service's (with its history written) against them."""
+    figures: dict[str, Any] = {}
+    for name in ("faststream", "lean"):
+        peer = [getattr(r, name) for r in runs]
+        ratios = [r.kept.per_s / p.per_s for r, p in zip(runs, peer, strict=True)]
+        figures |= {
+            f"peer_{name}_events_per_s": round(median([p.per_s for p in peer])),
+            f"peer_{name}_cpu_us_per_event": round(median([p.cpu_us for p in peer]), 1),
+            f"ingest_vs_{name}": round(median(ratios), 3),
+            f"ingest_vs_{name}_ratios": [round(x, 3) for x in ratios],
+        }
+    return figures
