@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CACHE := $(HOME)/.cache/order-push-consumer
 TMP := $(or $(TMPDIR),/tmp)
 
-.PHONY: install test lint format demo check-mappings clean clean-jars
+.PHONY: install test test-fast lint format demo check-mappings clean clean-jars
 
 # setuptools ends every editable install with a notice to mind folders named like the
 # package in the working directory; here that folder is the package itself.
@@ -22,6 +22,11 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest
+
+# The tests that need no Kafka broker, browser or database server (under a minute).
+FAST := -m "not kafka and not browser and not postgres"
+test-fast: install
+	$(PY) -m pytest $(FAST) -q
 
 lint: install
 	$(PY) -m ruff check consumer tests

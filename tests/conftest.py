@@ -5,6 +5,10 @@
 broker carries ``@pytest.mark.kafka``. With ``REQUIRE_KAFKA=1`` (CI) the session
 fails if any such test was skipped or none ran, so a missing broker cannot pass
 silently.
+
+A test that drives a browser or a database server is marked ``browser`` or
+``postgres`` here, from the fixtures it uses. The *fast tests* are the rest:
+``pytest -m "not kafka and not browser and not postgres"`` (``make test-fast``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
 
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
 
 TopicFactory = Callable[..., Awaitable[str]]
+
+# `--hypothesis-profile=mutation`: the same examples every run and no saved failures,
+# so a mutant's verdict depends on the mutant alone, and no shrinking: the first
+# failing example kills the mutant (make mutation).
+hypothesis_settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 _KAFKA_MARK = "kafka"
 _kafka_items: set[str] = set()
@@ -102,6 +118,16 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"topic {topic} had no leader for all {partitions} partitions in 30 s")
+
+
+# Fixtures that start something outside the process, and the mark their users get.
+_MARK_BY_FIXTURE = {"browser": "browser", "postgres_server": "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & _MARK_BY_FIXTURE.keys():
+            item.add_marker(_MARK_BY_FIXTURE[fixture])
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
