@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CACHE := $(HOME)/.cache/order-push-consumer
 TMP := $(or $(TMPDIR),/tmp)
 
-.PHONY: install test test-fast lint format demo check-mappings clean clean-jars
+.PHONY: install test test-fast mutation-handmade lint format demo check-mappings clean clean-jars
 
 # setuptools ends every editable install with a notice to mind folders named like the
 # package in the working directory; here that folder is the package itself.
@@ -27,6 +27,10 @@ test: install
 FAST := -m "not kafka and not browser and not postgres"
 test-fast: install
 	$(PY) -m pytest $(FAST) -q
+
+# The dispatch bugs of issue 18, planted one at a time: the fast tests must fail on each.
+mutation-handmade: install
+	$(PY) tests/mutation/handmade.py
 
 lint: install
 	$(PY) -m ruff check consumer tests

@@ -120,18 +120,36 @@ async def test_a_push_expires_while_the_budget_is_spent() -> None:
     await rig.runner
 
 
+async def test_at_most_max_concurrent_requests_are_in_flight() -> None:
+    rig = await make_rig(limit=10, max_concurrent_requests=4)
+    rig.provider.gate = asyncio.Event()
+    for i in range(6):  # the budget would let all six start
+        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    await settle()
+
+    assert len(rig.provider.sent) == 4
+    assert rig.provider.in_flight == 4
+    rig.provider.gate.set()
+    await settle()
+    assert len(rig.provider.sent) == 6, "the other two start as the first ones end"
+    assert rig.provider.max_in_flight == 4
+    assert rig.sink.count(Outcome.SENT) == 6
+    await rig.close()
+
+
 async def test_high_and_low_water_count_jobs_in_flight() -> None:
     rig = await make_rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
     rig.provider.gate = asyncio.Event()
     for i in range(4):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
     await settle()
-    assert len(rig.provider.requests) == 4  # default concurrency 4: all in flight
+    assert rig.provider.in_flight == 4  # default concurrency 4: all in flight
     assert rig.dispatcher.above_high_water()
     assert not rig.dispatcher.below_low_water()
 
-    assert rig.dispatcher.below_low_water(held_elsewhere=-4)
-    assert rig.dispatcher.above_high_water(held_elsewhere=-1) is False
+    assert rig.dispatcher.below_low_water(held_elsewhere=-3)
+    assert not rig.dispatcher.below_low_water(held_elsewhere=-2), "resume below half, not at it"
+    assert not rig.dispatcher.above_high_water(held_elsewhere=-1)
 
     rig.provider.gate.set()
     await settle()
@@ -139,8 +157,8 @@ async def test_high_and_low_water_count_jobs_in_flight() -> None:
     assert rig.dispatcher.size == 0
     assert rig.dispatcher.below_low_water()
     assert not rig.dispatcher.below_low_water(held_elsewhere=2)
-    await rig.dispatcher.aclose()
-    await rig.runner
+    assert rig.dispatcher.above_high_water(held_elsewhere=4)
+    await rig.close()
 
 
 async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
@@ -169,11 +187,44 @@ async def test_drain_sends_what_the_budget_allows_then_stops() -> None:
     assert rig.runner.done()
 
 
-async def test_drain_returns_early_once_everything_has_an_outcome(rig: Rig) -> None:
+async def test_drain_returns_early_once_everything_has_an_outcome() -> None:
+    rig = await make_rig(limit=1, window_s=60, full=True)
     rig.dispatcher.submit(make_job("e1"))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=600))
 
-    assert await rig.dispatcher.drain(deadline_s=60) == 0
-    assert rig.clock.monotonic() == 1_000.0
+    await advance(rig.clock, 59)
+    assert not drained.done(), "the budget frees its slot at 60 s"
+    await advance(rig.clock, 1)
+
+    assert drained.done(), "drain waited on for its deadline with nothing left"
+    assert drained.result() == 0
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert rig.runner.done()
+
+
+async def test_drain_with_nothing_held_returns_at_once(rig: Rig) -> None:
+    rig.dispatcher.submit(make_job("e1"))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=60))
+    await settle()  # no time passes
+
+    assert drained.done()
+    assert drained.result() == 0
+    assert rig.sink.outcome("e1") is Outcome.SENT
+
+
+async def test_a_request_cancelled_at_shutdown_still_counts_against_the_window() -> None:
+    rig = await make_rig(limit=1, window_s=60)
+    rig.provider.gate = asyncio.Event()  # the request hangs
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    assert rig.budget.used() == 1
+
+    await advance(rig.clock, 5)
+    await rig.close()  # cancels the request: it may have reached the provider
+
+    assert rig.sink.outcomes == {}, "no outcome: its offset stays uncommitted"
+    assert rig.budget.used() == 1
+    assert rig.budget.next_start_at() == pytest.approx(rig.clock.monotonic() + 60)
 
 
 async def test_a_fatal_provider_error_stops_the_loop_and_keeps_the_jobs(rig: Rig) -> None:

@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
+import datetime as dt
 
-from dispatch_support import T0, advance, make_job, make_rig, settle
+import pytest
+from dispatch_support import T0, advance, make_job, make_rig, make_scheduler, settle
 
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected
-from consumer.providers.base import ProviderLimits
 from consumer.push import Outcome, PushJob
-from consumer.settings import DispatchSettings
 
 NOW = 1_000.0
 PARTITION = {("orders", 0)}
 
 
-def scheduler() -> Scheduler:
-    return Scheduler(
-        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=1000),
-        coalesce_key=lambda job: job.push.message,
-        recipients=lambda job: (job.recipient.push_id,),
-        settings=DispatchSettings(retry_initial_backoff_s=1.0, retry_max_backoff_s=1.0),
-        rng=random.Random(0),
-    )
+def scheduler(**dispatch: float) -> Scheduler:
+    return make_scheduler(retry_initial_backoff_s=1.0, retry_max_backoff_s=1.0, **dispatch)
 
 
 def send_next(s: Scheduler, at: float = NOW) -> Request:
@@ -92,8 +85,10 @@ def test_an_orphan_whose_record_comes_back_is_adopted_and_retried() -> None:
     assert outcomes(s) == [("e1", Outcome.SENT)]
 
 
-def order_status(event_id: str, version: int, text: str) -> PushJob:
-    return make_job(event_id, text=text, collapse_key="A-1", version=version, offset=version)
+def order_status(event_id: str, version: int, text: str, ttl_s: float = 3600.0) -> PushJob:
+    return make_job(
+        event_id, text=text, collapse_key="A-1", version=version, offset=version, ttl_s=ttl_s
+    )
 
 
 def test_a_newer_status_waits_while_an_older_one_of_the_order_is_in_flight() -> None:
@@ -111,7 +106,7 @@ def test_a_newer_status_waits_while_an_older_one_of_the_order_is_in_flight() -> 
     assert outcomes(s) == [("v1", Outcome.SENT), ("v2", Outcome.SENT)]
 
 
-def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
+def test_held_back_statuses_are_superseded_by_a_newer_one() -> None:
     s = scheduler()
     s.add(order_status("v1", 1, "confirmed"), NOW, T0)
     first = send_next(s)
@@ -123,6 +118,51 @@ def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
 
     assert [job.event_id for e in request.envelopes for job in e.jobs] == ["v3"]
     assert sorted(outcomes(s)) == [("v1", Outcome.SUPERSEDED), ("v2", Outcome.SUPERSEDED)]
+
+
+async def test_a_held_back_status_expires_on_time_while_its_order_is_on_the_wire() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 120  # the request carrying v1 hangs for two minutes
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))
+    await settle()
+    rig.dispatcher.submit(order_status("v2", 2, "shipped", ttl_s=30))  # held back behind v1
+
+    await advance(rig.clock, 31)
+
+    (record,) = rig.sink.outcomes["v2"]
+    assert (record.outcome, record.reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    assert record.at == pytest.approx(1_030, abs=0.01)
+    await advance(rig.clock, 120)
+    assert rig.sink.outcome("v1") is Outcome.SENT
+    assert [job.event_id for sent in rig.provider.sent for job in sent.jobs] == ["v1"]
+    await rig.close()
+
+
+def test_the_duplicate_memory_holds_exactly_the_last_n_event_ids() -> None:
+    s = scheduler(dedupe_memory_events=3)
+    for number in range(4):
+        s.add(make_job(f"e{number}", text=f"t{number}", offset=number), NOW, T0)
+        s.on_sent(send_next(s))
+    assert outcomes(s) == [(f"e{number}", Outcome.SENT) for number in range(4)]
+
+    s.add(make_job("e1", text="t1", offset=11), NOW, T0)  # e1, e2, e3 are remembered
+    assert outcomes(s) == [("e1", Outcome.SKIPPED)]
+    s.add(make_job("e0", text="t0", offset=10), NOW, T0)  # e0 was forgotten: it goes again
+    assert outcomes(s) == []
+    assert s.pending.size == 1
+
+
+def test_a_status_without_a_version_is_ordered_by_when_it_happened() -> None:
+    s = scheduler()
+    versioned = make_job("v3", text="a", collapse_key="A-1", version=3, occurred_at=T0)
+    later = T0 + dt.timedelta(seconds=5)
+    unversioned = make_job("late", text="b", collapse_key="A-1", occurred_at=later, offset=1)
+
+    s.add(versioned, NOW, T0)
+    s.add(unversioned, NOW, T0)
+
+    assert outcomes(s) == [("v3", Outcome.SUPERSEDED)]
+    assert [job.event_id for e in send_next(s).envelopes for job in e.jobs] == ["late"]
 
 
 def test_a_dead_lettered_event_replayed_after_a_fix_is_sent_not_skipped() -> None:
