@@ -1,10 +1,15 @@
 """The service: Kafka in, mappings, dispatcher, provider out, one lifecycle.
 
 ``Service.run(stop)`` opens every part in order (mappings, provider, dead-letter
-producer, Kafka source, health server), runs the loops in one TaskGroup, and on
-``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching, send what the budget
-allows, write pending dead letters, commit, leave the group. Parts close in
-reverse order through one ``AsyncExitStack``.
+producer, history, Kafka source, health server), runs the loops in one
+TaskGroup, and on ``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching,
+write the history still waiting, send what the budget allows, write pending dead
+letters, commit, leave the group. Parts close in reverse order through one
+``AsyncExitStack``.
+
+Each fetched batch's rendered pushes go through the history writer before the
+dispatcher: their history is written first (one transaction), so an offset can
+be committed only after both its history and its outcome are recorded.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from consumer.dispatch.dispatcher import Dispatcher
 from consumer.errors import (
     ConsumerError,
     FatalError,
+    HistoryRejected,
     InvalidEvent,
     RenderError,
     UnexpectedFailure,
 )
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
+from consumer.history.lifecycle import History, open_history
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
@@ -83,6 +90,12 @@ class Service:
                 raise failed.exceptions[0] from None
 
     @property
+    def history_port(self) -> int | None:
+        """The history API's port (None before start, or when it is not served)."""
+        history = self._parts.history if self._parts else None
+        return history.api.port if history and history.api else None
+
+    @property
     def assigned(self) -> frozenset[TopicPartition]:
         """Partitions this instance holds now (empty before start and after stop)."""
         return self._parts.source.assigned if self._parts else frozenset()
@@ -122,8 +135,9 @@ class Service:
         log.info(
             "mappings_loaded", rules=len(reloader.current.rules), digest=reloader.current.digest
         )
+        budget = provider_budget(settings, self.clock)  # the provider's calls count in it too
         provider = self._provider_override or build_provider(
-            settings, None, clock=self.clock, metrics=self.metrics
+            settings, None, clock=self.clock, metrics=self.metrics, quota=budget
         )
         stack.push_async_callback(provider.aclose)
         start: Callable[[], Awaitable[Any]] | None = getattr(provider, "start", None)
@@ -139,7 +153,6 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
-        budget = provider_budget(settings, self.clock)
         if settings.service.push_provider is not ProviderName.APPMETRICA:
             _say_when_the_budget_frees(budget, self.clock)
         dispatcher = Dispatcher(
@@ -150,19 +163,27 @@ class Service:
             self.clock,
             self.metrics,
         )
+        history = await open_history(
+            stack,
+            settings.history,
+            metrics=self.metrics,
+            clock=self.clock,
+            release=dispatcher.submit,
+            reject=_history_refused(recorder),
+        )
         source = KafkaSource(
             settings.kafka,
             self.metrics,
             self.clock,
             on_revoking=_settler(dispatcher, settings.dispatch.rebalance_settle_s),
-            on_revoked=_dropper(dispatcher),
+            on_revoked=_dropper(dispatcher, history),
         )
         await source.start()
         stack.push_async_callback(source.stop)
         health = HealthServer(self.metrics, liveness=self._liveness, readiness=self._readiness)
         self.health_port = await health.start(settings.service.health_port)
         stack.push_async_callback(health.stop)
-        parts = _Parts(reloader, recorder, dispatcher, source)
+        parts = _Parts(reloader, recorder, dispatcher, source, history)
         self._parts = parts
         log.info(
             "service_started",
@@ -170,6 +191,8 @@ class Service:
             topics=settings.kafka.topics,
             group=settings.kafka.group_id,
             health_port=self.health_port,
+            history=history.where if history else None,
+            history_port=self.history_port,
         )
         return parts
 
@@ -180,6 +203,9 @@ class Service:
             group.create_task(parts.reloader.run(), name="mappings-reload"),
             group.create_task(self._commit_loop(parts), name="commits"),
         ]
+        if parts.history is not None:
+            for name, loop in parts.history.loops().items():
+                background.append(group.create_task(loop, name=name))
         self._consume_task = group.create_task(self._consume(parts, stop), name="consume")
         self.ready.set()
         await self._consume_task
@@ -196,13 +222,25 @@ class Service:
                 FETCH_TIMEOUT_MS, max_records=max(1, min(MAX_POLL_RECORDS, room))
             )
             mappings = parts.reloader.current
-            for record in records:
-                self._handle(record, mappings, parts)
+            jobs = [job for record in records if (job := self._handle(record, mappings, parts))]
+            self._pass_on(jobs, parts)
             self._apply_backpressure(parts)
         self._stopping = True
         log.info("fetching_stopped")
 
-    def _handle(self, record: ConsumerRecord, mappings: MappingSet, parts: _Parts) -> None:
+    @staticmethod
+    def _pass_on(jobs: list[PushJob], parts: _Parts) -> None:
+        """The batch's pushes to the dispatcher, through the history when there is one."""
+        if parts.history is not None:
+            parts.history.writer.submit(jobs)
+            return
+        for job in jobs:
+            parts.dispatcher.submit(job)
+
+    def _handle(
+        self, record: ConsumerRecord, mappings: MappingSet, parts: _Parts
+    ) -> PushJob | None:
+        """The record's push job; None when it ended here (dead-lettered, no rule)."""
         origin = Origin(
             topic=record.topic,
             partition=record.partition,
@@ -222,15 +260,15 @@ class Service:
             push = mappings.render(event, now=self.clock.now())
         except InvalidEvent as exc:
             self._dead_letter(parts, origin, exc.kind, exc, event_id=exc.event_id)
-            return
+            return None
         except RenderError as exc:
             self._dead_letter(parts, origin, exc.reason, exc, event=event)
-            return
+            return None
         except Exception as exc:  # a bug must not crash the service or block the partition
             log.exception("record_handling_failed", offset=record.offset, topic=record.topic)
             failure = UnexpectedFailure(repr(exc))
             self._dead_letter(parts, origin, "unexpected_error", failure, event=event)
-            return
+            return None
         if push is None:
             parts.recorder.record(
                 origin,
@@ -239,17 +277,15 @@ class Service:
                 event_type=event.event_type,
                 reason="no_rule",
             )
-            return
-        parts.dispatcher.submit(
-            PushJob(
-                origin=origin,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                recipient=event.recipient,
-                push=push,
-                occurred_at=event.occurred_at,
-                version=event.order.version if isinstance(event, OrderStatusChanged) else None,
-            )
+            return None
+        return PushJob(
+            origin=origin,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            recipient=event.recipient,
+            push=push,
+            occurred_at=event.occurred_at,
+            version=event.order.version if isinstance(event, OrderStatusChanged) else None,
         )
 
     @staticmethod
@@ -273,16 +309,22 @@ class Service:
 
     def _apply_backpressure(self, parts: _Parts) -> None:
         """Pause at the pending set's high-water mark, resume below its low one."""
-        writing = parts.recorder.dead_letters_waiting
+        writing = self._held_outside_dispatcher(parts)
         if parts.dispatcher.above_high_water(writing):
             parts.source.pause_all()
         elif parts.dispatcher.below_low_water(writing):
             parts.source.resume_all()
 
-    @staticmethod
-    def _held(parts: _Parts) -> int:
+    @classmethod
+    def _held(cls, parts: _Parts) -> int:
         """Events in memory without an outcome yet: the pending set's bound covers them."""
-        return parts.dispatcher.size + parts.recorder.dead_letters_waiting
+        return parts.dispatcher.size + cls._held_outside_dispatcher(parts)
+
+    @staticmethod
+    def _held_outside_dispatcher(parts: _Parts) -> int:
+        """Dead letters being written, and pushes waiting for their history."""
+        history = parts.history.writer.waiting if parts.history else 0
+        return parts.recorder.dead_letters_waiting + history
 
     async def _commit_loop(self, parts: _Parts) -> None:
         """Commit every interval, and at once after pushes went out.
@@ -301,12 +343,17 @@ class Service:
     # ---- shutdown
 
     async def _drain(self, parts: _Parts) -> None:
-        """Within the grace period: send what the budget allows, let requests on the
-        wire finish, write the dead letters, commit. Unsent pushes stay uncommitted."""
+        """Within the grace period: write the history still waiting, send what the budget
+        allows, let requests on the wire finish, write the dead letters, commit. Unsent
+        pushes (and pushes whose history could not be written) stay uncommitted."""
         grace = self.settings.service.shutdown_grace_s
         deadline = self.clock.monotonic() + grace
+        if parts.history is not None and not await parts.history.writer.flush(grace / 2):
+            log.warning("history_not_flushed", waiting=parts.history.writer.waiting)
         # Stop starting requests early enough for the last one to finish in time.
-        left = await parts.dispatcher.drain(max(0.0, grace - self._request_timeout_s()))
+        left = await parts.dispatcher.drain(
+            max(0.0, self._remaining(deadline) - self._request_timeout_s())
+        )
         in_flight_done = await parts.dispatcher.wait_in_flight(self._remaining(deadline))
         await parts.dispatcher.aclose()  # still on the wire: no outcome, sent after restart
         if parts.recorder.dead_letters_waiting:
@@ -346,7 +393,8 @@ class Service:
             return False, f"no poll of Kafka for {idle:.0f} s"
         if (failing := parts.recorder.failing_for(now)) > limit:
             return False, f"dead-letter writes failing for {failing:.0f} s"
-        return True, f"last poll {idle:.1f} s ago"
+        # A history outage is the database's: a restart would not help, so it stays live.
+        return True, f"last poll {idle:.1f} s ago" + self._history_trouble(parts, now)
 
     def _readiness(self) -> tuple[bool, str]:
         parts = self._parts
@@ -354,7 +402,20 @@ class Service:
             return False, "stopping" if self._stopping else "starting"
         if not parts.source.ready:
             return False, "not yet in the consumer group"
+        if trouble := self._history_trouble(parts, self.clock.monotonic()):
+            return False, trouble.removeprefix("; ")
         return True, f"{len(parts.source.assigned)} partitions assigned"
+
+    @staticmethod
+    def _history_trouble(parts: _Parts, now: float) -> str:
+        """Why the history is not being written, or "" when it is."""
+        history = parts.history
+        if history is None or not (failing := history.writer.failing_for(now)):
+            return ""
+        return (
+            f"; history writes failing for {failing:.0f} s ({history.writer.last_error}); "
+            f"{history.writer.waiting} events wait for it, fetching pauses at the bound"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +424,7 @@ class _Parts:
     recorder: OutcomeRecorder
     dispatcher: Dispatcher
     source: KafkaSource
+    history: History | None
 
 
 def _say_when_the_budget_frees(budget: Budget, clock: Clock) -> None:
@@ -388,13 +450,34 @@ def _settler(
     return settle
 
 
-def _dropper(dispatcher: Dispatcher) -> Callable[[set[TopicPartition]], None]:
-    """After the revoked partitions are committed: the dispatcher lets them go."""
+def _dropper(
+    dispatcher: Dispatcher, history: History | None
+) -> Callable[[set[TopicPartition]], None]:
+    """After the revoked partitions are committed: the dispatcher (and the history's
+    writer, for jobs still waiting for their history) let them go."""
 
     def drop(revoked: set[TopicPartition]) -> None:
+        if history is not None:
+            history.writer.drop_partitions(_pairs(revoked))
         dispatcher.drop_partitions(_pairs(revoked))
 
     return drop
+
+
+def _history_refused(recorder: OutcomeRecorder) -> Callable[[PushJob, HistoryRejected], None]:
+    """An event whose history item the database refuses for good is dead-lettered."""
+
+    def refuse(job: PushJob, error: HistoryRejected) -> None:
+        recorder.record(
+            job.origin,
+            Outcome.DEAD_LETTERED,
+            event_id=job.event_id,
+            event_type=job.event_type,
+            reason=error.reason,
+            error=error,
+        )
+
+    return refuse
 
 
 def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:

@@ -23,12 +23,14 @@ from consumer.errors import FatalError
 COMMAND_MODULES = [
     "consumer.app",
     "consumer.commands",
-    "consumer.mapping.commands",
+    "consumer.studio.command",
     "consumer.local.kafka",
     "consumer.local.samples",
     "consumer.local.simulators",
     "consumer.local.demo",
     "consumer.replay.command",
+    "consumer.reports.command",
+    "consumer.history.command",
     "consumer.local.bench",
 ]
 

@@ -5,14 +5,18 @@
     │   ├── InvalidEvent        bytes that are not a valid v1 event
     │   ├── RenderError         a template failed for this event
     │   ├── ProviderRejected    the provider refused the request (4xx)
+    │   ├── HistoryRejected     the history database refused this event's item for good
     │   └── UnexpectedFailure   a bug met while handling the event or sending its push
     ├── TransientError          retry later with backoff; every attempt spends budget
     │   ├── ProviderUnavailable network error, timeout, 5xx, "integration unavailable"
     │   │   └── OutcomeUnknown  the request may have reached the provider
-    │   └── RateLimited         the provider said 429/420 (maybe with Retry-After)
+    │   ├── RateLimited         the provider said 429/420 (maybe with Retry-After)
+    │   └── HistoryUnavailable  the history database cannot be reached or failed a write
     └── FatalError              stop the service: configuration cannot work
         ├── SettingsError       an environment variable is missing or invalid
-        └── MappingLoadError    the mappings cannot be loaded at start
+        ├── MappingLoadError    the mappings cannot be loaded at start
+        └── HistoryDatabaseError the history database cannot be used (unreachable at
+                                start, a schema newer than the code, not migrated)
 
 Each class carries ``retriable`` (as aiokafka's errors do) and a short ``reason``
 code that goes into dead-letter headers and metrics labels.
@@ -86,6 +90,12 @@ class ProviderRejected(PermanentError):
         self.event_ids = event_ids
 
 
+class HistoryRejected(PermanentError):
+    """The history database refused an item for good (its data, not the database's state)."""
+
+    reason = "history_rejected"
+
+
 class UnexpectedFailure(PermanentError):
     """A bug met while handling one event or sending its push: dead-lettered, not retried
     (retrying a bug until the push's time-to-live would only spend the budget)."""
@@ -122,6 +132,12 @@ class RateLimited(TransientError):
     reason = "rate_limited"
 
 
+class HistoryUnavailable(TransientError):
+    """The history database could not be reached, or a write failed; retried with backoff."""
+
+    reason = "history_unavailable"
+
+
 class FatalError(ConsumerError):
     """The service cannot run with this configuration."""
 
@@ -142,3 +158,9 @@ class MappingLoadError(FatalError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class HistoryDatabaseError(FatalError):
+    """The history database cannot be used as configured (the message says why and what to do)."""
+
+    reason = "history_database"

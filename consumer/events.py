@@ -89,6 +89,9 @@ class Order(_Open):
     total: Money | None = None
     items_count: int | None = Field(None, ge=0)
     delivery: Delivery | None = None
+    # What the customer still pays on receipt (cash or card to the courier);
+    # absent or zero when prepaid. `total` is the order's price, not a debt.
+    to_pay: Money | None = None
 
 
 class Bonus(_Open):

@@ -21,6 +21,30 @@ from consumer.metrics import Metrics
 Probe = Callable[[], tuple[bool, str]]
 
 
+async def start_site(
+    app: web.Application, host: str, port: int, *, setting: str
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port``; returns the runner (to clean up) and the port bound.
+
+    A port that cannot be listened on is a ``SettingsError`` naming ``setting``.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:  # e.g. the port is taken
+        await runner.cleanup()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SettingsError(f"{setting}={port}: cannot listen on it: {why}") from exc
+    except BaseException:
+        await runner.cleanup()
+        raise
+    # port 0 asks the OS for a free port; read back which one it gave
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, int(sockets[0].getsockname()[1]) if sockets else port
+
+
 class HealthServer:
     def __init__(
         self, metrics: Metrics, *, liveness: Probe, readiness: Probe, host: str = "0.0.0.0"
@@ -37,18 +61,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._probe(self._liveness))
         app.router.add_get("/readyz", self._probe(self._readiness))
         app.router.add_get("/metrics", self._render_metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, port)
-        try:
-            await site.start()
-        except OSError as exc:  # e.g. the port is taken
-            await self.stop()
-            why = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise SettingsError(f"HEALTH_PORT={port}: cannot listen on it: {why}") from exc
-        # port 0 asks the OS for a free port; read back which one it gave
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self._runner, self.port = await start_site(app, self._host, port, setting="HEALTH_PORT")
         return self.port
 
     async def stop(self) -> None:

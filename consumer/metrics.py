@@ -74,6 +74,51 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.history_waiting = Gauge(
+            "history_waiting_events",
+            "Rendered events waiting for their history write (fetching pauses at the bound).",
+            registry=r,
+        )
+        self.history_written = Counter(
+            "history_items_written",
+            "History items written (each event's item once per write, replays included).",
+            registry=r,
+        )
+        self.history_write_seconds = Histogram(
+            "history_write_seconds",
+            "Time of one history write transaction (one or more fetched batches).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self.history_write_failures = Counter(
+            "history_write_failures",
+            "Failed history write attempts (each is retried with backoff; offsets wait).",
+            registry=r,
+        )
+        self.history_pruned = Counter(
+            "history_pruned_items",
+            "History items removed, by why (`max_items`, `retention`).",
+            ["reason"],
+            registry=r,
+        )
+        self.history_requests = Counter(
+            "history_requests",
+            "Requests to the history API, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.history_auth_failures = Counter(
+            "history_auth_failures",
+            "History API requests refused for authentication (`missing`, `wrong`).",
+            ["reason"],
+            registry=r,
+        )
+        self.history_lookup_seconds = Histogram(
+            "history_lookup_seconds",
+            "Time to read one customer's history from the database.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
         self.transfers = Counter(
             "appmetrica_transfers", "AppMetrica transfers by final status.", ["status"], registry=r
         )

@@ -41,8 +41,23 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryText:
+    """What the customer's notification history shows for one push (IMSHOP's item)."""
+
+    title: str
+    text: str | None = None
+    url: str | None = None
+    deeplink: str | None = None
+    promocode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedPush:
-    """The push one mapping rule rendered for one event."""
+    """The push one mapping rule rendered for one event.
+
+    ``history`` is what the customer's history keeps of it (by default the same
+    title, summary and deeplink); None when the rule opts out (``history: false``).
+    """
 
     rule_id: str
     message: Message
@@ -50,6 +65,7 @@ class RenderedPush:
     ttl_s: float
     collapse_key: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    history: HistoryText | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,11 @@ class LogLevel(enum.StrEnum):
     ERROR = "error"
 
 
+class HistoryAuth(enum.StrEnum):
+    TOKEN = "token"
+    NONE = "none"
+
+
 class LogFormat(enum.StrEnum):
     AUTO = "auto"
     JSON = "json"
@@ -217,21 +222,38 @@ class AppMetricaSettings(_Section):
         SecretStr(""), description="OAuth token, sent as `Authorization: OAuth` (secret)."
     )
     app_id: int | None = Field(None, description="AppMetrica application id.")
-    group_name: str = Field("order-push", description="Push group, found or created at start.")
-    tag: str = Field("order-push", description="Tag on every send, for reports.")
-    rate_limit_requests: int = Field(20, ge=1, description="Send requests allowed per window.")
+    group_name: str = Field(
+        "order-push",
+        description="Push groups `<name>-transactional` and `<name>-marketing`, found or "
+        "created at start.",
+    )
+    rate_limit_requests: int = Field(
+        20, ge=1, description="API calls allowed per window: sends, status polls, lookups."
+    )
     rate_limit_window_s: float = Field(1.0, gt=0, description="Sliding window length, seconds.")
     max_devices_per_request: int = Field(
         250_000, ge=1, le=250_000, description="Devices per send-batch request."
     )
     max_messages_per_request: int = Field(
-        100, ge=1, description="Different messages (batch elements) per send-batch request."
+        100,
+        ge=2,
+        description="Batch elements per send-batch request (one per text; two when its "
+        "devices span more than 5 id types).",
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout for one request, seconds.")
-    status_poll_initial_s: float = Field(2.0, gt=0, description="First transfer-status poll.")
+    status_poll_initial_s: float = Field(
+        2.0, gt=0, description="First transfer-status poll, after the send."
+    )
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
     status_timeout_s: float = Field(
         900.0, gt=0, description="Give up tracking a transfer after this long."
+    )
+    report_url: str = Field(
+        "https://api.appmetrica.yandex.net",
+        description="AppMetrica Reporting API address (`appmetrica report`).",
+    )
+    report_requests_per_s: int = Field(
+        30, ge=1, description="Reporting API requests per second (`appmetrica report`)."
     )
 
     _check_url = field_validator("url")(_http_url)
@@ -284,6 +306,49 @@ class MappingSettings(_Section):
     _split_schemes = field_validator("allowed_deeplink_schemes", mode="before")(_split_commas)
 
 
+class HistorySettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="HISTORY_")
+
+    enabled: bool = Field(
+        True, description="Keep the notification history (`false`: nothing written or served)."
+    )
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "`sqlite:///PATH` or `postgresql://USER:PASSWORD@HOST/DB` (secret); empty means "
+            "`sqlite:///history.sqlite3` in the working directory."
+        ),
+    )
+    port: int = Field(8081, ge=0, le=65535, description="Port of the history API for IMSHOP.")
+    auth: HistoryAuth = Field(
+        HistoryAuth.TOKEN,
+        description="`token` (Bearer `HISTORY_AUTH_TOKEN`), or `none` to serve it unauthenticated.",
+    )
+    auth_token: SecretStr = Field(
+        SecretStr(""), description="The token IMSHOP sends as `Authorization: Bearer` (secret)."
+    )
+    max_items_per_user: int = Field(50, ge=1, description="Items kept and shown per customer.")
+    retention_days: float = Field(
+        90.0, gt=0, description="Items not updated this long are removed."
+    )
+    prune_interval_s: float = Field(60.0, gt=0, description="How often old items are pruned.")
+    retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries of a failed history write."
+    )
+    migrate_at_start: bool = Field(
+        True, description="Upgrade the schema at start (`false`: `history migrate` does it)."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr) -> SecretStr:
+        # The URL may hold a password: the message names the kinds, never the value.
+        kind = value.get_secret_value().strip().partition("://")[0].partition("+")[0]
+        if value.get_secret_value().strip() and kind not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+        return value
+
+
 class ServiceSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="")
 
@@ -314,6 +379,7 @@ class Settings(BaseModel):
     appmetrica: AppMetricaSettings = Field(default_factory=AppMetricaSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     mappings: MappingSettings = Field(default_factory=MappingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 

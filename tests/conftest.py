@@ -1,10 +1,15 @@
-"""Shared fixtures. Kafka: one real broker per test session.
+"""Shared fixtures. Kafka: one real broker per test session; PostgreSQL likewise.
 
 ``kafka_bootstrap`` is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, otherwise a
 ``LocalKafka`` broker started once for the session. Every test that needs the
 broker carries ``@pytest.mark.kafka``. With ``REQUIRE_KAFKA=1`` (CI) the session
 fails if any such test was skipped or none ran, so a missing broker cannot pass
 silently.
+
+``postgres_server`` is a ``LocalPostgres`` started once for the session (or the
+server of ``$HISTORY_TEST_DATABASE_URL``, whose user may create databases);
+``fresh_postgres_url`` makes a new database on it per test. Without PostgreSQL
+those tests skip, unless ``REQUIRE_POSTGRES=1`` (CI) makes that a failure.
 
 A test that drives a browser or a database server is marked ``browser`` or
 ``postgres`` here, from the fixtures it uses. The *fast tests* are the rest:
@@ -19,13 +24,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy.engine import make_url
 
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
+from consumer.local.postgres import LocalPostgres, PostgresUnavailable
 
 TopicFactory = Callable[..., Awaitable[str]]
 
@@ -118,6 +126,55 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"topic {topic} had no leader for all {partitions} partitions in 30 s")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres | str]:
+    """The session's PostgreSQL: a ``LocalPostgres`` (tests may stop and start it), or the
+    admin URL of ``$HISTORY_TEST_DATABASE_URL``'s server."""
+    external = os.environ.get("HISTORY_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = LocalPostgres(durable=False)
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1 but there is no PostgreSQL: {exc}")
+        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_postgres_url(postgres_server: LocalPostgres | str) -> AsyncIterator[str]:
+    """``postgresql://`` URL of a new, empty database, dropped after the test."""
+    admin_url = postgres_server if isinstance(postgres_server, str) else postgres_server.url
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    await _admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield str(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        await _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin_sql(url: str, statement: str) -> None:
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        timeout=10,
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 # Fixtures that start something outside the process, and the mark their users get.

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from consumer.cli import build_parser
 from consumer.settings import SECTIONS, load_settings, settings_table, settings_values
@@ -118,6 +119,27 @@ def test_compose_settings_load_and_point_at_the_other_services(
     )
 
 
+def test_compose_history_uses_its_postgres_and_is_published(
+    settings_from: Callable[[dict[str, str]], Any],
+) -> None:
+    services = compose()["services"]
+    consumer, postgres = services["consumer"], services["postgres"]
+    settings = settings_from({k: str(v) for k, v in consumer["environment"].items()})
+    url = make_url(settings.history.database_url.get_secret_value())
+    env = postgres["environment"]
+    assert (url.host, url.port or 5432) == ("postgres", 5432)
+    assert (url.username, url.password, url.database) == (
+        env["POSTGRES_USER"],
+        env["POSTGRES_PASSWORD"],
+        env["POSTGRES_DB"],
+    )
+    assert consumer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert settings.history.auth_token.get_secret_value(), "served, so it needs a token"
+    port = settings.history.port
+    assert f"{port}:{port}" in consumer["ports"]
+    assert "history-data" in compose()["volumes"]
+
+
 def test_compose_kafka_has_what_the_official_image_needs_in_kraft_mode() -> None:
     kafka = compose()["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
@@ -164,8 +186,17 @@ def test_k8s_config_uses_known_variables_that_load(
     container = k8s_deployment()["spec"]["template"]["spec"]["containers"][0]
     secret_env = {item["name"] for item in container["env"]}
     assert not (set(config) | secret_env) - SETTINGS
-    settings = settings_from({**config, "IMSHOP_API_KEY": "x", "KAFKA_SASL_PASSWORD": "y"})
+    documents = yaml.safe_load_all((K8S / "secret.yaml").read_text(encoding="utf-8"))
+    placeholders = {doc["metadata"]["name"]: doc["stringData"] for doc in documents}
+    from_secret = {
+        item["name"]: placeholders[ref["name"]][ref["key"]]
+        for item in container["env"]
+        if (ref := item["valueFrom"]["secretKeyRef"])
+    }
+    settings = settings_from({**config, **from_secret})
     assert settings.mappings.dir == Path("/app/mappings")
+    assert settings.history.database_url.get_secret_value().startswith("postgresql://")
+    assert settings.history.auth_token.get_secret_value()
     parses(container["args"])
 
 
@@ -180,6 +211,10 @@ def test_k8s_deployment_probes_grace_and_one_replica() -> None:
     assert pod["terminationGracePeriodSeconds"] > float(config["SHUTDOWN_GRACE_S"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == int(config["HEALTH_PORT"])
+    assert ports["history"] == int(config["HISTORY_PORT"])
+    service = load(K8S / "service.yaml")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["history"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -270,6 +305,8 @@ async def test_image_entrypoint_serves_healthz_and_stops_on_sigterm(
         "KAFKA_GROUP_ID": unique_name("image"),
         "KAFKA_DLQ_TOPIC": unique_name("image-dlq"),
         "SHUTDOWN_GRACE_S": "2",
+        "HISTORY_DATABASE_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+        "HISTORY_PORT": "0",
     }
     command = [sys.executable, *exec_form("ENTRYPOINT")[1:], *exec_form("CMD")]
     healthcheck = [sys.executable, *exec_form("HEALTHCHECK")[1:]]

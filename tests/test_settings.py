@@ -102,6 +102,17 @@ def test_one_bad_variable_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_an_unknown_history_database_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HISTORY_DATABASE_URL", "mysql://shop:s3cret@db/shop")
+
+    with pytest.raises(SettingsError, match=r"HISTORY_DATABASE_URL: .*sqlite:///PATH") as caught:
+        load_settings()
+
+    assert "s3cret" not in str(caught.value)
+
+
 def test_empty_topic_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_TOPICS", " , ")
 
@@ -184,11 +195,14 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMSHOP_API_KEY", "imshop-secret-123")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-456")
     monkeypatch.setenv("APPMETRICA_TOKEN", "oauth-secret-789")
+    monkeypatch.setenv("HISTORY_AUTH_TOKEN", "history-secret-012")
+    monkeypatch.setenv("HISTORY_DATABASE_URL", "postgresql://u:db-secret-345@db/shop")
 
     settings = load_settings()
     shown = " ".join([repr(settings), str(settings), settings.model_dump_json()])
 
-    for secret in ("imshop-secret-123", "kafka-secret-456", "oauth-secret-789"):
+    secrets = ("imshop-secret-123", "kafka-secret-456", "oauth-secret-789")
+    for secret in (*secrets, "history-secret-012", "db-secret-345"):
         assert secret not in shown
     assert settings.imshop.api_key.get_secret_value() == "imshop-secret-123"
 

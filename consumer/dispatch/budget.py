@@ -17,7 +17,9 @@ burst on top of what the previous process sent.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
 
 from consumer.clock import Clock
 from consumer.settings import ProviderName, Settings
@@ -98,6 +100,25 @@ class Budget:
     def hold_until(self, monotonic_at: float) -> None:
         """Start nothing before this time (the provider asked us to wait: Retry-After)."""
         self._hold_until = max(self._hold_until, monotonic_at)
+
+    @contextlib.asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        """Hold a slot for one call a provider makes on its own (a status poll, a lookup):
+        wait until a slot is free, take it, and finish it when the block ends.
+
+        This is how a provider counts its other calls against the same quota as the
+        requests the dispatcher starts (``consumer.providers.base.CallQuota``). While
+        every slot is held by a request in flight nothing says when one ends, so the
+        wait looks again after ``window_s / limit``, the budget's average spacing.
+        """
+        while (slot := self.try_start()) is None:
+            at = self.next_start_at()
+            now = self._clock.monotonic()
+            await self._clock.sleep(self.window_s / self.limit if at is None else at - now)
+        try:
+            yield
+        finally:
+            self.finish(slot)
 
     def used(self) -> int:
         """Requests counted against the window now: in flight, or ended within it."""

@@ -6,7 +6,8 @@ service's consumer, its dead-letter producer and the operator's tools.
 ``connect`` starts a client in a command (``dlq replay``, ``demo``) and fails in
 one line: an unreachable broker otherwise shows as an aiokafka error log per
 refused connection, a traceback, and an "Unclosed AIOKafka..." warning from the
-client left half started.
+client left half started. ``assign_topic`` gives such a command's consumer a
+whole topic without a group (``dlq replay``, ``mappings diff --from-topic``).
 
 aiokafka parses and builds record batches in a Cython extension. When the
 extension is missing (no wheel for the platform, or ``AIOKAFKA_NO_EXTENSIONS``
@@ -24,9 +25,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiokafka.util
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.record import default_records, legacy_records, memory_records, util
+from aiokafka.structs import TopicPartition
 
 from consumer.errors import FatalError, SettingsError
 from consumer.settings import KafkaSettings, SaslMechanism, SecurityProtocol
@@ -105,6 +109,41 @@ def _bootstrap_errors_unlogged() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+async def assign_topic(
+    consumer: AIOKafkaConsumer, settings: KafkaSettings, topic: str, *, what: str = "topic"
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Assign every partition of ``topic`` (no group); each one's (beginning, end) now.
+
+    FatalError, naming the topic as ``what``, when it does not exist or cannot be read.
+    """
+    tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic, what)]
+    consumer.assign(tps)
+    begins = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    return {tp: (begins[tp], ends[tp]) for tp in tps}
+
+
+async def _partitions(settings: KafkaSettings, topic: str, what: str) -> list[int]:
+    # A consumer's metadata knows only the topics it tracks; the admin client asks,
+    # after checking the full list: metadata naming a missing topic would create it
+    # on brokers with auto.create.topics.enable (Kafka's default), so a mistyped
+    # topic would leave a stray empty one behind instead of failing.
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await connect(admin.start, admin.close, settings.bootstrap_servers)
+    try:
+        if topic not in await admin.list_topics():
+            raise FatalError(f"the {what} {topic!r} does not exist at {settings.bootstrap_servers}")
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise FatalError(
+            f"the {what} {topic!r} cannot be read (Kafka error code "
+            f"{described['error_code']}; 3 means it does not exist)"
+        )
+    return sorted(p["partition"] for p in described["partitions"])
 
 
 def aiokafka_c_extension_problem() -> str | None:

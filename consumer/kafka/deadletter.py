@@ -5,7 +5,8 @@ A dead-letter record has the original key, value and headers, plus these headers
 
 - ``dlq.reason``: short code, e.g. ``invalid_json``, ``schema_violation`` (the
   kind of an ``InvalidEvent``), ``render_failed``, ``provider_rejected``,
-  ``retries_exhausted`` (see the README for the full list)
+  ``unexpected_error`` (see the README for the full list; a push that fails
+  for a while is retried until its ttl and ends ``expired``, not here)
 - ``dlq.error_class``: the exception class name, e.g. ``InvalidEvent``
 - ``dlq.message``: the error message, at most 1024 bytes (cut on a character
   boundary, ending with ``…`` when cut)

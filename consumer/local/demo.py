@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import secrets
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,11 +26,12 @@ from typing import Any, TextIO
 
 from consumer.app import Service
 from consumer.errors import FatalError
-from consumer.local.demo_view import DemoSummary, PushPrinter, print_summary
+from consumer.local.demo_history import busiest_customer, fetch_history, print_history
+from consumer.local.demo_view import DemoSummary, print_summary
 from consumer.local.kafka import LocalKafka
 from consumer.local.kafka_topics import create_topics, delete_topics
 from consumer.local.samples import publish, sample_events, to_record
-from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
+from consumer.local.simulators.imshop import ImshopSimulator, PushPrinter, SimulatorConfig
 from consumer.logs import configure_logging
 from consumer.replay.command import replay
 from consumer.replay.select import DeadLetter, ReplayFilter
@@ -95,7 +98,7 @@ def default_mappings_dir() -> Path:
 
 
 def demo_settings(
-    options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str
+    options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str, history_dir: Path
 ) -> Settings:
     scale = options.window_s / REAL_WINDOW_S
     return load_settings(
@@ -119,6 +122,13 @@ def demo_settings(
         },
         dispatch={"retry_initial_backoff_s": 0.2, "retry_max_backoff_s": 2.0},
         mappings={"dir": options.mappings_dir or default_mappings_dir()},
+        # The run's own history, served with a token made for the run (the demo asks
+        # for one customer's history at the end, as IMSHOP would).
+        history={
+            "database_url": f"sqlite:///{history_dir / 'history.sqlite3'}",
+            "port": 0,
+            "auth_token": secrets.token_urlsafe(24),
+        },
         service={"push_provider": "imshop", "health_port": 0, "shutdown_grace_s": 5.0},
     )
 
@@ -200,7 +210,8 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
                 )
             )
         )
-        settings = demo_settings(options, bootstrap, topics, simulator.url)
+        history_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-")))
+        settings = demo_settings(options, bootstrap, topics, simulator.url, history_dir)
         say(_intro(options, bootstrap, topics, simulator.url))
         records = demo_records(options, topics)
         # Published before the service starts, as after a deploy: the backlog shows
@@ -222,6 +233,8 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
         finished = await _watch(service, running, printer, len(records), deadline)
         if not finished:
             say(f"Stopping: the {options.max_seconds:g} s limit was reached.", always=True)
+        customer = busiest_customer(value for _topic, _key, value in records)
+        history = await _history_of(service, settings, customer)
         dead_lettered = await read_dead_letters(settings.kafka, topics.dlq)
     printer.show_new()  # pushes sent while draining
     summary = DemoSummary.collect(
@@ -232,9 +245,20 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
         dead_lettered=dead_lettered,
     )
     print_summary(summary, say.out, window_s=options.window_s, limit=options.rate_limit)
+    if customer is not None and history is not None and not options.quiet:
+        print_history(customer, history, say.out)
     if not summary.clean:
         say("The demo did not finish cleanly; see the log above.", always=True)
     return summary
+
+
+async def _history_of(
+    service: Service, settings: Settings, customer: str | None
+) -> list[dict[str, Any]] | None:
+    if customer is None or service.history_port is None:
+        return None
+    token = settings.history.auth_token.get_secret_value()
+    return await fetch_history(service.history_port, token, customer)
 
 
 async def read_dead_letters(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:

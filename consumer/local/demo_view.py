@@ -1,4 +1,5 @@
-"""What the demo shows: each push as the simulator receives it, and the summary."""
+"""What the demo shows at the end: the summary (each push on the way is the simulator's
+``PushPrinter``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from consumer.push import Outcome
 from consumer.replay.select import DeadLetter
@@ -15,13 +16,7 @@ if TYPE_CHECKING:
     from consumer.app import Service
     from consumer.local.simulators.imshop import ImshopSimulator
 
-SHOWN_RECIPIENTS = 3
 WIDTH = 96  # the legend's lines
-
-
-def mask(user_id: str) -> str:
-    """``79990001122`` -> ``7999***1122``: enough to tell users apart on screen."""
-    return f"{user_id[:4]}***{user_id[-4:]}" if len(user_id) > 8 else user_id
 
 
 def event_outcomes(service: Service) -> Counter[str]:
@@ -42,46 +37,6 @@ def dead_letters_written(service: Service) -> int:
         if metric.name == "push_dead_letters":
             total += sum(int(s.value) for s in metric.samples if s.name.endswith("_total"))
     return total
-
-
-class PushPrinter:
-    """Prints the simulator's accepted pushes that were not shown yet."""
-
-    def __init__(
-        self, simulator: ImshopSimulator, out: TextIO, *, window_s: float, quiet: bool
-    ) -> None:
-        self._simulator = simulator
-        self._out = out
-        self._window_s = window_s
-        self._quiet = quiet
-        self._shown = 0
-
-    def show_new(self) -> None:
-        pushes = self._simulator.pushes
-        while self._shown < len(pushes):
-            push = pushes[self._shown]
-            self._shown += 1
-            if not self._quiet:
-                in_window = sum(
-                    1 for p in pushes[: self._shown] if p["at"] > push["at"] - self._window_s
-                )
-                self._print(self._shown, push, in_window)
-
-    def _print(self, number: int, push: dict[str, Any], in_window: int) -> None:
-        limit = self._simulator.config.rate_limit
-        ids = push["userIds"]
-        shown = ", ".join(mask(i) for i in ids[:SHOWN_RECIPIENTS])
-        more = f" +{len(ids) - SHOWN_RECIPIENTS} more" if len(ids) > SHOWN_RECIPIENTS else ""
-        noun = "recipient" if len(ids) == 1 else "recipients"
-        message = push["message"]
-        lines = [
-            f"{push['at']:7.1f}s  request {number:<3} {len(ids):>4} {noun:<10}  "
-            f"budget {in_window}/{limit} in {self._window_s:g} s   {shown}{more}",
-            f"{'':10}{message['title']} — {message['summary']}",
-        ]
-        if push.get("deeplink"):
-            lines.append(f"{'':10}-> {push['deeplink']}")
-        print("\n".join(lines), file=self._out, flush=True)
 
 
 @dataclass(frozen=True, slots=True)

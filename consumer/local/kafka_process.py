@@ -119,31 +119,45 @@ def terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
         return False
 
 
-# PR_SET_PDEATHSIG, then a check that the parent did not die before it was set,
-# then the broker's exec. It runs in a fresh single-threaded interpreter: code
-# run through Popen's preexec_fn would run in a forked copy of this threaded
-# process (asyncio.to_thread, aiokafka), where a lock held by another thread at
-# the fork can deadlock the child. The death signal survives the exec.
+# Optionally the switch to another user, then PR_SET_PDEATHSIG (after the switch:
+# changing credentials clears it), then a check that the parent did not die
+# before it was set, then the server's exec. It runs in a fresh single-threaded
+# interpreter: code run through Popen's preexec_fn would run in a forked copy of
+# this threaded process (asyncio.to_thread, aiokafka), where a lock held by
+# another thread at the fork can deadlock the child. The death signal survives
+# the exec.
 _DIE_WITH_PARENT = """
 import ctypes, os, signal, sys
+parent, user, command = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if user:
+    import pwd
+    account = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(account.pw_gid)
+    os.setuid(account.pw_uid)
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 except (OSError, AttributeError):
     pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit("the process that started the Kafka broker is gone; not starting it")
-os.execv(sys.argv[2], sys.argv[2:])
+if os.getppid() != parent:
+    sys.exit("the process that started this server is gone; not starting it")
+os.execv(command[0], command)
 """
 
 
-def dying_with_parent(command: list[str]) -> list[str]:
+def dying_with_parent(command: list[str], *, user: str | None = None) -> list[str]:
     """On Linux, ``command`` wrapped so the kernel SIGKILLs it if this process dies without stop().
 
-    The broker runs in its own session (so Ctrl-C reaches only us and we stop it
-    in order); this keeps a killed test run from leaving a JVM behind. The
-    "parent" is the thread that spawns it, which must outlive the broker.
-    ``command[0]`` must be a path (it is exec'd without a PATH search).
+    The server runs in its own session (so Ctrl-C reaches only us and we stop it
+    in order); this keeps a killed test run from leaving a JVM (or a database)
+    behind. The "parent" is the thread that spawns it, which must outlive the
+    server. ``command[0]`` must be a path (it is exec'd without a PATH search).
+    ``user``: run it as this user (this process must be root), e.g. PostgreSQL,
+    which refuses to run as root.
     """
     if not sys.platform.startswith("linux"):
+        if user is not None:
+            raise RuntimeError(f"running a server as {user!r} is supported on Linux only")
         return command
-    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+    shim = [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), user or ""]
+    return [*shim, *command]

@@ -2,7 +2,9 @@
 
 The service uses ``load_mappings`` at start and ``MappingReloader`` to follow
 edits; ``MappingSet.render`` turns one event into a ``RenderedPush`` (or None
-when no rule matches).
+when no rule matches). The product team's tools (``consumer.studio``) build
+their drafts on ``loader.check_sources``: every rule that can be read, with
+every problem found.
 """
 
 from consumer.mapping.loader import load_mappings

@@ -3,8 +3,9 @@
 Liquid's per-render set-up (a render context, scopes, a limited buffer) costs
 more than a push template's own work. Most push templates use only text,
 ``{{ path | filter: args }}`` and ``{% if a and not b %}…{% elsif %}…{% else %}…{% endif %}``;
-those are compiled here from Liquid's own parse tree into closures that call
-the very same filter functions and stringify values as Liquid does.
+plus comparisons in conditions (``{% if order.items_count > 0 %}``); those are
+compiled here from Liquid's own parse tree into closures that call the very
+same filter and comparison functions and stringify values as Liquid does.
 
 Exactness comes from refusing, not from imitating: anything else in a template
 (other tags, operators, ``size``/``first``/``last``, indexes) makes it not
@@ -25,9 +26,18 @@ from liquid.builtin.content import ContentNode
 from liquid.builtin.expressions.filtered import Filter, FilteredExpression
 from liquid.builtin.expressions.logical import (
     BooleanExpression,
+    EqExpression,
+    GeExpression,
+    GtExpression,
+    LeExpression,
     LogicalAndExpression,
     LogicalNotExpression,
     LogicalOrExpression,
+    LtExpression,
+    NeExpression,
+    _eq,
+    _le,
+    _lt,
     is_truthy,
 )
 from liquid.builtin.expressions.path import Path
@@ -41,6 +51,7 @@ from liquid.builtin.expressions.primitive import (
 )
 from liquid.builtin.output import OutputNode
 from liquid.builtin.tags.if_tag import IfNode
+from liquid.exceptions import LiquidError
 from liquid.stringify import to_liquid_string
 from liquid.template import BoundTemplate
 
@@ -51,6 +62,19 @@ Value = Callable[[Context], Any]
 _MISSING = object()
 _LITERALS = (StringLiteral, IntegerLiteral, FloatLiteral, TrueLiteral, FalseLiteral)
 _SPECIAL_KEYS = frozenset({"size", "first", "last"})
+
+# Liquid's own comparison functions, so a compiled comparison is Liquid's by
+# construction. A missing value is handed over as None: for ``==``/``!=`` against
+# the literals and values compiled here, and for ``<``-style comparisons (where
+# Liquid turns an undefined into None first), that is what Liquid does with it.
+_COMPARE: dict[type, Callable[[Any, Any, Any], bool]] = {
+    EqExpression: lambda _token, a, b: _eq(a, b),
+    NeExpression: lambda _token, a, b: not _eq(a, b),
+    LtExpression: lambda token, a, b: _lt(token, a, b),
+    GtExpression: lambda token, a, b: _lt(token, b, a),
+    LeExpression: lambda _token, a, b: _le(a, b),
+    GeExpression: lambda _token, a, b: _le(b, a),
+}
 
 
 class Fallback(Exception):
@@ -165,8 +189,26 @@ def _truth(expression: Any, env: Environment, filters: frozenset[Any]) -> Value:
     if kind is LogicalNotExpression:
         operand = _truth(expression.right, env, filters)
         return lambda context: not operand(context)
+    if kind in _COMPARE:
+        return _comparison(expression, env, filters)
     value = _expression(expression, env, filters)
     return lambda context: (result := value(context)) is not _MISSING and is_truthy(result)
+
+
+def _comparison(expression: Any, env: Environment, filters: frozenset[Any]) -> Value:
+    compare = _COMPARE[type(expression)]
+    token = expression.token
+    left = _expression(expression.left, env, filters)
+    right = _expression(expression.right, env, filters)
+
+    def evaluate(context: Context) -> bool:
+        a, b = left(context), right(context)
+        try:
+            return compare(token, None if a is _MISSING else a, None if b is _MISSING else b)
+        except LiquidError:
+            raise Fallback from None  # e.g. text compared with a number: Liquid's error
+
+    return evaluate
 
 
 def _expression(expression: Any, env: Environment, filters: frozenset[Any]) -> Value:

@@ -1,28 +1,33 @@
 """The product team's golden tests: each example event must render to its push.
 
 An example may leave out the fields every event has (id, type, time,
-recipient); sensible ones are filled in. Texts are compared as a reader sees
-them: a non-breaking space in the push equals a plain space in the YAML.
+recipient); sensible ones are filled in. It is rendered at its ``now:``, else
+at its event's ``occurred_at``, else at ``DEFAULT_NOW`` (a fixed Wednesday noon
+in Moscow), so an example never starts failing as the calendar moves on. Texts
+are compared as a reader sees them: a non-breaking space in the push equals a
+plain space in the YAML.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
-from consumer.events import parse_event
-from consumer.mapping.filters import NBSP
+from consumer.events import BaseEvent, parse_event
+from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.render import without_nulls
-from consumer.mapping.rules import Example, MappingSet, Rule
+from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
 from consumer.push import RenderedPush
 from consumer.settings import MappingSettings
 
 Problem = tuple[str, int, str]
 DEFAULT_NOW = "2026-11-25T12:00:00+03:00"
 _COMPARED = ("title", "summary", "deeplink", "collapse_key")
-_MAX_EXAMPLE_BYTES = 1 << 20
+# A person's event, not a record from Kafka: EVENT_MAX_BYTES is not its limit.
+_SAMPLE_MAX_BYTES = 1 << 20
 
 
 def example_event(rule: Rule, example: Example) -> dict[str, Any]:
@@ -35,8 +40,38 @@ def example_event(rule: Rule, example: Example) -> dict[str, Any]:
     return event
 
 
+def why_not_matched(
+    rule: Rule,
+    matched: Rule | None,
+    event: BaseEvent,
+    data: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
+    if event.event_type not in rule.event_types:
+        takes = ", ".join(rule.event_types)
+        return f"the event is a {event.event_type}, and this rule takes {takes}"
+    moment = moment_at(data, now)
+    failing = [c for c in rule.conditions if not c.matches(data, moment)]
+    if failing:
+        return "this rule's condition " + "; ".join(
+            f"`{c.text}` does not hold (the event has {value_text(lookup(data, c.path))})"
+            for c in failing
+        )
+    if matched is None:  # pragma: no cover - a rule whose conditions hold is matched
+        return "the event is matched by no rule"
+    return (
+        f"the event is matched by rule `{matched.id}` ({matched.where}), which has a higher "
+        "priority"
+    )
+
+
+def value_text(value: object) -> str:
+    """An event's value as a sentence names it: `value`, or "no such field"."""
+    return "no such field" if is_absent(value) else f"`{value}`"
+
+
 def _reader_text(value: object) -> object:
-    return value.replace(NBSP, " ").replace("\u202f", " ") if isinstance(value, str) else value
+    return value.replace(NBSP, " ").replace(NARROW_NBSP, " ") if isinstance(value, str) else value
 
 
 def _actual(push: RenderedPush, key: str) -> object:
@@ -45,26 +80,29 @@ def _actual(push: RenderedPush, key: str) -> object:
     return getattr(push.message, key)
 
 
+def event_of(document: Mapping[str, Any], extra_types: Collection[str]) -> BaseEvent:
+    """An event a person wrote (an example's, a sample's), read as the service reads a
+    record; InvalidEvent says what is wrong with it."""
+    raw = json.dumps(document, ensure_ascii=False, default=str).encode()
+    return parse_event(raw, max_bytes=_SAMPLE_MAX_BYTES, extra_types=extra_types)
+
+
 def check_example(
     mappings: MappingSet, rule: Rule, example: Example, settings: MappingSettings
 ) -> Iterator[Problem]:
     where = (rule.file, example.line)
     label = f"example {example.name!r}"
-    raw = json.dumps(example_event(rule, example), ensure_ascii=False, default=str)
     try:
-        event = parse_event(
-            raw.encode(), max_bytes=_MAX_EXAMPLE_BYTES, extra_types=mappings.extra_types
-        )
+        event = event_of(example_event(rule, example), mappings.extra_types)
     except InvalidEvent as exc:
         yield *where, f"{label}: the event is not valid: {exc}"
         return
     data = without_nulls(event.template_context())
-    matched = mappings.match(event.event_type, data)
-    if matched is not rule:
-        other = f"rule `{matched.id}` ({matched.where})" if matched else "no rule"
-        yield *where, f"{label}: the event is matched by {other}, not by this rule"
-        return
     now = example.now or event.occurred_at
+    matched = mappings.match(event.event_type, data, now=now)
+    if matched is not rule:
+        yield *where, f"{label}: {why_not_matched(rule, matched, event, data, now)}"
+        return
     try:
         push = mappings.render_rule(rule, data, event, now, fit=False)
     except RenderError as exc:
@@ -112,9 +150,10 @@ def _lengths(
             )
 
 
-def example_problems(mappings: MappingSet, settings: MappingSettings) -> list[Problem]:
+def rule_example_problems(
+    mappings: MappingSet, rule: Rule, settings: MappingSettings
+) -> list[Problem]:
     problems: list[Problem] = []
-    for rule in mappings.rules:
-        for example in rule.examples:
-            problems += check_example(mappings, rule, example, settings)
+    for example in rule.examples:
+        problems += check_example(mappings, rule, example, settings)
     return problems

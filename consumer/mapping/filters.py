@@ -26,6 +26,7 @@ from liquid.exceptions import FilterArgumentError
 from liquid.filter import with_context
 
 NBSP = "\u00a0"
+NARROW_NBSP = "\u202f"  # the other no-break space (some locales group digits with it)
 ELLIPSIS = "…"
 RENDER_INFO = "__render_info__"
 _RU = Locale("ru")
@@ -55,6 +56,10 @@ def _fail(name: str, message: str) -> FilterArgumentError:
 
 def to_number(value: object, name: str) -> int | Decimal:
     """The value as an exact number; whole numbers become ``int`` (100.00 -> 100)."""
+    if isinstance(value, Mapping):
+        fields = ", ".join(str(key) for key in value)
+        hint = "; use its amount" if "amount" in value else ""
+        raise _fail(name, f"expected a number, got a group of fields ({fields}){hint}")
     if isinstance(value, bool) or value is None:
         raise _fail(name, f"expected a number, got {value!r}")
     if isinstance(value, int):
@@ -165,7 +170,7 @@ def _local(value: object, info: RenderInfo, name: str) -> dt.datetime | dt.date:
 
 def _date_text(day: dt.date, today: dt.date) -> str:
     text = f"{day.day} {_MONTHS[day.month]}"
-    return text if day.year == today.year else f"{text} {day.year}"
+    return text if day.year == today.year else f"{text} {day.year} года"
 
 
 def _as_date(value: dt.datetime | dt.date) -> dt.date:
@@ -174,7 +179,7 @@ def _as_date(value: dt.datetime | dt.date) -> dt.date:
 
 @with_context
 def date_ru(value: object, *, context: Any) -> str:
-    """25 ноября (the year only when it is not this year)."""
+    """25 ноября (the year only when it is not this year: 1 февраля 2027 года)."""
     info = _info(context)
     return _date_text(_as_date(_local(value, info, "date_ru")), info.today)
 
@@ -186,9 +191,30 @@ _RELATIVE_DAYS = {-1: "вчера", 0: "сегодня", 1: "завтра", 2: "
 def day(value: object, *, context: Any) -> str:
     """сегодня, завтра, послезавтра, вчера, else 25 ноября."""
     info = _info(context)
-    when = _as_date(_local(value, info, "day"))
-    relative = _RELATIVE_DAYS.get((when - info.today).days)
-    return relative or _date_text(when, info.today)
+    return _day_text(_as_date(_local(value, info, "day")), info.today)
+
+
+def _day_text(when: dt.date, today: dt.date) -> str:
+    return _RELATIVE_DAYS.get((when - today).days) or _date_text(when, today)
+
+
+@with_context
+def moment(value: object, *, context: Any) -> str:
+    """When something happens, as a person says it: сегодня в 18:00, 1 декабря в 10:00.
+
+    A date alone reads like ``day``. A time of exactly 00:00 is the night before
+    that day (points that burn at 00:00 on the 26th burn tonight, on the 25th):
+    «сегодня в полночь» when that night is tonight, else «в ночь на 27 ноября».
+    """
+    info = _info(context)
+    when = _local(value, info, "moment")
+    if not isinstance(when, dt.datetime):
+        return _day_text(when, info.today)
+    if (when.hour, when.minute, when.second) == (0, 0, 0):
+        if when.date() - dt.timedelta(days=1) == info.today:
+            return "сегодня в полночь"
+        return f"в ночь на {_date_text(when.date(), info.today)}"
+    return f"{_day_text(when.date(), info.today)} в {when:%H:%M}"
 
 
 @with_context
@@ -244,6 +270,7 @@ OUR_FILTERS: dict[str, tuple[Callable[..., Any], FilterSpec]] = {
     "money": (money, FilterSpec(0, 1, "money  or  money: 'RUB'")),
     "date_ru": (date_ru, FilterSpec(0, 0, "date_ru")),
     "day": (day, FilterSpec(0, 0, "day")),
+    "moment": (moment, FilterSpec(0, 0, "moment")),
     "time": (time, FilterSpec(0, 0, "time")),
     "time_range": (time_range, FilterSpec(1, 1, "time_range: order.delivery.eta_end")),
     "truncate": (truncate, FilterSpec(1, 2, "truncate: 40")),

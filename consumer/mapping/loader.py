@@ -1,23 +1,34 @@
 """Loading a mappings directory: read every file once, parse, check, build the set.
 
 The files are read in one pass and hashed together, so a set always comes from
-one consistent snapshot; if anything is wrong, nothing is built and
-``MappingLoadError`` lists every problem as ``file:line: text``.
+one consistent snapshot. ``load_mappings`` (the service) builds nothing if
+anything is wrong: ``MappingLoadError`` lists every problem as ``file:line:
+text``. Under it, ``check_sources`` is the one pass that reads, parses and
+checks: every rule that can be read, every problem found, each rule's own
+problems beside it; the studio's drafts (``consumer.studio.draft``) are built on
+it, so they show exactly what the check says.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from consumer.errors import MappingLoadError
 from consumer.events import EVENT_MODELS
-from consumer.mapping.check import check_overlaps, static_problems
-from consumer.mapping.contract import builtin_paths, common_paths, with_parents
-from consumer.mapping.examples import example_problems
+from consumer.mapping.check import Problem, check_overlaps, static_problems
+from consumer.mapping.contract import (
+    Contract,
+    EventFields,
+    builtin_contract,
+    common_fields,
+    declared_fields,
+)
+from consumer.mapping.examples import rule_example_problems
 from consumer.mapping.parse import DeclaredType, Problems, RuleParser, parse_declared_types
 from consumer.mapping.render import build_environment
 from consumer.mapping.rules import MappingSet, Rule
@@ -60,46 +71,90 @@ def load_mappings(directory: Path, settings: MappingSettings) -> MappingSet:
 def load_sources(
     directory: Path, sources: Mapping[str, str], settings: MappingSettings
 ) -> MappingSet:
-    problems: list[tuple[str, int, str]] = []
+    checked = check_sources(directory, sources, settings)
+    if checked.problems:
+        raise MappingLoadError(checked.lines())
+    return checked.mappings
+
+
+@dataclass
+class Checked:
+    """Every rule that could be read, and every problem found (none: ready to ship)."""
+
+    mappings: MappingSet
+    problems: list[Problem]  # sorted by file and line
+    contract: Contract
+    # A rule's own problems (its texts, overlaps, examples), by where the rule starts;
+    # a rule that cannot be read is not in ``mappings`` and its problems are nobody's.
+    by_rule: dict[tuple[str, int], list[Problem]] = field(default_factory=dict)
+    unreadable: frozenset[str] = frozenset()  # names of the files whose YAML cannot be read
+
+    def lines(self) -> list[str]:
+        return [f"{file}:{line}: {text}" for file, line, text in self.problems]
+
+    def problems_of(self, rule: Rule) -> list[Problem]:
+        return self.by_rule.get((rule.file, rule.line), [])
+
+
+def check_sources(
+    directory: Path, sources: Mapping[str, str], settings: MappingSettings
+) -> Checked:
+    """Parse and check one snapshot of the files (file name -> text); nothing is raised."""
+    problems: list[Problem] = []
     if not sources:
         problems.append((str(directory), 1, "there are no mapping files (*.yaml) here"))
-    docs = _parse_documents(directory, sources, problems)
+    docs, unreadable = _parse_documents(directory, sources, problems)
     declared = []
     for file, doc in docs:
         collector = Problems(file)
         declared += parse_declared_types(doc, collector)
         problems += collector.found
-    known = _known_paths(declared, problems)
+    contract = _contract(declared, problems)
     env = build_environment()
     rules: list[Rule] = []
     for file, doc in docs:
         collector = Problems(file)
         rules += RuleParser(env, collector, Path(file).name).parse_rules(doc)
         problems += collector.found
+    # Keyed by place, not id: a rule id used twice is a problem, and each of the
+    # two rules still has its own.
+    by_rule = {
+        (rule.file, rule.line): static_problems(rule, contract, settings.allowed_deeplink_schemes)
+        for rule in rules
+    }
+    for problem in check_overlaps(rules):
+        by_rule[problem[:2]].append(problem)  # reported on the later rule's first line
+    # A set renders by rule id: of a rule id used twice (a problem already), the
+    # first rule stays in the set.
+    first: dict[str, Rule] = {}
     for rule in rules:
-        problems += static_problems(rule, known, settings.allowed_deeplink_schemes)
-    problems += check_overlaps(rules)
+        first.setdefault(rule.rule_id, rule)
     extra_types = frozenset(d.name for d in declared if d.name not in EVENT_MODELS)
     mappings = MappingSet(
-        rules, settings=settings, extra_types=extra_types, digest=digest_of(sources)
+        list(first.values()), settings=settings, extra_types=extra_types, digest=digest_of(sources)
     )
-    if not problems:
-        problems += example_problems(mappings, settings)
-    if problems:
-        raise MappingLoadError([f"{f}:{line}: {text}" for f, line, text in sorted(problems)])
-    return mappings
+    for rule in rules:
+        found = by_rule[(rule.file, rule.line)]
+        if not found and first[rule.rule_id] is rule:  # examples, once the rule is sound
+            found += rule_example_problems(mappings, rule, settings)
+        found.sort()
+        problems += found
+    return Checked(mappings, sorted(problems), contract, by_rule, unreadable)
 
 
 def _parse_documents(
     directory: Path, sources: Mapping[str, str], problems: list[tuple[str, int, str]]
-) -> list[tuple[str, LineDict]]:
+) -> tuple[list[tuple[str, LineDict]], frozenset[str]]:
+    """The documents that hold rules, and the names of the files that are not YAML."""
     docs = []
+    unreadable = set()
     for name, text in sources.items():
         file = str(directory / name)
         try:
             doc, odd_keys = load_yaml(text)
         except yaml.YAMLError as exc:
-            problems.append((file, *syntax_problem(exc)))
+            problems.append((file, *syntax_problem(exc, text)))
+            unreadable.add(name)
             continue
         problems += [(file, line, text) for line, text in odd_keys]
         if doc is None:
@@ -113,13 +168,12 @@ def _parse_documents(
                     (file, doc.line_of(key), f"unknown section `{key}` (use rules, event_types)")
                 )
         docs.append((file, doc))
-    return docs
+    return docs, frozenset(unreadable)
 
 
-def _known_paths(
-    declared: list[DeclaredType], problems: list[tuple[str, int, str]]
-) -> dict[str, frozenset[str]]:
-    known = builtin_paths()
+def _contract(declared: list[DeclaredType], problems: list[Problem]) -> dict[str, EventFields]:
+    """The built-in contract plus what the files declare: new types, extra fields, values."""
+    contract = builtin_contract()
     seen: dict[str, DeclaredType] = {}
     for item in declared:
         if item.name in seen:
@@ -133,6 +187,20 @@ def _known_paths(
             )
             continue
         seen[item.name] = item
-        base = known.get(item.name, common_paths())
-        known[item.name] = base | with_parents(item.fields)
-    return known
+        builtin = contract.get(item.name)
+        if builtin is None:  # a new type: its fields are what its events carry
+            required = [f for f in item.fields if f not in item.optional]
+            fields = {
+                **declared_fields(item.optional, always=False),
+                **declared_fields(required, always=True),
+                **common_fields(),
+            }
+        else:  # extra fields of a known type: the standard contract does not promise them
+            fields = {**declared_fields(item.fields, always=False), **builtin.fields}
+        contract[item.name] = EventFields(
+            item.name,
+            fields,
+            values={path: values for path, values, _ in item.values},
+            values_at={path: f"{Path(item.file).name}:{line}" for path, _, line in item.values},
+        )
+    return contract

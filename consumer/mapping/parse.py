@@ -6,15 +6,30 @@ after a problem so one run of the check shows them all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from liquid import Environment
 from liquid.exceptions import LiquidError
 
-from consumer.mapping.rules import Condition, Example, Rule, Template
+from consumer.mapping.rules import (
+    HISTORY_FIELDS,
+    Compare,
+    Condition,
+    Example,
+    Exists,
+    HistoryRule,
+    OneOf,
+    Relative,
+    Rule,
+    Template,
+    Test,
+)
+from consumer.mapping.template_errors import explain_syntax
 from consumer.mapping.yamlfile import LineDict, LineList
 from consumer.push import PushClass
 
@@ -32,6 +47,7 @@ RULE_KEYS = frozenset(
         "summary",
         "deeplink",
         "appmetrica",
+        "history",
         "examples",
     }
 )
@@ -39,6 +55,15 @@ PLATFORMS = ("android", "iOS")
 DEFAULT_ORDER_COLLAPSE_KEY = "{{ order.id }}"
 _TTL = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
 _ID = re.compile(r"^[a-z0-9_]+$")
+# A push waits for the provider's budget (IMSHOP: 10 requests a minute), so a
+# shorter life means it expires before its turn; beyond the longest, the news is
+# stale (an order status days old misleads, an offer a week old is noise).
+TTL_MIN_S = 60
+TTL_MAX_S = {PushClass.TRANSACTIONAL: 3 * 86_400, PushClass.MARKETING: 7 * 86_400}
+_CONDITION_HELP = (
+    "write a value, a list of values, `exists: true` / `exists: false`, "
+    "`more_than: 0`, `less_than: 100`, `after: now` or `before: now`"
+)
 
 
 @dataclass
@@ -56,17 +81,27 @@ class DeclaredType:
     file: str
     line: int
     fields: tuple[str, ...]
+    optional: tuple[str, ...] = ()  # fields its events may lack (new types only)
+    values: tuple[tuple[str, tuple[str, ...], int], ...] = ()  # (path, values, line)
 
 
-def parse_ttl(value: Any) -> float | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+def ttl_seconds(value: Any) -> float | None:
+    """The time written (30m, 2h, 1d, 90s, or seconds as a number); None if unreadable."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return float(value)
     match = _TTL.match(value.strip()) if isinstance(value, str) and value.strip() else None
     if not match:
         return None
     d, h, m, s = (int(part or 0) for part in match.groups())
-    seconds = ((d * 24 + h) * 60 + m) * 60 + s
-    return float(seconds) if seconds > 0 else None
+    return float(((d * 24 + h) * 60 + m) * 60 + s)
+
+
+def ttl_text(seconds: float) -> str:
+    """2h, 1d, 90s: a time as a rule would write it."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_declared_types(doc: LineDict, problems: Problems) -> list[DeclaredType]:
@@ -79,12 +114,63 @@ def parse_declared_types(doc: LineDict, problems: Problems) -> list[DeclaredType
     declared = []
     for name, body in section.items():
         line = section.line_of(name)
-        fields = body.get("fields") if isinstance(body, LineDict) else None
-        if not isinstance(fields, LineList) or not all(isinstance(f, str) for f in fields):
+        if not isinstance(body, LineDict):
             problems.add(line, f"event type {name}: give its `fields` as a list of paths")
             continue
-        declared.append(DeclaredType(str(name), problems.file, line, tuple(fields)))
+        for key in body:
+            if key not in ("fields", "optional", "values"):
+                problems.add(
+                    body.line_of(key),
+                    f"event type {name}: unknown key `{key}` (use fields, optional, values)",
+                )
+        fields = _paths_list(body, "fields", name, problems, required=True)
+        optional = _paths_list(body, "optional", name, problems, required=False)
+        values = _declared_values(body, name, problems)
+        if fields is not None and optional is not None:
+            declared.append(
+                DeclaredType(str(name), problems.file, line, fields + optional, optional, values)
+            )
     return declared
+
+
+def _paths_list(
+    body: LineDict, key: str, name: str, problems: Problems, *, required: bool
+) -> tuple[str, ...] | None:
+    items = body.get(key)
+    if items is None and not required:
+        return ()
+    if not isinstance(items, LineList) or not all(isinstance(f, str) for f in items):
+        problems.add(body.line_of(key), f"event type {name}: give its `{key}` as a list of paths")
+        return None
+    return tuple(items)
+
+
+def _declared_values(
+    body: LineDict, name: str, problems: Problems
+) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+    section = body.get("values")
+    if section is None:
+        return ()
+    if not isinstance(section, LineDict):
+        problems.add(
+            body.line_of("values"),
+            f"event type {name}: `values` lists the values of a field, e.g. "
+            "`order.status: [created, confirmed]`",
+        )
+        return ()
+    found = []
+    for path, values in section.items():
+        if not isinstance(values, LineList) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in values
+        ):
+            problems.add(
+                section.line_of(path),
+                f"event type {name}: the values of `{path}` must be a list, "
+                "e.g. [created, confirmed]",
+            )
+            continue
+        found.append((str(path), tuple(str(v) for v in values), section.line_of(path)))
+    return tuple(found)
 
 
 class RuleParser:
@@ -137,11 +223,7 @@ class RuleParser:
         event_types = self._event_types(body)
         conditions = self._conditions(body)
         push_class = self._push_class(body)
-        ttl = parse_ttl(body.get("ttl"))
-        if ttl is None:
-            self.problems.add(
-                body.line_of("ttl"), "`ttl` must be a time such as 30m, 2h, 1d or 90s"
-            )
+        ttl = self._ttl(body, push_class)
         priority = body.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
             self.problems.add(body.line_of("priority"), "`priority` must be a whole number")
@@ -151,6 +233,7 @@ class RuleParser:
         deeplink = self._template(body, "deeplink", required=False)
         collapse_key = self._collapse_key(body, event_types)
         extras = self._extras(body)
+        history = self._history(body)
         examples = self._examples(body)
         if len(self.problems.found) > before or title is None or summary is None:
             return None
@@ -170,7 +253,43 @@ class RuleParser:
             collapse_key=collapse_key,
             extras=extras,
             examples=examples,
+            history=history,
         )
+
+    def _ttl(self, body: LineDict, push_class: PushClass) -> float | None:
+        value = body.get("ttl")
+        seconds = ttl_seconds(value)
+        line = body.line_of("ttl")
+        if seconds is None:
+            self.problems.add(line, "`ttl` must be a time such as 30m, 2h, 1d or 90s")
+        elif seconds == 0:
+            self.problems.add(
+                line,
+                f"`ttl: {value}` makes every push expire before it can be sent; give how long "
+                "the push stays worth sending, e.g. 2h",
+            )
+        elif seconds < TTL_MIN_S:
+            self.problems.add(
+                line,
+                f"`ttl: {value}` is shorter than a minute: while the provider's budget is "
+                "busy (IMSHOP takes 10 requests a minute) the push expires before its turn; "
+                "give at least 1m",
+            )
+        elif seconds > TTL_MAX_S[push_class]:
+            longest = ttl_text(TTL_MAX_S[push_class])
+            why = (
+                "order news that old misleads (a courier «on the way» days later)"
+                if push_class is PushClass.TRANSACTIONAL
+                else "an offer that old is noise"
+            )
+            self.problems.add(
+                line,
+                f"`ttl: {value}` is longer than a {push_class.value} push stays true: {why}; "
+                f"give at most {longest}",
+            )
+        else:
+            return seconds
+        return None
 
     def _event_types(self, body: LineDict) -> tuple[str, ...]:
         value = body.get("event")
@@ -191,38 +310,21 @@ class RuleParser:
             return ()
         conditions = []
         for path, test in when.items():
-            condition = self._condition(str(path), test)
-            if condition is None:
+            line = when.line_of(path)
+            if path in RULE_KEYS:
                 self.problems.add(
-                    when.line_of(path),
-                    f"condition on `{path}`: write a value, a list of values, "
-                    "or `exists: true` / `exists: false`",
+                    line,
+                    f"`{path}` is indented as a condition under `when:`; move it left to line "
+                    "up with `when:` (it is a setting of the rule)",
                 )
-            else:
-                conditions.append(condition)
+                continue
+            tests = condition_tests(test)
+            if tests is None:
+                self.problems.add(line, f"condition on `{path}`: {_CONDITION_HELP}")
+                continue
+            text = f"{path}: {_written(test)}"
+            conditions += [Condition(str(path), t, line=line, text=text) for t in tests]
         return tuple(conditions)
-
-    @staticmethod
-    def _condition(path: str, test: Any) -> Condition | None:
-        scalar = (str, int, float)  # bool is an int
-        if isinstance(test, scalar):
-            return Condition.of(path, [test])
-        if isinstance(test, list) and test and all(isinstance(v, scalar) for v in test):
-            return Condition.of(path, list(test))
-        if isinstance(test, dict) and len(test) == 1:
-            ((kind, value),) = test.items()
-            if kind == "exists" and isinstance(value, bool):
-                return Condition.of(path, exists=value)
-            if kind == "equals" and isinstance(value, scalar):
-                return Condition.of(path, [value])
-            if (
-                kind == "one_of"
-                and isinstance(value, list)
-                and value
-                and all(isinstance(v, scalar) for v in value)
-            ):
-                return Condition.of(path, list(value))
-        return None
 
     def _push_class(self, body: LineDict) -> PushClass:
         value = body.get("class")
@@ -231,7 +333,8 @@ class RuleParser:
         except ValueError:
             self.problems.add(
                 body.line_of("class"),
-                "`class` must be transactional (order news) or marketing (bonuses, offers)",
+                ("the rule has no `class`: " if value is None else "`class` must be ")
+                + "transactional (order news, account movements) or marketing (offers, reminders)",
             )
             return PushClass.MARKETING
 
@@ -256,9 +359,7 @@ class RuleParser:
         try:
             compiled = self.env.from_string(str(value))
         except LiquidError as exc:
-            self.problems.add(
-                at, f"the {key} is not a valid template: {str(exc.message).splitlines()[0]}"
-            )
+            self.problems.add(at, f"the {key}: {explain_syntax(str(value), exc)}")
             return None
         return Template(name=key, source=str(value), compiled=compiled, line=at)
 
@@ -299,6 +400,30 @@ class RuleParser:
                 for key, value in fields.items()
             }
         return extras
+
+    def _history(self, body: LineDict) -> HistoryRule:
+        value = body.get("history")
+        if value is None or value is True:
+            return HistoryRule()
+        if value is False:
+            return HistoryRule(keep=False)
+        if not isinstance(value, LineDict):
+            self.problems.add(
+                body.line_of("history"),
+                "`history` must be false (keep no item in the customer's history) or the "
+                f"item's fields: {', '.join(HISTORY_FIELDS)}",
+            )
+            return HistoryRule()
+        templates: dict[str, Template] = {}
+        for key in value:
+            if key not in HISTORY_FIELDS:
+                self.problems.add(
+                    value.line_of(key),
+                    f"unknown key `{key}` under `history` (allowed: {', '.join(HISTORY_FIELDS)})",
+                )
+            elif template := self._template(value, str(key), required=False):
+                templates[str(key)] = dataclasses.replace(template, name=f"history {key}")
+        return HistoryRule(templates=templates)
 
     def _examples(self, body: LineDict) -> tuple[Example, ...]:
         section = body.get("examples")
@@ -342,3 +467,44 @@ class RuleParser:
             )
             return None
         return moment
+
+
+def condition_tests(test: Any) -> list[Test] | None:
+    """The tests one `when:` entry asks for, or None if it cannot be read."""
+    if _is_scalar(test):
+        return [OneOf.of([test])]
+    if isinstance(test, list) and test and all(_is_scalar(v) for v in test):
+        return [OneOf.of(test)]
+    if not isinstance(test, dict) or not test:
+        return None
+    tests = [_keyed_test(str(kind), value) for kind, value in test.items()]
+    return None if any(t is None for t in tests) else [t for t in tests if t is not None]
+
+
+def _keyed_test(kind: str, value: Any) -> Test | None:
+    if kind == "exists" and isinstance(value, bool):
+        return Exists(value)
+    if kind == "equals" and _is_scalar(value):
+        return OneOf.of([value])
+    if kind == "one_of" and isinstance(value, list) and value and all(_is_scalar(v) for v in value):
+        return OneOf.of(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind in ("more_than", "less_than") and number:
+        return Compare(Decimal(str(value)), more=kind == "more_than")
+    if kind in ("after", "before") and value == "now":
+        return Relative(after=kind == "after")
+    return None
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float)  # bool is an int
+
+
+def _written(test: Any) -> str:
+    if isinstance(test, dict):
+        return "{" + ", ".join(f"{k}: {_written(v)}" for k, v in test.items()) + "}"
+    if isinstance(test, list):
+        return "[" + ", ".join(_written(v) for v in test) + "]"
+    if isinstance(test, bool):
+        return str(test).lower()
+    return str(test)

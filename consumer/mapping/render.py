@@ -3,8 +3,9 @@
 Strict means a missing value is an error, never an empty string: the undefined
 type raises on output and in filters, but can still be tested with ``{% if %}``
 and replaced with ``default`` (so "№{{ order.number | default: order.id }}" works).
-Fields that are present but null count as missing. Output is plain text (no HTML
-escaping) and resource limits stop a runaway template.
+Fields that are present but null, or empty text, count as missing. Output is
+plain text (no HTML escaping) and resource limits stop a runaway template; a
+huge value shown in a title or summary is shortened instead (``shortened``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def build_environment() -> PushEnvironment:
 
 
 def without_nulls(value: Any) -> Any:
-    """Drop null fields at any depth, so a template sees them as missing."""
+    """Drop null and empty-text fields at any depth, so a template sees them as missing.
+
+    An empty text is no value for a push ("Заказ № оформлен"): ``{% if
+    order.number %}`` must be false for it, and Liquid calls "" true.
+    """
     kind = type(value)  # exact types: this runs for every event
     if kind is dict:
         return _dict_without_nulls(value)
@@ -71,13 +76,33 @@ def _dict_without_nulls(data: dict[Any, Any]) -> dict[Any, Any]:
             out[key] = _dict_without_nulls(value)
         elif kind is list:
             out[key] = _list_without_nulls(value)
-        elif value is not None:
+        elif value is not None and (kind is not str or value):
             out[key] = value
     return out
 
 
 def _list_without_nulls(items: list[Any]) -> list[Any]:
-    return [without_nulls(item) for item in items if item is not None]
+    return [without_nulls(item) for item in items if item is not None and item != ""]
+
+
+# The texts a reader sees; the others (deeplink, collapse key, provider extras)
+# must be exact or fail.
+DISPLAY_KEYS = ("title", "summary")
+# Longer than any push line: a value cut here still fills the title or summary,
+# which are then cut to their limits with an ellipsis.
+LONG_VALUE_CHARS = 1_000
+
+
+def shortened(value: Any) -> Any:
+    """The context with every text longer than ``LONG_VALUE_CHARS`` cut, at any depth."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= LONG_VALUE_CHARS else value[:LONG_VALUE_CHARS] + "…"
+    if kind is dict:
+        return {key: shortened(item) for key, item in value.items()}
+    if kind is list:
+        return [shortened(item) for item in value]
+    return value
 
 
 def render_context(
@@ -186,6 +211,18 @@ class TextPlan:
         for key, compiled in self.singles.items():
             try:
                 texts[key] = render_text(compiled, context)
+            except LiquidError as exc:
+                raise PartFailed(key, exc) from None
+        return texts
+
+    def render_shortened(
+        self, context: Mapping[str, Any], short: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """Title and summary from ``short`` values, the exact parts from the real ones."""
+        texts = dict(self.constants)
+        for key, compiled in self.singles.items():
+            try:
+                texts[key] = render_text(compiled, short if key in DISPLAY_KEYS else context)
             except LiquidError as exc:
                 raise PartFailed(key, exc) from None
         return texts

@@ -8,36 +8,51 @@ dictionary walk for the conditions and the Liquid renders.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from liquid.exceptions import OutputStreamLimitError
 from liquid.template import BoundTemplate
 
 from consumer.errors import RenderError
 from consumer.events import BaseEvent
 from consumer.mapping.filters import truncate
+from consumer.mapping.finish import clean, finish, has_controls
 from consumer.mapping.render import (
+    DISPLAY_KEYS,
     PartFailed,
     TextPlan,
     explain,
     render_context,
+    shortened,
     without_nulls,
 )
-from consumer.push import Message, PushClass, RenderedPush
+from consumer.push import HistoryText, Message, PushClass, RenderedPush
 from consumer.settings import MappingSettings
 
 _ABSENT = object()
 
 
 def lookup(data: Mapping[str, Any], path: str) -> Any:
+    return _lookup_parts(data, path.split("."))
+
+
+def _lookup_parts(data: Mapping[str, Any], parts: tuple[str, ...] | list[str]) -> Any:
     value: Any = data
-    for part in path.split("."):
+    for part in parts:
         if type(value) is not dict or part not in value:  # context dicts are plain
             return _ABSENT
         value = value[part]
     return value
+
+
+def is_absent(value: Any) -> bool:
+    """True for what ``lookup`` gives when the event has no such field."""
+    return value is _ABSENT
 
 
 def _comparable(value: Any) -> Any:
@@ -48,36 +63,163 @@ def _comparable(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """When a condition is tested, and where: ``after: now`` needs both."""
+
+    now: dt.datetime
+    tz: ZoneInfo
+
+
+class Test(Protocol):
+    """One kind of test on a field's value (``_ABSENT`` when the event lacks it)."""
+
+    @property
+    def needs_value(self) -> bool: ...  # passing proves the field is present
+
+    def passes(self, value: Any, moment: Callable[[], Moment]) -> bool: ...
+
+    def excludes(self, other: Test) -> bool: ...  # no value passes both
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    values: frozenset[Any]
+    written: tuple[Any, ...] = field(default=(), compare=False)  # as in the file, in order
+    needs_value = True
+
+    @staticmethod
+    def of(values: list[Any]) -> OneOf:
+        return OneOf(frozenset(_comparable(v) for v in values), tuple(values))
+
+    def passes(self, value: Any, moment: Callable[[], Moment]) -> bool:
+        return value is not _ABSENT and _comparable(value) in self.values
+
+    def excludes(self, other: Test) -> bool:
+        if isinstance(other, OneOf):
+            return not (self.values & other.values)
+        if isinstance(other, Compare):
+            return not any(other.holds(_number(v)) for v in self.values)
+        return isinstance(other, Exists) and not other.present
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    present: bool
+
+    @property
+    def needs_value(self) -> bool:
+        return self.present
+
+    def passes(self, value: Any, moment: Callable[[], Moment]) -> bool:
+        return (value is not _ABSENT) == self.present
+
+    def excludes(self, other: Test) -> bool:
+        if isinstance(other, Exists):
+            return other.present != self.present
+        return not self.present and other.needs_value
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``more_than: N`` or ``less_than: N``: numbers only; text never passes."""
+
+    bound: Decimal
+    more: bool
+    needs_value = True
+
+    def holds(self, number: Decimal | None) -> bool:
+        if number is None:
+            return False
+        return number > self.bound if self.more else number < self.bound
+
+    def passes(self, value: Any, moment: Callable[[], Moment]) -> bool:
+        return value is not _ABSENT and self.holds(_number(value))
+
+    def excludes(self, other: Test) -> bool:
+        if isinstance(other, Compare) and other.more != self.more:
+            low, high = (self, other) if self.more else (other, self)
+            return low.bound >= high.bound
+        return other.excludes(self) if isinstance(other, OneOf | Exists) else False
+
+
+@dataclass(frozen=True, slots=True)
+class Relative:
+    """``after: now`` / ``before: now``. A date alone counts as its whole day
+    in the recipient's zone: today's date is not yet past."""
+
+    after: bool
+    needs_value = True
+
+    def passes(self, value: Any, moment: Callable[[], Moment]) -> bool:
+        if isinstance(value, str):
+            value = _parse_moment(value)
+        if not isinstance(value, dt.date):
+            return False
+        at = moment()
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                return False
+            return value > at.now if self.after else value <= at.now
+        today = at.now.astimezone(at.tz).date()
+        return value >= today if self.after else value < today
+
+    def excludes(self, other: Test) -> bool:
+        if isinstance(other, Relative):
+            return other.after != self.after
+        return isinstance(other, Exists) and not other.present
+
+
+def _parse_moment(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """One test on a field: equals a value, is one of values, or exists (or not)."""
+    """One test on a field of the event, as written under ``when:`` (at ``line``)."""
 
     path: str
-    values: frozenset[Any] | None = None  # None: only existence is tested
-    exists: bool = True
+    test: Test
+    line: int = field(default=0, compare=False)
+    text: str = field(default="", compare=False)  # as written, for messages
+    parts: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
-    def matches(self, data: Mapping[str, Any]) -> bool:
-        value = lookup(data, self.path)
-        if value is _ABSENT:
-            return not self.exists
-        if not self.exists:
-            return False
-        return self.values is None or _comparable(value) in self.values
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.path.split(".")))  # split once, not per event
+
+    def matches(self, data: Mapping[str, Any], moment: Callable[[], Moment]) -> bool:
+        return self.test.passes(_lookup_parts(data, self.parts), moment)
 
     def excludes(self, other: Condition) -> bool:
         """True when no event can pass both tests (so two rules cannot both match)."""
-        if self.path != other.path:
-            return False
-        if self.exists != other.exists:
-            return True
-        if self.values is None or other.values is None:
-            return False
-        return not (self.values & other.values)
+        return self.path == other.path and self.test.excludes(other.test)
 
-    @staticmethod
-    def of(path: str, values: list[Any] | None = None, *, exists: bool = True) -> Condition:
-        vals = None if values is None else frozenset(_comparable(v) for v in values)
-        return Condition(path=path, values=vals, exists=exists)
+    @property
+    def values(self) -> frozenset[Any] | None:
+        """The values it accepts, or None when it tests something else (presence, a bound)."""
+        return self.test.values if isinstance(self.test, OneOf) else None
+
+    @property
+    def exists(self) -> bool:
+        """False only for ``exists: false``; ``text`` says what any condition tests."""
+        return not (isinstance(self.test, Exists) and not self.test.present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +239,23 @@ class Example:
     now: dt.datetime | None
 
 
+HISTORY_FIELDS = ("title", "text", "url", "deeplink", "promocode")
+_URL_SCHEMES = ("https://", "http://")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRule:
+    """What the rule's item in the customer's history shows.
+
+    ``keep=False`` (``history: false``) keeps no item. Otherwise each field with a
+    template here replaces the default: the push's title, summary (as ``text``)
+    and deeplink; ``url`` and ``promocode`` have no default.
+    """
+
+    keep: bool = True
+    templates: Mapping[str, Template] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
@@ -114,6 +273,7 @@ class Rule:
     collapse_key: Template | None
     extras: Mapping[str, Mapping[str, Template | Any]] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
+    history: HistoryRule = HistoryRule()
 
     @property
     def rule_id(self) -> str:
@@ -137,14 +297,57 @@ class Rule:
             for key, value in values.items():
                 if isinstance(value, Template):
                     found[f"{platform}.{key}"] = value
+        for key, template in self.history.templates.items():
+            found[f"history.{key}"] = template
         return found
 
     def plan(self) -> TextPlan:
         parts = {k: (t.source, t.compiled) for k, t in self.keyed_templates().items()}
         return TextPlan(self.title.compiled.env, parts)
 
-    def matches(self, data: Mapping[str, Any]) -> bool:
-        return all(condition.matches(data) for condition in self.conditions)
+    def matches(self, data: Mapping[str, Any], moment: Callable[[], Moment]) -> bool:
+        return all(condition.matches(data, moment) for condition in self.conditions)
+
+
+_LINKS = frozenset({"deeplink", "collapse_key"})
+
+
+def _no_moment() -> Moment:  # pragma: no cover - only conditions on time call it
+    raise AssertionError("a condition on time in a set that has none")
+
+
+_NO_MOMENT: Callable[[], Moment] = _no_moment
+
+
+class _MomentOf:
+    """The time and zone that conditions like ``after: now`` test against, made on
+    first use (most rules have no such condition)."""
+
+    __slots__ = ("_data", "_moment", "_now")
+
+    def __init__(self, data: Mapping[str, Any], now: dt.datetime | None) -> None:
+        self._data = data
+        self._now = now
+        self._moment: Moment | None = None
+
+    def __call__(self) -> Moment:
+        if self._moment is None:
+            zone = self._data.get("timezone")
+            self._moment = Moment(
+                now=self._now if self._now is not None else dt.datetime.now(dt.UTC),
+                tz=_zone(zone if isinstance(zone, str) else "Europe/Moscow"),
+            )
+        return self._moment
+
+
+def moment_at(data: Mapping[str, Any], now: dt.datetime | None) -> Callable[[], Moment]:
+    """What conditions like ``after: now`` compare with, for one event at ``now``."""
+    return _MomentOf(data, now)
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 class MappingSet:
@@ -171,17 +374,33 @@ class MappingSet:
             t: tuple(sorted(rs, key=lambda r: -r.priority)) for t, rs in by_type.items()
         }
         self._plans = {rule.rule_id: rule.plan() for rule in self.rules}
+        # Event types with a rule that compares with now (`after: now`): only their
+        # matching needs the time and zone.
+        self._timed = frozenset(
+            t
+            for rule in self.rules
+            if any(isinstance(c.test, Relative) for c in rule.conditions)
+            for t in rule.event_types
+        )
 
-    def match(self, event_type: str, data: Mapping[str, Any]) -> Rule | None:
+    @property
+    def settings(self) -> MappingSettings:
+        return self._settings
+
+    def match(
+        self, event_type: str, data: Mapping[str, Any], *, now: dt.datetime | None = None
+    ) -> Rule | None:
+        """The rule with the highest priority whose conditions hold (at ``now``)."""
+        moment = _MomentOf(data, now) if event_type in self._timed else _NO_MOMENT
         for rule in self._by_type.get(event_type, ()):
-            if rule.matches(data):
+            if rule.matches(data, moment):
                 return rule
         return None
 
     def render(self, event: BaseEvent, *, now: dt.datetime | None = None) -> RenderedPush | None:
         """The push for this event, None when no rule matches; ``RenderError`` if it fails."""
         data = without_nulls(event.template_context())
-        rule = self.match(event.event_type, data)
+        rule = self.match(event.event_type, data, now=now)
         if rule is None:
             return None
         return self.render_rule(rule, data, event, now)
@@ -203,35 +422,98 @@ class MappingSet:
                 f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} does not start "
                 f"with an allowed scheme ({', '.join(self._schemes)})"
             )
+        if deeplink is not None and has_controls(deeplink):
+            raise RenderError(
+                f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} contains control "
+                "characters; pass event values through `url_encode`"
+            )
         title, summary = texts["title"], texts["summary"]
         if fit:
             title = self._fit(title, self._settings.title_max_chars)
             summary = self._fit(summary, self._settings.summary_max_chars)
+        message = Message(title=title, summary=summary, deeplink=deeplink)
         return RenderedPush(
             rule_id=rule.rule_id,
-            message=Message(title=title, summary=summary, deeplink=deeplink),
+            message=message,
             push_class=rule.push_class,
             ttl_s=rule.ttl_s,
             collapse_key=texts.get("collapse_key") or None,
             extras=self._extras(rule, texts),
+            history=self._history(rule, texts, message),
         )
+
+    def _history(
+        self, rule: Rule, texts: Mapping[str, str], message: Message
+    ) -> HistoryText | None:
+        """The history item: the push itself unless the rule says otherwise."""
+        spec = rule.history
+        if not spec.keep:
+            return None
+        if not spec.templates:
+            return HistoryText(message.title, message.summary, deeplink=message.deeplink)
+
+        def given(key: str, default: str | None = None) -> str | None:
+            if key not in spec.templates:
+                return default
+            return texts[f"history.{key}"] or default
+
+        item = HistoryText(
+            title=given("title") or message.title,
+            text=given("text", message.summary),
+            url=given("url"),
+            deeplink=given("deeplink", message.deeplink),
+            promocode=given("promocode"),
+        )
+        if item.deeplink is not None and not item.deeplink.startswith(self._schemes):
+            template = spec.templates["deeplink"]
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the history deeplink "
+                f"{item.deeplink!r} does not start with an allowed scheme "
+                f"({', '.join(self._schemes)})"
+            )
+        if item.url is not None and not item.url.startswith(_URL_SCHEMES):
+            template = spec.templates["url"]
+            raise RenderError(
+                f"{rule.file}:{template.line}: rule {rule.id}: the history url "
+                f"{item.url!r} must start with https:// or http://"
+            )
+        return item
 
     def _texts(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, str]:
         templates = rule.keyed_templates()
+        plan = self._plans[rule.rule_id]
         try:
-            texts = self._plans[rule.rule_id].render(context)
+            texts = plan.render(context)
         except PartFailed as failed:
-            template = templates[failed.key]
-            raise RenderError(
-                f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} cannot be "
-                f"rendered: {explain(failed.cause)}"
-            ) from None
-        for key in ("title", "summary"):
+            if failed.key not in DISPLAY_KEYS or not isinstance(
+                failed.cause, OutputStreamLimitError
+            ):
+                raise self._failed(rule, templates, failed) from None
+            # A huge value (a 60 KB order number) shown in a text that a phone cuts
+            # to a line anyway: shorten the values, not the strictness.
+            try:
+                texts = plan.render_shortened(context, shortened(context))
+            except PartFailed as again:
+                raise self._failed(rule, templates, again) from None
+        for key, text in texts.items():
+            if key in DISPLAY_KEYS:
+                texts[key] = finish(text)
+            elif key not in _LINKS:  # a link or a key is refused or kept, never edited
+                texts[key] = clean(text)
+        for key in DISPLAY_KEYS:
             if not texts[key]:
                 raise RenderError(
                     f"{rule.file}:{templates[key].line}: rule {rule.id}: the {key} rendered empty"
                 )
         return texts
+
+    @staticmethod
+    def _failed(rule: Rule, templates: Mapping[str, Template], failed: PartFailed) -> RenderError:
+        template = templates[failed.key]
+        return RenderError(
+            f"{rule.file}:{template.line}: rule {rule.id}: the {template.name} cannot be "
+            f"rendered: {explain(failed.cause)}"
+        )
 
     @staticmethod
     def _fit(text: str, limit: int) -> str:

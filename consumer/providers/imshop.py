@@ -23,8 +23,6 @@ and the two cases are told apart in metrics and logs by the error's ``reason``.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -38,7 +36,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from consumer.providers.base import Envelope, ProviderLimits
+from consumer.providers.base import Envelope, ProviderLimits, retry_after_s
 from consumer.push import PushJob
 from consumer.settings import ImshopSettings
 
@@ -160,23 +158,6 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _name(exc: Exception) -> str:

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from consumer.errors import FatalError
-from consumer.kafka.clients import client_kwargs, connect
+from consumer.kafka.clients import assign_topic, client_kwargs, connect
 from consumer.logs import configure_logging
 from consumer.replay.progress import ProgressBar
 from consumer.replay.select import DeadLetter, ReplayFilter, describe, parse_time
@@ -134,40 +133,14 @@ class _Run:
         self.sending.clear()
 
 
-async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
-    # The consumer's own metadata knows only subscribed topics; the admin client asks.
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await connect(admin.start, admin.close, settings.bootstrap_servers)
-    try:
-        # Metadata naming a topic creates it on brokers with auto.create.topics.enable
-        # (Kafka's default): look it up in the full list first, so a mistyped --topic
-        # fails instead of leaving a stray empty topic behind.
-        if topic not in await admin.list_topics():
-            raise FatalError(
-                f"the dead-letter topic {topic!r} does not exist at {settings.bootstrap_servers}"
-            )
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise FatalError(
-            f"the dead-letter topic {topic!r} cannot be read (Kafka error code "
-            f"{described['error_code']}; 3 means it does not exist)"
-        )
-    return sorted(p["partition"] for p in described["partitions"])
-
-
 async def _assign_all(
     consumer: AIOKafkaConsumer, settings: KafkaSettings, topic: str
 ) -> dict[TopicPartition, tuple[int, int]]:
     """Assign every partition, seek to its beginning; (beginning, end) captured now."""
-    tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
-    consumer.assign(tps)
-    starts = await consumer.beginning_offsets(tps)
-    ends = await consumer.end_offsets(tps)
-    for tp in tps:
-        consumer.seek(tp, starts[tp])
-    return {tp: (starts[tp], ends[tp]) for tp in tps}
+    bounds = await assign_topic(consumer, settings, topic, what="dead-letter topic")
+    for tp, (start, _) in bounds.items():
+        consumer.seek(tp, start)
+    return bounds
 
 
 async def _scan(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, tuple[int, int]]) -> Any:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from consumer.mapping.rules import Condition, Rule
+from consumer.mapping.rules import Condition, Exists, Rule
 from consumer.settings import ImshopSettings
 from consumer.studio.draft import Draft, Problem
 from consumer.studio.outcome import Outcome, Pushed, Renderer, cost_of, quiet_hours, variants
@@ -139,8 +139,10 @@ def _record(record: Record, renderer: Renderer, max_bytes: int) -> dict[str, Any
 
 
 def _condition(condition: Condition) -> str:
-    if condition.values is None:
+    if isinstance(condition.test, Exists):
         return f"{condition.path} {'is present' if condition.exists else 'is absent'}"
+    if condition.values is None:  # a bound (more_than) or a time (after: now), as written
+        return condition.text
     values = sorted(str(v) for v in condition.values)
     return f"{condition.path} = {_one_or_any(values)}"
 

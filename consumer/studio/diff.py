@@ -18,24 +18,28 @@ import json
 import math
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import orjson
-
 from consumer.errors import FatalError
 from consumer.mapping.examples import example_event
-from consumer.mapping.filters import NBSP
+from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.loader import MAPPING_SUFFIXES, read_sources
 from consumer.settings import ImshopSettings, Settings
 from consumer.studio.draft import Draft, load_draft
-from consumer.studio.outcome import Outcome, Renderer, cost_of, fill_preview_fields, variants
+from consumer.studio.outcome import (
+    SPACE_MARK,
+    Outcome,
+    Renderer,
+    cost_of,
+    fill_preview_fields,
+    marked,
+    variants,
+)
 from consumer.studio.tail import read_last
+from consumer.studio.trial import read_events
 
-NARROW_NBSP = "\u202f"
-SPACE_MARK = "°"  # how a non-breaking space is shown, as word processors do
 _PUSH_FIELDS = ("title", "summary", "deeplink", "class", "ttl_s", "collapse_key")
 
 
@@ -233,37 +237,18 @@ def example_samples(edited: Draft, shipped: Draft, now: dt.datetime | None) -> l
 def file_samples(path: Path, now: dt.datetime | None) -> list[Sample]:
     """Events from a file: a JSON list, one JSON object, or JSON lines."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise FatalError(f"cannot read --events {path}: {exc}") from None
     moment = now or dt.datetime.now(dt.UTC)
-    try:
-        whole = orjson.loads(text)  # nesting is capped, unlike json's recursion
-    except orjson.JSONDecodeError:
-        items = list(_json_lines(path, text))
-    else:
-        listed = whole if isinstance(whole, list) else [whole]
-        items = [(f"{path} item {i + 1}", item, None) for i, item in enumerate(listed)]
     samples = []
-    for label, item, problem in items:
-        if problem is None and not isinstance(item, dict):
-            problem = "an event is a JSON object: { ... }"
-        if problem is not None:
-            samples.append(Sample(label, problem=problem, now=now))
+    for label, item in read_events(data, str(path)):
+        if isinstance(item, str):
+            samples.append(Sample(label, problem=item, now=now))
         else:
-            samples.append(Sample(label, document=fill_preview_fields(item, moment), now=now))
+            document, _ = fill_preview_fields(item, moment)
+            samples.append(Sample(label, document=document, now=now))
     return samples
-
-
-def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any, str | None]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        label = f"{path}:{number}"
-        try:
-            yield label, orjson.loads(line), None
-        except orjson.JSONDecodeError as exc:
-            yield label, None, f"not JSON: {exc.msg} (column {exc.colno})"
 
 
 # ---- rendering and comparing ----
@@ -455,7 +440,7 @@ def _quoted_texts(texts: Any) -> str:
 def _shown_pair(old: Any, new: Any) -> tuple[str, str]:
     """Both values in quotes; non-breaking spaces made visible when the edit adds or drops one."""
     if isinstance(old, str) and isinstance(new, str) and _hard_spaces(old) != _hard_spaces(new):
-        return _quoted(_marked(old)), _quoted(_marked(new))
+        return _quoted(marked(old)), _quoted(marked(new))
     return _quoted(old), _quoted(new)
 
 
@@ -526,10 +511,6 @@ def _costs(costs: dict[str, dict[str, str]]) -> str:
 
 def _hard_spaces(text: str) -> int:
     return text.count(NBSP) + text.count(NARROW_NBSP)
-
-
-def _marked(text: str) -> str:
-    return text.replace(NBSP, SPACE_MARK).replace(NARROW_NBSP, SPACE_MARK)
 
 
 def _quoted(value: Any) -> str:

@@ -1,19 +1,17 @@
 """Mappings as the product team has them right now: a draft, with its problems.
 
-The service loads a directory all or nothing (``load_mappings``). The preview
-and the diff need more: every problem the check finds, *and* cards for every
-rule that can be read while other rules are still wrong. So a draft is built in
-two passes over one snapshot of the files:
+The service loads a directory all or nothing (``load_mappings``). The tools need
+more: every problem the check finds, *and* every rule that can be read while
+other rules are still wrong, to render it. Both come from one pass over one
+snapshot of the files, the check's own (``loader.check_sources``), so the page,
+the diff and ``mappings render`` show exactly what ``mappings check`` says.
 
-- the problems come from the loader itself (``load_sources``), so the page and
-  the diff show exactly what ``mappings check`` says, new checks included;
-- the rules come from a lenient pass (YAML, then ``RuleParser``) that keeps
-  every rule that parses, whatever the checks or the examples say.
-
+Each problem sits in the rule it is about (its texts, an overlap, an example);
+the rest (a YAML error, a rule that cannot be read, ``event_types``) are loose.
 A file whose YAML cannot be read keeps the rules it had in the previous draft,
 marked stale, so a half-typed edit does not blank its cards.
 
-This is the one place that knows the mapping package's internals; the rest of
+This is the one place that knows how the mapping package loads; the rest of
 the studio goes through it.
 """
 
@@ -23,23 +21,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
+from typing import NamedTuple
 
 from consumer.errors import MappingLoadError
-from consumer.events import EVENT_MODELS
-from consumer.mapping.loader import digest_of, load_sources, read_sources
-from consumer.mapping.parse import DeclaredType, Problems, RuleParser, parse_declared_types
-from consumer.mapping.render import build_environment
+from consumer.mapping.contract import Contract, builtin_contract
+from consumer.mapping.loader import check_sources, read_sources
 from consumer.mapping.rules import MappingSet, Rule
-from consumer.mapping.yamlfile import LineDict, LineList, load_yaml
 from consumer.settings import MappingSettings
 
 _PROBLEM = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<text>.*)$", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(NamedTuple):
     """One line of ``mappings check``: where, and what is wrong."""
 
     file: str
@@ -63,16 +56,15 @@ class Problem:
 
 @dataclass(slots=True)
 class Draft:
-    """Every rule that parses, in a set that renders them, and the check's problems."""
+    """Every rule that can be read, in a set that renders them, and the check's problems."""
 
     directory: Path
     mappings: MappingSet
     problems: list[Problem]
+    contract: Contract = field(default_factory=builtin_contract)
     stale_files: frozenset[str] = frozenset()  # file names shown from the previous draft
-    settings: MappingSettings = field(default_factory=MappingSettings)
-    # Where each rule of a file starts, parsed or not: a problem belongs to the
-    # rule whose lines hold it, even when the next rule could not be read.
-    rule_starts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # A rule's own problems, by where it starts (``loader.Checked.by_rule``).
+    by_rule: Mapping[tuple[str, int], list[Problem]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -82,22 +74,18 @@ class Draft:
     def rules(self) -> tuple[Rule, ...]:
         return self.mappings.rules
 
+    @property
+    def settings(self) -> MappingSettings:
+        return self.mappings.settings
+
     def problems_of(self, rule: Rule) -> list[Problem]:
-        """The problems inside this rule's lines (from its first line to the next rule's)."""
-        starts = self.rule_starts.get(rule.file) or tuple(
-            r.line for r in self.rules if r.file == rule.file
-        )
-        end = min((line for line in starts if line > rule.line), default=None)
-        return [
-            p
-            for p in self.problems
-            if p.file == rule.file and rule.line <= p.line and (end is None or p.line < end)
-        ]
+        """The problems about this rule: its texts, an overlap, its examples."""
+        return self.by_rule.get((rule.file, rule.line), [])
 
     def loose_problems(self) -> list[Problem]:
-        """Problems outside every rule (a YAML error, a file-level section)."""
-        inside = {id(p) for rule in self.rules for p in self.problems_of(rule)}
-        return [p for p in self.problems if id(p) not in inside]
+        """Problems outside every rule (a YAML error, a rule that cannot be read)."""
+        inside = {p for rule in self.rules for p in self.problems_of(rule)}
+        return [p for p in self.problems if p not in inside]
 
 
 def load_draft(
@@ -107,74 +95,30 @@ def load_draft(
     sources: Mapping[str, str] | None = None,
     previous: Draft | None = None,
 ) -> Draft:
-    """The draft in ``directory`` (or in ``sources``, file name -> text, e.g. from git)."""
+    """The draft in ``directory`` (or in ``sources``, file name -> text, e.g. from git).
+
+    A directory that cannot be read gives an empty draft whose problem says why.
+    """
     try:
-        texts = dict(read_sources(directory)) if sources is None else dict(sources)
+        texts = read_sources(directory) if sources is None else dict(sources)
     except MappingLoadError as exc:
         empty = MappingSet([], settings=settings, extra_types=frozenset(), digest="")
-        return Draft(directory, empty, [Problem.parse(p) for p in exc.problems], settings=settings)
-    problems = _problems(directory, texts, settings)
-    rules, extra_types, unreadable, starts = _lenient_rules(directory, texts)
-    stale: set[str] = set()
-    if previous is not None:
-        for rule in previous.rules:
-            if rule.file_name in unreadable:
-                rules.append(rule)
-                stale.add(rule.file_name)
-    mappings = MappingSet(
-        _first_of_each_id(rules),
-        settings=settings,
-        extra_types=extra_types | (previous.mappings.extra_types if stale and previous else set()),
-        digest=digest_of(texts),
+        return Draft(directory, empty, [Problem.parse(p) for p in exc.problems])
+    checked = check_sources(directory, texts, settings)
+    mappings = checked.mappings
+    kept = [r for r in previous.rules if r.file_name in checked.unreadable] if previous else []
+    if previous is not None and kept:
+        mappings = MappingSet(
+            [*mappings.rules, *kept],
+            settings=settings,
+            extra_types=mappings.extra_types | previous.mappings.extra_types,
+            digest=mappings.digest,
+        )
+    return Draft(
+        directory,
+        mappings,
+        [Problem(*p) for p in checked.problems],
+        checked.contract,
+        frozenset(r.file_name for r in kept),
+        {at: [Problem(*p) for p in found] for at, found in checked.by_rule.items()},
     )
-    return Draft(directory, mappings, problems, frozenset(stale), settings, starts)
-
-
-def _problems(
-    directory: Path, texts: Mapping[str, str], settings: MappingSettings
-) -> list[Problem]:
-    try:
-        load_sources(directory, texts, settings)
-    except MappingLoadError as exc:
-        return [Problem.parse(line) for line in exc.problems]
-    return []
-
-
-def _lenient_rules(
-    directory: Path, texts: Mapping[str, str]
-) -> tuple[list[Rule], frozenset[str], set[str], dict[str, tuple[int, ...]]]:
-    """Every rule that parses (checks aside), the extra types, unreadable files, rule starts."""
-    env = build_environment()
-    rules: list[Rule] = []
-    declared: list[DeclaredType] = []
-    unreadable: set[str] = set()
-    starts: dict[str, tuple[int, ...]] = {}
-    for name in sorted(texts):
-        try:
-            doc, _ = load_yaml(texts[name])
-        except yaml.YAMLError:
-            unreadable.add(name)
-            continue
-        if not isinstance(doc, LineDict):
-            continue
-        file = str(directory / name)
-        collector = Problems(file)  # the problems come from the loader
-        declared += parse_declared_types(doc, collector)
-        rules += RuleParser(env, collector, name).parse_rules(doc)
-        section = doc.get("rules")
-        if isinstance(section, LineList):
-            starts[file] = tuple(section.line_of(i) for i in range(len(section)))
-    extra = frozenset(d.name for d in declared if d.name not in EVENT_MODELS)
-    return rules, extra, unreadable, starts
-
-
-def _first_of_each_id(rules: list[Rule]) -> list[Rule]:
-    # A rule id used twice is a problem the check reports; the set renders by id,
-    # so only the first may stay.
-    seen: set[str] = set()
-    kept = []
-    for rule in rules:
-        if rule.rule_id not in seen:
-            seen.add(rule.rule_id)
-            kept.append(rule)
-    return kept

@@ -8,28 +8,32 @@ A rule may carry a second, *shared* variant of its texts (``shared:``: words
 that name nothing personal, so one provider request reaches many customers) and
 *quiet hours*. ``variants`` and ``quiet_hours`` read them when the rule has
 them, so both tools show them as soon as the rules do.
+
+``as_sent`` and ``marked`` show a text as a phone gets it and with its
+non-breaking spaces visible, for every tool that prints pushes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from consumer.errors import InvalidEvent, RenderError
 from consumer.events import BaseEvent, parse_event
-from consumer.mapping.cost import cost_lines, grouped_paths, personal_paths
-from consumer.mapping.examples import example_event
-from consumer.mapping.filters import truncate
+from consumer.mapping.examples import event_of, example_event
+from consumer.mapping.filters import NARROW_NBSP, NBSP, truncate
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
 from consumer.push import RenderedPush
 from consumer.settings import ImshopSettings, MappingSettings
+from consumer.studio.cost import cost_lines, grouped_paths, personal_paths
 
 PREVIEW_RECIPIENT = {"user_id": "preview-user"}
+SPACE_MARK = "°"  # how a non-breaking space is shown, as word processors do
+_HARD_SPACES = str.maketrans({NBSP: SPACE_MARK, NARROW_NBSP: SPACE_MARK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +58,20 @@ class Pushed:
             return None
         message = self.push.message
         return (
-            _within(message.title, settings.title_max_chars),
-            _within(message.summary, settings.summary_max_chars),
+            as_sent(message.title, settings.title_max_chars),
+            as_sent(message.summary, settings.summary_max_chars),
         )
 
 
-def _within(text: str, limit: int) -> str:
-    # As MappingSet does when sending: a longer real value is cut, not dropped.
+def as_sent(text: str, limit: int) -> str:
+    """The text as a phone gets it: cut to the limit with "…", as MappingSet does when
+    sending (a longer real value is cut, not dropped)."""
     return text if len(text) <= limit else truncate(text, limit)
+
+
+def marked(text: str) -> str:
+    """The text with each non-breaking space shown as ``SPACE_MARK``."""
+    return text.translate(_HARD_SPACES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +188,15 @@ class Renderer:
 
     def parsed(self, event: BaseEvent, now: dt.datetime | None = None) -> Outcome:
         data = without_nulls(event.template_context())
-        rule = self.mappings.match(event.event_type, data)
         moment = now or event.occurred_at
+        rule = self.mappings.match(event.event_type, data, now=moment)  # `after: now` too
         if rule is None:
             return Outcome(no_push=self.why_no_rule(event.event_type), now=moment)
         return self._render(rule, event, moment)
 
     def _parse(self, document: Mapping[str, Any]) -> BaseEvent | str:
-        raw = json.dumps(document, ensure_ascii=False, default=str).encode()
         try:
-            return parse_event(raw, max_bytes=len(raw) + 1, extra_types=self.mappings.extra_types)
+            return event_of(document, self.mappings.extra_types)
         except InvalidEvent as exc:
             return str(exc)
 
@@ -211,13 +220,18 @@ class Renderer:
         return f"the conditions of every {event_type} rule are false for this event ({names})"
 
 
-def fill_preview_fields(document: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """An event for a preview: the fields every event has, filled in where missing."""
-    filled = dict(document)
-    filled.setdefault("event_id", "preview")
-    filled.setdefault("occurred_at", now.isoformat())
-    filled.setdefault("recipient", dict(PREVIEW_RECIPIENT))
-    return filled
+def fill_preview_fields(
+    document: Mapping[str, Any], now: dt.datetime, *, event_id: str = "preview"
+) -> tuple[dict[str, Any], list[str]]:
+    """An event for a preview, with the fields every event has filled in where missing,
+    and the names of those filled (a preview says so)."""
+    defaults = {
+        "event_id": event_id,
+        "occurred_at": now.isoformat(),
+        "recipient": dict(PREVIEW_RECIPIENT),
+    }
+    filled = [key for key in defaults if key not in document]
+    return {**document, **{key: defaults[key] for key in filled}}, filled
 
 
 def _plain(message: str, rule: Rule) -> str:

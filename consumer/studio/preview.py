@@ -153,8 +153,7 @@ class Preview:
             return {"error": f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"}
         if not isinstance(document, dict):
             return {"error": "an event is a JSON object: { ... }"}
-        filled = [k for k in ("event_id", "occurred_at", "recipient") if k not in document]
-        document = fill_preview_fields(document, dt.datetime.now(dt.UTC).astimezone())
+        document, filled = fill_preview_fields(document, dt.datetime.now(dt.UTC).astimezone())
         async with self._render_lock:
             result = await asyncio.to_thread(self._render_document, document)
         return {**result, "filled": filled}

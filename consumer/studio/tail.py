@@ -12,11 +12,10 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from consumer.errors import FatalError
-from consumer.kafka.clients import client_kwargs, connect
+from consumer.kafka.clients import assign_topic, client_kwargs, connect
 from consumer.settings import KafkaSettings
 
 MAX_RECORDS = 500
@@ -67,32 +66,12 @@ async def read_last(
 async def _assign_tail(
     consumer: AIOKafkaConsumer, settings: KafkaSettings, topic: str, last: int
 ) -> dict[TopicPartition, int]:
-    tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
-    consumer.assign(tps)
-    begins = await consumer.beginning_offsets(tps)
-    ends = await consumer.end_offsets(tps)
-    for tp in tps:
-        consumer.seek(tp, max(begins[tp], ends[tp] - last))
-    return {tp: ends[tp] for tp in tps if max(begins[tp], ends[tp] - last) < ends[tp]}
-
-
-async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
-    # The consumer's metadata knows only the topics it tracks; the admin client
-    # asks, after checking the full list: metadata naming a missing topic would
-    # create it on brokers with auto.create.topics.enable (Kafka's default).
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await connect(admin.start, admin.close, settings.bootstrap_servers)
-    try:
-        if topic not in await admin.list_topics():
-            raise FatalError(f"the topic {topic!r} does not exist at {settings.bootstrap_servers}")
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise FatalError(
-            f"the topic {topic!r} cannot be read (Kafka error code {described['error_code']})"
-        )
-    return sorted(p["partition"] for p in described["partitions"])
+    """Each partition from ``end - last`` (or its beginning); the ends of those with records."""
+    bounds = await assign_topic(consumer, settings, topic)
+    starts = {tp: max(begin, end - last) for tp, (begin, end) in bounds.items()}
+    for tp, start in starts.items():
+        consumer.seek(tp, start)
+    return {tp: end for tp, (_, end) in bounds.items() if starts[tp] < end}
 
 
 async def _read(

@@ -55,23 +55,23 @@ def test_the_same_event_id_in_another_record_is_a_duplicate() -> None:
     assert outcomes(s) == [("e1", Outcome.SKIPPED)]
 
 
-def test_an_orphan_that_fails_is_forgotten_for_the_partitions_new_owner() -> None:
+def test_a_request_of_a_given_up_partition_that_fails_is_left_to_its_new_owner() -> None:
     s = scheduler()
     s.add(make_job("e1", offset=5), NOW, T0)
     request = send_next(s)
-    assert s.pending.drop(PARTITION) == 0  # in flight: orphaned, not dropped
+    assert s.pending.drop(PARTITION) == 0  # in flight: its result will not be recorded
 
     s.on_failed(request, OutcomeUnknown("timeout"), NOW + 1, T0)
 
     assert outcomes(s) == []
     assert s.pending.size == 0
-    assert s.next_request(NOW + 10, T0) is None, "the orphan is not retried"
+    assert s.next_request(NOW + 10, T0) is None, "a given-up request is not retried"
     s.add(make_job("e1", offset=5), NOW + 20, T0)  # read again later: processed afresh
     assert outcomes(s) == []
     assert s.pending.size == 1
 
 
-def test_an_orphan_whose_record_comes_back_is_adopted_and_retried() -> None:
+def test_a_given_up_request_whose_record_comes_back_is_retried() -> None:
     s = scheduler()
     s.add(make_job("e1", offset=5), NOW, T0)
     request = send_next(s)

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,13 @@ from consumer.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
+HISTORY_TOKEN = "history-test-token"
+# Each service gets its own SQLite history in here (removed when the session ends).
+_HISTORY_DIR = tempfile.TemporaryDirectory(prefix="e2e-history-")
+
+
+def history_sqlite_url() -> str:
+    return f"sqlite:///{_HISTORY_DIR.name}/{uuid.uuid4().hex[:12]}.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,12 @@ def e2e_settings(
         },
         "dispatch": {"retry_initial_backoff_s": 0.05, "retry_max_backoff_s": 0.5},
         "mappings": {"dir": mappings_dir},
+        "history": {
+            "database_url": history_sqlite_url(),
+            "port": 0,
+            "auth_token": HISTORY_TOKEN,
+            "retry_max_backoff_s": 0.5,
+        },
         "service": {"health_port": 0, "shutdown_grace_s": 5.0},
     }
     for name, values in sections.items():
@@ -88,13 +103,17 @@ def order(event_id: str, user: str, order_id: str, status: str, version: int) ->
     }
 
 
+# Ahead of any test run: the shipped rule sends nothing for points already expired.
+CAMPAIGN_EXPIRES = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat()
+
+
 def expiring(event_id: str, user: str, amount: int = 500) -> dict[str, Any]:
     return {
         "event_id": event_id,
         "event_type": "bonus.expiring",
         "occurred_at": now_iso(),
         "recipient": {"user_id": user},
-        "bonus": {"amount": amount, "expires_at": "2026-12-31"},
+        "bonus": {"amount": amount, "expires_at": CAMPAIGN_EXPIRES},
     }
 
 

@@ -23,11 +23,14 @@ from e2e_harness import (
 from consumer.app import Service
 from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
+from consumer.mapping.finish import NBSP
+from consumer.reports.command import fetch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 TOKEN = "e2e-oauth-token"
 DEVICE_TYPES = ["appmetrica_device_id", "ios_push_token", "android_push_token"]
+STATUSES = ["delivered", "cancelled", "confirmed"]  # three rules: order_<status>
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ async def test_order_events_reach_every_device_of_every_recipient(
 ) -> None:
     topics: Topics = await make_topics(topic_factory, unique_name)
     events = [
-        with_devices(order(f"am-{i}", f"7999777{i:04d}", f"M-{i}", "delivered", 1), i)
+        with_devices(order(f"am-{i}", f"7999777{i:04d}", f"M-{i}", STATUSES[i % 3], 1), i)
         for i in range(12)
     ]
     no_devices = order("am-none", "79997770999", "M-none", "delivered", 1)
@@ -97,12 +100,39 @@ async def test_order_events_reach_every_device_of_every_recipient(
         skipped = service.metrics.value(
             "push_events_total", event_type="order.status_changed", outcome="skipped"
         )
+        # Sent on acceptance; the provider follows each transfer to its end meanwhile.
+        await wait_until(
+            lambda: finished_transfers(service) == len(appmetrica.state.transfers),
+            what="every transfer followed to its end",
+        )
 
     seen = delivered_devices(appmetrica)
     for event in events:
         number = event["order"]["number"]
-        (title,) = [t for t in seen if f"№{number} " in t or t.endswith(f"№{number}")]
+        named = f"№{NBSP}{number}"  # the shipped titles join № to the number
+        (title,) = [t for t in seen if f"{named} " in t or t.endswith(named)]
         wanted = {(d["id_type"], d["id"]) for d in event["recipient"]["devices"]}
         assert wanted <= seen[title], f"order {number} missed a device"
     assert skipped == 1, "a recipient without devices is skipped, not sent"
-    assert len(appmetrica.state.groups) == 1, "the push group was created once"
+    groups = {g.id: g.name for g in appmetrica.state.groups.values()}
+    assert sorted(groups.values()) == ["order-push-marketing", "order-push-transactional"]
+    tags = {(groups[t.group_id], t.tag) for t in appmetrica.state.transfers.values()}
+    assert tags == {("order-push-transactional", f"orders.yaml:order_{s}") for s in STATUSES}
+    assert appmetrica.state.quota_violations == 0
+
+    # The push report, through the simulator's Reporting API: a row per rule.
+    reporting = settings.appmetrica.model_copy(update={"report_url": appmetrica.base_url})
+    report = await fetch(reporting, "today", "today")
+    sent = {row.rule: row.sent for row in report.rows}
+    assert sent == {  # event i has i % 3 + 1 devices and the rule of STATUSES[i % 3]
+        "orders.yaml:order_delivered": 4 * 1,
+        "orders.yaml:order_cancelled": 4 * 2,
+        "orders.yaml:order_confirmed": 4 * 3,
+    }
+
+
+def finished_transfers(service: Service) -> float:
+    return sum(
+        service.metrics.value("appmetrica_transfers_total", status=status)
+        for status in ("sent", "failed", "timed_out")
+    )

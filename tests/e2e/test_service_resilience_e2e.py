@@ -25,6 +25,7 @@ from e2e_harness import (
     e2e_settings,
     encode,
     expiring,
+    history_sqlite_url,
     order,
     produce,
     running,
@@ -76,6 +77,8 @@ def service_env(bootstrap: str, topics: Topics, push_url: str) -> dict[str, str]
         "IMSHOP_TIMEOUT_S": "10",
         "MAPPINGS_DIR": str(MAPPINGS),
         "HEALTH_PORT": "0",
+        "HISTORY_DATABASE_URL": history_sqlite_url(),
+        "HISTORY_PORT": "0",
         "SHUTDOWN_GRACE_S": "5",
         "LOG_FORMAT": "json",
     }

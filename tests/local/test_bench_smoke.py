@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from consumer.local.bench import history as history_bench
 from consumer.local.bench.budget import Workload, allowed_starts, jobs, naive_drain_s
 from consumer.local.bench.support import optimal_requests, percentile, sample_values
 
@@ -42,3 +43,20 @@ def test_sample_values_have_unique_event_ids() -> None:
     values = list(sample_values(50, distinct=7))
     assert len(values) == 50
     assert len(set(values)) == 50
+
+
+async def test_the_history_lookup_bench_fills_both_stores_and_reads_them(
+    fresh_postgres_url: str,
+) -> None:
+    figures = await history_bench.measure(
+        items_total=600, lookups=10, postgres_url=fresh_postgres_url
+    )
+
+    for backend in ("sqlite", "postgresql"):
+        # 600 items over 12 customers: every answer is a full page of 50.
+        assert figures[f"history_{backend}_items_per_answer"] == 50
+        assert figures[f"history_{backend}_lookup_p50_ms"] > 0
+        assert (
+            figures[f"history_{backend}_lookup_p50_ms"]
+            <= figures[f"history_{backend}_lookup_p99_ms"]
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -15,7 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumer.app import Service
 from consumer.errors import FatalError, SettingsError
 from consumer.local.demo import DemoOptions, _watch, run_demo
-from consumer.local.demo_view import PushPrinter, mask
+from consumer.local.demo_history import busiest_customer, print_history
+from consumer.local.simulators.imshop import PushPrinter, mask
 from consumer.settings import load_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
@@ -51,6 +53,8 @@ async def test_demo_ends_by_itself_with_every_event_accounted_for(
     assert "Budget scaled 60x" in text
     assert "violations: 0" in text
     assert "result:             OK" in text
+    assert "Notification history of customer 7999***" in text
+    assert re.search(r"POST /imshop/history, [1-9]\d* items, newest first", text)
     assert not [t for t in await kafka_admin.list_topics() if t.startswith(prefix)], (
         "the demo deletes its topics"
     )
@@ -182,3 +186,42 @@ async def test_a_service_that_dies_mid_run_ends_the_watch_at_once() -> None:
     with pytest.raises(FatalError, match="the consume loop broke"):
         # Far from the deadline: without the race it would poll on and return False.
         await _watch(service, running, printer, expected=5, deadline=time.monotonic() + 30)
+
+
+def test_the_history_shown_is_the_customer_with_most_order_news() -> None:
+    values = [
+        b'{"event_type": "order.status_changed", "recipient": {"user_id": "79990000001"}}',
+        b'{"event_type": "bonus.accrued", "recipient": {"user_id": "79990000002"}}',
+        b'{"event_type": "bonus.accrued", "recipient": {"user_id": "79990000002"}}',
+        b'{"event_type": "order.status_changed", "recipient": {"user_id": "79990000003"}}',
+        b'{"event_type": "order.status_changed", "recipient": {"user_id": "79990000003"}}',
+        b'{"event_id": "broken-1", "event_type": "or',
+    ]
+
+    assert busiest_customer(values) == "79990000003"
+    assert busiest_customer([b"not json"]) is None
+
+
+def test_the_history_prints_newest_first_with_text_link_and_first_news() -> None:
+    out = io.StringIO()
+    items = [
+        {
+            "id": "2",
+            "title": "Заказ №7 доставлен",
+            "createdOn": 1_000,
+            "updatedOn": 61_000,
+            "text": "Спасибо!",
+            "deepLink": "imshop://orders/7",
+        },
+        {"id": "1", "title": "Начислили 5 бонусов", "createdOn": 500, "updatedOn": 500},
+    ]
+
+    print_history("79990001122", items, out)
+
+    lines = out.getvalue().splitlines()
+    assert "customer 7999***1122" in lines[1]
+    assert "2 items, newest first" in lines[2]
+    assert lines[3].split("  ", 2)[2].startswith("Заказ №7 доставлен   (first news ")
+    assert lines[4].strip() == "Спасибо!"
+    assert lines[5].strip() == "-> imshop://orders/7"
+    assert lines[6].endswith("Начислили 5 бонусов")

@@ -35,7 +35,7 @@ DEFAULTS: dict[str, str] = {
     "event": "order.status_changed",
     "when": "      order.status: handed_to_courier",
     "push_class": "transactional",
-    "title": "'Заказ №{{ order.number }} отправлен'",
+    "title": "'Заказ №{{ order.number | default: order.id }} отправлен'",
     "summary": "Скоро будет у вас.",
     "deeplink": "'imshop://orders/{{ order.id }}'",
     "example_event": "          order: {id: A-1, number: '77', status: handed_to_courier}",

@@ -132,13 +132,14 @@ def test_deeplink_scheme_must_be_allowed(tmp_path: Path) -> None:
 
 
 def test_deeplink_must_start_with_a_written_scheme(tmp_path: Path) -> None:
-    problem = only_problem(tmp_path, rule_yaml(deeplink="'{{ order.delivery.tracking_url }}'"))
+    problem = only_problem(tmp_path, rule_yaml(deeplink="'{{ order.id }}'"))
     assert "the deeplink must start with its scheme written out" in problem
 
 
 def test_example_mismatch_shows_plain_text_not_escapes(tmp_path: Path) -> None:
     title = "'Собрали {{ order.total | money }}'"
-    text = rule_yaml(title=title, expected_title="Собрали 1500 ₽").replace(
+    when = "      order.status: handed_to_courier\n      order.total: {exists: true}"
+    text = rule_yaml(title=title, when=when, expected_title="Собрали 1500 ₽").replace(
         "status: handed_to_courier}",
         "status: handed_to_courier, total: {amount: '1500.00', currency: RUB}}",
     )
@@ -155,10 +156,28 @@ def test_example_that_renders_differently(tmp_path: Path) -> None:
     )
 
 
+PROMO = """\
+event_types:
+  promo.sent:
+    fields: [promo.code]
+rules:
+  - id: promo
+    event: promo.sent
+    class: marketing
+    ttl: 1d
+    title: Промокод
+    summary: 'Промокод {{ promo.code }}'
+    examples:
+      - event: {promo: {code: ZIMA}}
+        push: {title: Промокод, summary: Промокод ZIMA}
+"""
+
+
 def test_example_missing_a_variable_fails_strictly(tmp_path: Path) -> None:
-    text = rule_yaml(example_event="          order: {id: A-1, status: handed_to_courier}")
-    problem = only_problem(tmp_path, text)
-    assert "the title cannot be rendered: the event has no value for `order.number`" in problem
+    # A new type's declared fields are what its events carry: shown unguarded, and
+    # an event without one fails (never an empty space).
+    problem = only_problem(tmp_path, PROMO.replace("{promo: {code: ZIMA}}", "{promo: {}}"))
+    assert "the summary cannot be rendered: the event has no value for `promo.code`" in problem
 
 
 def test_example_event_must_be_valid(tmp_path: Path) -> None:
@@ -195,6 +214,23 @@ def test_exclusive_conditions_do_not_overlap(tmp_path: Path) -> None:
     assert len(load_mappings(tmp_path, MappingSettings()).rules) == 2
 
 
+def test_a_rule_id_used_twice_keeps_each_rules_own_problems(tmp_path: Path) -> None:
+    # The check kept each rule's problems by rule id: the second rule's (none) took
+    # the place of the first's, and its unknown filter went unreported.
+    first = rule_yaml(title="'Заказ {{ order.id | mony }} отправлен'")
+    second = rule_yaml(
+        when="      order.status: delivered",
+        example_event="          order: {id: A-1, number: '77', status: delivered}",
+    ).split("rules:\n")[1]
+    write(tmp_path, "rules.yaml", first + second)
+    found = problems_of(tmp_path)
+    assert len(found) == 2, found
+    assert "rules.yaml:8: the title uses an unknown filter `mony`" in found[0]
+    assert found[1].endswith(
+        "rules.yaml:19: rule id `order_shipped` is used twice (also on line 2)"
+    )
+
+
 def test_check_command_prints_one_line_per_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,3 +259,20 @@ def test_new_event_type_declared_with_its_fields(tmp_path: Path) -> None:
     """
     problem = only_problem(tmp_path, text)
     assert "uses `promo.cod`, which promo.sent events do not have" in problem
+
+
+def test_a_declared_optional_field_must_be_guarded(tmp_path: Path) -> None:
+    text = PROMO.replace("fields: [promo.code]", "fields: []\n    optional: [promo.code]")
+    problem = only_problem(tmp_path, text)
+    assert problem.endswith(
+        ":11: the summary shows `promo.code`, but some promo.sent events have none (the push "
+        "would fail and be dead-lettered); guard it: `{% if promo.code %}…{% endif %}`, or "
+        "give a fallback: `{{ promo.code | default: … }}`"
+    )
+
+
+def test_the_guide_s_sample_rule_passes_the_check(tmp_path: Path) -> None:
+    guide = (SHIPPED / "README.md").read_text(encoding="utf-8")
+    sample = guide.split("## A rule\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    write(tmp_path, "rules.yaml", sample)
+    assert [r.id for r in load_mappings(tmp_path, MappingSettings()).rules] == ["order_shipped"]

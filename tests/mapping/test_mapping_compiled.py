@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from liquid.exceptions import LiquidError
 
+from consumer.events import parse_event
+from consumer.mapping import load_mappings
 from consumer.mapping.compiled import Fallback, compile_template
-from consumer.mapping.render import _CONTEXT_FILTERS, build_environment, render_context
+from consumer.mapping.examples import example_event
+from consumer.mapping.render import (
+    _CONTEXT_FILTERS,
+    build_environment,
+    render_context,
+    without_nulls,
+)
+from consumer.settings import MappingSettings
 
 ENV = build_environment()
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
@@ -31,11 +42,22 @@ COMPILABLE = [
     "{{ order.missing | default: 'нет' }} {{ order.missing | default }}|",
     "{{ order.number | append: '-' | prepend: '#' | upcase | replace: '#', '№' }}",
     "{{ bonus.amount | plus: 1 | minus: 0.5 | round: 1 | abs }} {{ items | size }}",
+    # comparisons run Liquid's own functions; a missing value compares as Liquid's does
+    "{% if order.status == 'created' %}a{% elsif order.status != 'x' %}b{% endif %}",
+    "{% if bonus.amount > 0 %}+{% elsif bonus.amount < 0 %}-{% else %}0{% endif %}",
+    "{% if bonus.amount >= 21 and bonus.amount <= 21.0 %}=21{% endif %}",
+    "{% if order.missing > 0 or order.missing < 0 or order.missing >= 0 %}no{% endif %}",
+    "{% if order.missing == nil and order.missing != 'x' %}nil{% endif %}",
+    "{% if order.missing == order.other_missing %}same{% endif %}",
+    "{% if flag == true and zero == 0 and zero != false and c == '' %}t{% endif %}",
+    "{% if order.number > 5 %}text and a number: Liquid's type error{% endif %}",
+    "{% if order.total > 0 %}an object and a number: Liquid's type error{% endif %}",
 ]
 
 NOT_COMPILED = [
     "{% for item in items %}{{ item }}{% endfor %}",
-    "{% if order.status == 'created' %}x{% endif %}",
+    "{% if order.status contains 'cr' %}x{% endif %}",
+    "{% if items == empty %}x{% endif %}",
     "{{ items.first }} {{ items.size }}",
     "{{ items[0] }}",
     "{% assign x = 1 %}{{ x }}",
@@ -113,3 +135,20 @@ def test_a_name_the_event_lacks_falls_back_to_liquid_builtins() -> None:
     assert function is not None
     with pytest.raises(Fallback):
         function(_context())
+
+
+def test_every_shipped_example_renders_the_same_compiled_and_in_liquid() -> None:
+    shipped = load_mappings(Path(__file__).resolve().parents[2] / "mappings", MappingSettings())
+    compared = 0
+    for rule in shipped.rules:
+        compiled, liquid = rule.plan(), rule.plan()
+        assert compiled.functions is not None, rule.id
+        liquid.functions = None  # the same parts, rendered by Liquid itself
+        for example in rule.examples:
+            raw = json.dumps(example_event(rule, example), default=str).encode()
+            event = parse_event(raw, max_bytes=1 << 20)
+            now = example.now or event.occurred_at
+            context = render_context(without_nulls(event.template_context()), event.tzinfo, now)
+            assert compiled.render(context) == liquid.render(context), (rule.id, example.name)
+            compared += 1
+    assert compared == sum(len(r.examples) for r in shipped.rules) > 20

@@ -104,7 +104,7 @@ def _render(source: str, now: dt.datetime = NOW, tz: ZoneInfo = MSK, **data: obj
         (dt.date(2026, 11, 27), "послезавтра"),
         (dt.date(2026, 11, 24), "вчера"),
         (dt.date(2026, 12, 1), "1 декабря"),
-        (dt.date(2027, 1, 9), "9 января 2027"),
+        (dt.date(2027, 1, 9), "9 января 2027 года"),
         ("2026-11-26T08:00:00+03:00", "завтра"),
     ],
 )
@@ -161,3 +161,42 @@ def test_filters_in_templates_with_arguments() -> None:
         total={"amount": Decimal("1500"), "currency": "RUB"},
     )
     assert text == f"21{NBSP}бонус за 1{NBSP}500{NBSP}₽"
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        # points that burn at 00:00 on the 26th burn tonight, not "tomorrow"
+        ("2026-11-26T00:00:00+03:00", "сегодня в полночь"),
+        ("2026-11-27T00:00:00+03:00", "в ночь на 27 ноября"),
+        ("2027-01-01T00:00:00+03:00", "в ночь на 1 января 2027 года"),
+        ("2026-11-25T18:00:00+03:00", "сегодня в 18:00"),
+        ("2026-11-26T10:30:00+03:00", "завтра в 10:30"),
+        ("2026-12-01T10:00:00+03:00", "1 декабря в 10:00"),
+        ("2026-11-25T21:00:00+00:00", "сегодня в полночь"),  # 00:00 in Moscow
+        (dt.date(2026, 11, 26), "завтра"),
+        (dt.date(2027, 2, 1), "1 февраля 2027 года"),
+    ],
+)
+def test_moment_says_when_as_a_person_would(when: object, expected: str) -> None:
+    assert _render("{{ when | moment }}", when=when) == expected
+
+
+def test_moment_is_counted_in_the_recipients_zone() -> None:
+    # 00:00 in Moscow is 02:00 in Yekaterinburg: not midnight there
+    when = "2026-11-26T00:00:00+03:00"
+    assert _render("{{ w | moment }}", w=when, tz=ZoneInfo("Asia/Yekaterinburg")) == (
+        "завтра в 02:00"
+    )
+
+
+def test_a_date_in_another_year_says_the_year() -> None:
+    assert _render("{{ d | date_ru }}", d=dt.date(2027, 2, 1)) == "1 февраля 2027 года"
+    assert _render("{{ d | date_ru }}", d=dt.date(2026, 2, 1)) == "1 февраля"
+
+
+def test_plural_on_a_sum_of_money_says_so() -> None:
+    with pytest.raises(
+        LiquidError, match=r"got a group of fields \(amount, currency\); use its amount"
+    ):
+        plural({"amount": Decimal("5"), "currency": "RUB"}, *FORMS)

@@ -42,7 +42,8 @@ def test_a_good_edit_is_loaded(setup: tuple[Path, MappingReloader, Metrics, Fake
     directory, reloader, metrics, _ = setup
     assert _title(reloader) == "Заказ №77 отправлен"
     edited = rule_yaml(
-        title="'Заказ №{{ order.number }} в пути'", expected_title="Заказ №77 в пути"
+        title="'Заказ №{{ order.number | default: order.id }} в пути'",
+        expected_title="Заказ №77 в пути",
     )
     _touch_later(write(directory, "orders.yaml", edited))
     assert reloader.poll() is True
@@ -100,7 +101,8 @@ async def test_run_polls_on_the_clock(
     try:
         await clock.advance(0)
         edited = rule_yaml(
-            title="'Заказ №{{ order.number }} едет'", expected_title="Заказ №77 едет"
+            title="'Заказ №{{ order.number | default: order.id }} едет'",
+            expected_title="Заказ №77 едет",
         )
         _touch_later(write(directory, "orders.yaml", edited))
         await clock.advance(1.9)

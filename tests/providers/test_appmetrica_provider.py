@@ -1,15 +1,26 @@
-"""The AppMetrica provider against the simulator over real HTTP on 127.0.0.1."""
+"""The AppMetrica provider against the simulator over real HTTP on 127.0.0.1 (fake time)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import pytest_asyncio
+from appmetrica_support import (
+    ALL_TYPES,
+    APP_ID,
+    LOOKUP,
+    POLL,
+    SEND,
+    TOKEN,
+    Rig,
+    envelope,
+    job,
+    rig,
+)
 
+from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import (
     OutcomeUnknown,
     ProviderRejected,
@@ -17,176 +28,92 @@ from consumer.errors import (
     RateLimited,
     SettingsError,
 )
-from consumer.events import Device, Recipient
-from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
 from consumer.local.simulators.appmetrica_state import Faults
-from consumer.metrics import Metrics
 from consumer.providers.appmetrica import AppMetricaProvider
-from consumer.providers.base import Envelope
-from consumer.push import Message, Origin, PushClass, PushJob, RenderedPush
-from consumer.settings import AppMetricaSettings
+from consumer.push import PushClass
+from consumer.settings import AppMetricaSettings, DispatchSettings
 
-TOKEN = "sim-token"
-SEND = "POST /push/v1/send-batch"
-LOOKUP = "GET /push/v1/status/{group_id}/{ctid}"
-
-
-class ManualTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.running = True  # when running, each reading moves time on by one status step
-
-    def __call__(self) -> float:
-        if self.running:
-            self.now += 1.0
-        return self.now
+ANDROID = [("android_push_token", "a1")]
 
 
 @pytest.fixture
-def manual_time() -> ManualTime:
-    return ManualTime()
+async def am() -> AsyncIterator[Rig]:
+    async with rig() as made:
+        yield made
 
 
-@pytest_asyncio.fixture
-async def sim(manual_time: ManualTime) -> AsyncIterator[AppMetricaSimulator]:
-    async with AppMetricaSimulator(
-        SimulatorConfig(token=TOKEN, status_step_s=1.0), clock=manual_time
-    ) as simulator:
-        yield simulator
+async def test_start_creates_a_group_per_class_once_and_reuses_them(am: Rig) -> None:
+    first = await am.provider().start()
+    second = await am.provider().start()
 
-
-ProviderFactory = Callable[..., AppMetricaProvider]
-
-
-@pytest_asyncio.fixture
-async def make_provider(sim: AppMetricaSimulator) -> AsyncIterator[ProviderFactory]:
-    made: list[AppMetricaProvider] = []
-
-    def factory(
-        metrics: Metrics | None = None, http: httpx.AsyncClient | None = None, **overrides: Any
-    ) -> AppMetricaProvider:
-        values: dict[str, Any] = {
-            "url": sim.base_url,
-            "token": TOKEN,
-            "app_id": 7,
-            "status_poll_initial_s": 0.001,
-            "status_poll_max_s": 0.005,
-            "status_timeout_s": 5.0,
-            "timeout_s": 5.0,
-        }
-        provider = AppMetricaProvider(
-            AppMetricaSettings(**(values | overrides)), metrics=metrics, http=http
-        )
-        made.append(provider)
-        return provider
-
-    yield factory
-    for provider in made:
-        await provider.aclose()
-
-
-def job(
-    event_id: str, devices: list[tuple[str, str]], title: str = "Заказ собран", extras: Any = None
-) -> PushJob:
-    push = RenderedPush(
-        rule_id="order_ready",
-        message=Message(title, "Можно забирать", "imshop://orders/1"),
-        push_class=PushClass.TRANSACTIONAL,
-        ttl_s=3600,
-        extras={"appmetrica": extras} if extras is not None else {},
-    )
-    return PushJob(
-        origin=Origin("orders", 0, int(event_id.strip("e") or 0)),
-        event_id=event_id,
-        event_type="order.status_changed",
-        recipient=Recipient(user_id="u1", devices=[Device(id_type=t, id=i) for t, i in devices]),
-        push=push,
-        occurred_at=dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC),
-    )
-
-
-def envelope(provider: AppMetricaProvider, *jobs: PushJob) -> Envelope:
-    recipients = tuple(dict.fromkeys(r for j in jobs for r in provider.recipients(j)))
-    return Envelope(jobs[0].push.message, recipients, jobs)
-
-
-def sends(sim: AppMetricaSimulator, route: str = SEND) -> int:
-    return sim.state.requests.get(route, 0)
-
-
-async def test_start_creates_the_group_once_and_reuses_it(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    first = await make_provider().start()
-    second = await make_provider().start()
     assert first == second
-    assert [g.name for g in sim.state.groups.values()] == ["order-push"]
-    assert sends(sim, "POST /push/v1/management/groups") == 1
+    names = sorted(g.name for g in am.sim.state.groups.values())
+    assert names == ["order-push-marketing", "order-push-transactional"]
+    assert am.calls("POST /push/v1/management/groups") == 2
+    assert am.calls("GET /push/v1/management/groups") == 2
 
 
-async def test_start_lists_again_when_the_group_appears_meanwhile(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
+async def test_start_lists_again_when_a_group_appears_meanwhile(am: Rig) -> None:
     async def someone_else_creates_it(response: httpx.Response) -> None:
-        if response.request.method == "GET" and not sim.state.groups:
-            sim.state.create_group({"group": {"app_id": 7, "name": "order-push"}})
+        if response.request.method == "GET" and not am.sim.state.groups:
+            group = {"app_id": APP_ID, "name": "order-push-transactional"}
+            am.sim.state.create_group({"group": group})
 
-    async with httpx.AsyncClient(event_hooks={"response": [someone_else_creates_it]}) as http:
-        group_id = await make_provider(http=http).start()
-    assert [g.id for g in sim.state.groups.values()] == [group_id]
-    assert sends(sim, "POST /push/v1/management/groups") == 1  # answered 409
-    assert sends(sim, "GET /push/v1/management/groups") == 2
+    am.http.event_hooks["response"] = [someone_else_creates_it]
+    groups = await am.provider().start()
+
+    by_name = {g.name: g.id for g in am.sim.state.groups.values()}
+    assert groups == {c: by_name[f"order-push-{c.value}"] for c in PushClass}
+    assert am.calls("POST /push/v1/management/groups") == 2  # one answered 409
+    assert am.calls("GET /push/v1/management/groups") == 2
 
 
-async def test_start_with_a_bad_token_is_fatal_and_says_so(make_provider: ProviderFactory) -> None:
+async def test_start_with_a_bad_token_is_fatal_and_says_so(am: Rig) -> None:
     with pytest.raises(SettingsError, match="APPMETRICA_TOKEN"):
-        await make_provider(token="expired").start()
+        await am.provider(token="expired").start()
 
 
-def test_app_id_and_token_are_required() -> None:
+def test_app_id_and_token_are_required(am: Rig) -> None:
     with pytest.raises(SettingsError, match="APPMETRICA_APP_ID"):
-        AppMetricaProvider(AppMetricaSettings(token="t", app_id=None))
+        AppMetricaProvider(AppMetricaSettings(token="t", app_id=None), quota=am.budget)
     with pytest.raises(SettingsError, match="APPMETRICA_TOKEN"):
-        AppMetricaProvider(AppMetricaSettings(token="", app_id=7))
+        AppMetricaProvider(AppMetricaSettings(token="", app_id=7), quota=am.budget)
 
 
-def test_recipients_are_devices_and_extras_join_the_coalescing_key(
-    make_provider: ProviderFactory,
-) -> None:
-    provider = make_provider(max_devices_per_request=5000, max_messages_per_request=40)
+def test_recipients_are_deliveries_and_a_request_key_is_one_rule(am: Rig) -> None:
+    provider = am.provider(max_devices_per_request=5000)
     assert provider.limits.max_recipients_per_request == 5000
-    assert provider.limits.max_messages_per_request == 40
+    assert provider.limits.max_messages_per_request == 1  # one coalesce key per request
     devices = [("ios_push_token", "i1"), ("android_push_token", "a1"), ("ios_push_token", "i1")]
-    assert provider.recipients(job("e1", devices)) == ("ios_push_token:i1", "android_push_token:a1")
-    assert provider.recipients(job("e2", [])) == ()  # the dispatcher records `skipped`
-    same = job("e3", [], extras={"android": {"priority": 1, "channel_id": "c"}})
-    reordered = job("e4", [], extras={"android": {"channel_id": "c", "priority": 1}})
-    other = job("e5", [], extras={"android": {"priority": 2}})
-    assert provider.coalesce_key(same) == provider.coalesce_key(reordered)
-    assert provider.coalesce_key(same) != provider.coalesce_key(other)
+    mine = provider.recipients(job("e1", devices))
+    assert [r.split("|")[1] for r in mine] == ["ios_push_token:i1", "android_push_token:a1"]
+    other_text = provider.recipients(job("e2", devices, title="Заказ 2 собран"))
+    assert set(mine).isdisjoint(other_text)  # a device getting two texts counts twice
+    assert provider.recipients(job("e3", [])) == ()  # the dispatcher records `skipped`
+
+    key = provider.coalesce_key
+    assert key(job("e4", ANDROID)) == key(job("e5", ANDROID, title="Заказ 5 собран"))
+    assert key(job("e6", ANDROID)) != key(job("e7", ANDROID, rule="order_shipped"))
+    marketing = job("e8", ANDROID, rule="bonus", push_class=PushClass.MARKETING)
+    assert key(marketing) == (PushClass.MARKETING, "bonus", 0)
 
 
-async def test_many_messages_travel_in_one_request_until_sent(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    metrics = Metrics()
-    provider = make_provider(metrics=metrics)
-    shared = [job("e1", [("android_push_token", "a1")]), job("e2", [("ios_push_token", "i2")])]
+async def test_one_rules_texts_go_in_one_request_tagged_with_the_rule(am: Rig) -> None:
+    provider = am.provider()
+    groups = await provider.start()
+    shared = [job("e1", ANDROID), job("e2", [("ios_push_token", "i2")])]
     personal = job("e3", [("google_aid", "g3")], title="Заказ 3 в пути")
-    bonus = job(
-        "e4", [("appmetrica_device_id", "42")], title="Бонусы", extras={"iOS": {"badge": 1}}
-    )
-    request = [envelope(provider, *shared), envelope(provider, personal), envelope(provider, bonus)]
+    badge = job("e4", [("appmetrica_device_id", "42")], title="Бонус", extras={"iOS": {"badge": 1}})
 
-    await provider.send(request)
+    await provider.send([envelope(provider, *shared, personal, badge)])
 
-    [transfer] = sim.state.transfers.values()
-    assert sends(sim) == 1
+    [transfer] = am.sim.state.transfers.values()
+    assert (transfer.group_id, transfer.tag) == (groups[PushClass.TRANSACTIONAL], "order_ready")
     assert [e["messages"]["android"]["content"]["title"] for e in transfer.batch] == [
         "Заказ собран",
         "Заказ 3 в пути",
-        "Бонусы",
+        "Бонус",
     ]
     assert transfer.batch[0]["devices"] == [
         {"id_type": "android_push_token", "id_values": ["a1"]},
@@ -194,109 +121,95 @@ async def test_many_messages_travel_in_one_request_until_sent(
     ]
     assert transfer.batch[2]["messages"]["iOS"]["content"]["badge"] == 1
     assert transfer.client_transfer_id is not None
-    assert transfer.status(1.0, sim.state.clock()) == "sent"
-    assert metrics.value("appmetrica_transfers_total", status="sent") == 1
 
 
-async def test_a_too_large_message_is_refused_alone(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    provider = make_provider()
-    good = job("e1", [("android_push_token", "a1")])
+async def test_send_returns_on_acceptance_and_the_tracker_polls_once_later(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+
+    await provider.send([envelope(provider, job("e1", ANDROID))])
+
+    [transfer] = am.sim.state.record()
+    assert transfer["status"] == "pending"  # accepted, not yet validated
+    assert am.calls(POLL) == 0  # no poll right after the send: it would only say `pending`
+    await am.advance(1.9)
+    assert am.calls(POLL) == 0
+    await am.advance(0.1)  # status_poll_initial_s after the send; the simulator says `sent`
+    assert am.calls(POLL) == 1
+    assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+    assert provider.tracker.tracked == 0
+
+
+async def test_a_failed_transfer_is_counted_and_logged_after_its_send(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+    am.sim.set_faults(Faults(fail_transfers_count=1))
+
+    await provider.send([envelope(provider, job("e1", ANDROID))])  # accepted: the event is sent
+    await am.advance(2.0)
+
+    assert am.metrics.value("appmetrica_transfers_total", status="failed") == 1
+    assert provider.tracker.tracked == 0
+
+
+async def test_polls_back_off_and_tracking_gives_up_after_the_status_timeout(am: Rig) -> None:
+    provider = am.provider(status_timeout_s=20.0)
+    await provider.start()
+    am.sim.state.config = SimulatorConfig(token=TOKEN, status_step_s=1000.0)  # stays pending
+
+    await provider.send([envelope(provider, job("e1", ANDROID))])
+    polled_at = []
+    for _ in range(40):
+        before = am.calls(POLL)
+        await am.advance(1.0)
+        if am.calls(POLL) > before:
+            polled_at.append(am.clock.monotonic())
+
+    start = polled_at[0] - 2.0
+    assert [round(t - start) for t in polled_at] == [2, 6, 14, 20]  # waits 2, 4, 8, then the end
+    assert am.metrics.value("appmetrica_transfers_total", status="timed_out") == 1
+    assert provider.tracker.tracked == 0
+
+
+async def test_status_polls_ride_out_transient_errors_without_resending(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+    await provider.send([envelope(provider, job("e1", ANDROID))])
+    am.sim.set_faults(Faults(scope="all", error_status=503, error_count=2))
+
+    await am.advance(2.0)
+    await am.advance(4.0)
+    await am.advance(8.0)
+
+    assert am.calls(SEND) == 1
+    assert am.calls(POLL) == 3
+    assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+
+
+async def test_a_too_large_text_is_refused_alone(am: Rig) -> None:
+    provider = am.provider()
+    good = job("e1", ANDROID)
     big = job(
         "e2", [("android_push_token", "a2")], title="Big", extras={"iOS": {"data": "x" * 4000}}
     )
 
     with pytest.raises(ProviderRejected, match="3968-byte limit") as caught:
-        await provider.send([envelope(provider, good), envelope(provider, big)])
+        await provider.send([envelope(provider, good, big)])
 
     assert caught.value.event_ids == frozenset({"e2"})
-    [transfer] = sim.state.transfers.values()
+    [transfer] = am.sim.state.transfers.values()
     assert transfer.devices() == 1
     assert transfer.batch[0]["devices"][0]["id_values"] == ["a1"]
 
 
-async def test_a_failed_transfer_rejects_its_jobs_with_appmetricas_errors(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    metrics = Metrics()
-    provider = make_provider(metrics=metrics)
-    sim.set_faults(Faults(fail_transfers_count=1))
-    with pytest.raises(ProviderRejected, match="Invalid push credentials") as caught:
-        await provider.send([envelope(provider, job("e1", [("android_push_token", "a1")]))])
-    assert caught.value.event_ids is None  # every job of the request
-    assert metrics.value("appmetrica_transfers_total", status="failed") == 1
-
-
-@pytest.mark.parametrize("drop_mode", ["error", "hang"])
-async def test_a_retry_after_a_lost_answer_does_not_push_twice(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory, drop_mode: str
-) -> None:
-    provider = make_provider(timeout_s=0.3)
-    await provider.start()
-    sim.set_faults(Faults.model_validate({"drop_after_accept_count": 1, "drop_mode": drop_mode}))
-    request = [envelope(provider, job("e1", [("android_push_token", "a1")]))]
-
-    with pytest.raises(OutcomeUnknown):
-        await provider.send(request)
-    await provider.send(request)  # the dispatcher's retry
-
-    assert len(sim.state.transfers) == 1
-    assert sends(sim) == 1
-    assert sends(sim, LOOKUP) == 1
-
-
-async def test_a_retry_after_a_request_that_was_never_processed_sends_it(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    provider = make_provider()
-    await provider.start()
-    sim.set_faults(Faults(error_status=500, error_count=1))
-    request = [envelope(provider, job("e1", [("android_push_token", "a1")]))]
-
-    with pytest.raises(OutcomeUnknown):
-        await provider.send(request)
-    await provider.send(request)
-
-    assert len(sim.state.transfers) == 1
-    assert (sends(sim), sends(sim, LOOKUP)) == (2, 1)  # looked up (404), then sent
-
-
-async def test_a_retry_coalesced_with_new_jobs_sends_only_the_new_ones(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    provider = make_provider()
-    await provider.start()
-    sim.set_faults(Faults(drop_after_accept_count=1))
-    first = job("e1", [("android_push_token", "a1")])
-    with pytest.raises(OutcomeUnknown):
-        await provider.send([envelope(provider, first)])
-
-    later = job("e2", [("android_push_token", "a2")])
-    await provider.send([envelope(provider, first, later)])
-
-    devices = [
-        [v for e in t.batch for g in e["devices"] for v in g["id_values"]]
-        for t in sim.state.transfers.values()
-    ]
-    assert devices == [["a1"], ["a2"]]
-
-
-async def test_a_restarted_provider_is_stopped_by_the_409_and_tracks_the_transfer(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    before = make_provider()
-    await before.start()
-    sim.set_faults(Faults(drop_after_accept_count=1))
-    jobs = [job("e1", [("android_push_token", "a1")])]
-    with pytest.raises(OutcomeUnknown):
-        await before.send([envelope(before, *jobs)])
-
-    after = make_provider()  # no memory of the attempt
-    await after.send([envelope(after, *jobs)])
-
-    assert len(sim.state.transfers) == 1
-    assert (sends(sim), sends(sim, LOOKUP)) == (2, 1)  # 409, then looked up
+async def test_a_refused_request_keeps_the_documented_error_body(am: Rig) -> None:
+    provider = am.provider()
+    bad = job("e1", ANDROID, extras={"android": {"priority": 7}})
+    with pytest.raises(ProviderRejected, match=r"400 .*invalid_parameter.*priority") as caught:
+        await provider.send([envelope(provider, bad)])
+    assert caught.value.status == 400
+    assert '"error_type":"invalid_parameter"' in caught.value.body.replace(" ", "")
+    assert am.sim.state.transfers == {}
 
 
 @pytest.mark.parametrize(
@@ -304,64 +217,177 @@ async def test_a_restarted_provider_is_stopped_by_the_409_and_tracks_the_transfe
     [(420, RateLimited), (429, RateLimited), (503, ProviderUnavailable)],
 )
 async def test_throttling_and_outages_are_transient(
-    sim: AppMetricaSimulator,
-    make_provider: ProviderFactory,
-    status: int,
-    error: type[Exception],
+    am: Rig, status: int, error: type[Exception]
 ) -> None:
-    provider = make_provider()
+    provider = am.provider()
     await provider.start()
-    sim.set_faults(Faults(error_status=status, error_count=1))
-    request = [envelope(provider, job("e1", [("android_push_token", "a1")]))]
+    am.sim.set_faults(Faults(error_status=status, error_count=1))
+    request = [envelope(provider, job("e1", ANDROID))]
+
     with pytest.raises(error, match=str(status)):
         await provider.send(request)
+    await am.advance(0.0)  # a 503 may have been processed: its lookup runs now
     await provider.send(request)
-    assert len(sim.state.transfers) == 1
+
+    assert len(am.sim.state.transfers) == 1
 
 
-async def test_a_refused_request_keeps_the_documented_error_body(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    provider = make_provider()
-    bad = job("e1", [("android_push_token", "a1")], extras={"android": {"priority": 7}})
-    with pytest.raises(ProviderRejected, match=r"400 .*invalid_parameter.*priority") as caught:
-        await provider.send([envelope(provider, bad)])
-    assert caught.value.status == 400
-    assert '"error_type":"invalid_parameter"' in caught.value.body.replace(" ", "")
-    assert sim.state.transfers == {}
+@pytest.mark.parametrize("drop_mode", ["error", "hang"])
+async def test_a_retry_after_a_lost_answer_does_not_push_twice(am: Rig, drop_mode: str) -> None:
+    provider = am.provider(timeout_s=0.3)
+    await provider.start()
+    am.sim.set_faults(Faults.model_validate({"drop_after_accept_count": 1, "drop_mode": drop_mode}))
+    request = [envelope(provider, job("e1", ANDROID))]
 
-
-async def test_status_polls_ride_out_transient_errors_without_resending(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory
-) -> None:
-    metrics = Metrics()
-
-    async def status_fails_after_send(response: httpx.Response) -> None:
-        if response.request.url.path.endswith("send-batch"):
-            sim.set_faults(Faults(scope="all", error_status=503, error_count=2))
-
-    async with httpx.AsyncClient(event_hooks={"response": [status_fails_after_send]}) as http:
-        provider = make_provider(metrics=metrics, http=http)
-        await provider.send([envelope(provider, job("e1", [("android_push_token", "a1")]))])
-
-    assert sends(sim) == 1
-    assert sends(sim, "GET /push/v1/status/{transfer_id}") >= 3
-    assert metrics.value("appmetrica_transfers_total", status="sent") == 1
-
-
-async def test_tracking_gives_up_after_the_status_timeout_and_the_retry_only_looks(
-    sim: AppMetricaSimulator, make_provider: ProviderFactory, manual_time: ManualTime
-) -> None:
-    metrics = Metrics()
-    provider = make_provider(metrics=metrics, status_timeout_s=0.02)
-    manual_time.running = False  # the transfer stays `pending`
-    request = [envelope(provider, job("e1", [("android_push_token", "a1")]))]
-
-    with pytest.raises(OutcomeUnknown, match="still pending"):
+    with pytest.raises(OutcomeUnknown):
         await provider.send(request)
-    assert metrics.value("appmetrica_transfers_total", status="timed_out") == 1
+    await am.advance(0.0)  # the tracker looks the transfer up at once: AppMetrica has it
+    await provider.send(request)  # the dispatcher's retry: nothing to send
 
-    manual_time.running = True
+    assert len(am.sim.state.transfers) == 1
+    assert (am.calls(SEND), am.calls(LOOKUP)) == (1, 1)
+    await am.advance(2.0)  # the found transfer is followed to its end like any other
+    assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+
+
+async def test_a_retry_after_a_request_that_was_never_processed_sends_it(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+    am.sim.set_faults(Faults(error_status=500, error_count=1))
+    request = [envelope(provider, job("e1", ANDROID))]
+
+    with pytest.raises(OutcomeUnknown):
+        await provider.send(request)
+    await am.advance(0.0)  # looked up: 404
     await provider.send(request)
-    assert len(sim.state.transfers) == 1
-    assert metrics.value("appmetrica_transfers_total", status="sent") == 1
+
+    assert len(am.sim.state.transfers) == 1
+    assert (am.calls(SEND), am.calls(LOOKUP)) == (2, 1)
+
+
+async def test_a_retry_before_the_lookup_answered_sends_nothing_and_asks_for_later() -> None:
+    async with rig(limit=3) as am:
+        provider = am.provider()
+        await provider.start()  # list, create, create: the three places of this second
+        await am.advance(1.0)
+        am.sim.set_faults(Faults(drop_after_accept_count=1))
+        request = [envelope(provider, job("e1", ANDROID))]
+        in_flight = [am.budget.try_start() for _ in range(3)]  # the dispatcher's requests
+        with pytest.raises(OutcomeUnknown):
+            await provider.send(request)  # one of them: its answer is lost
+        await am.advance(0.0)  # the lookup is due, but waits for a place
+
+        with pytest.raises(ProviderUnavailable, match="has not yet said"):
+            await provider.send(request)
+        assert (am.calls(SEND), am.calls(LOOKUP)) == (1, 0)
+
+        for slot in in_flight:
+            assert slot is not None
+            am.budget.finish(slot)
+        await am.advance(1.0)  # a window later the lookup has its place: found
+        await provider.send(request)
+        assert (am.calls(SEND), am.calls(LOOKUP)) == (1, 1)
+
+
+async def test_a_retry_coalesced_with_new_jobs_sends_only_the_new_ones(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+    am.sim.set_faults(Faults(drop_after_accept_count=1))
+    first = job("e1", ANDROID)
+    with pytest.raises(OutcomeUnknown):
+        await provider.send([envelope(provider, first)])
+    await am.advance(0.0)
+
+    later = job("e2", [("android_push_token", "a2")])
+    await provider.send([envelope(provider, first, later)])
+
+    devices = [
+        [v for e in t.batch for g in e["devices"] for v in g["id_values"]]
+        for t in am.sim.state.transfers.values()
+    ]
+    assert devices == [["a1"], ["a2"]]
+
+
+async def test_a_restarted_provider_is_stopped_by_the_409_and_follows_the_transfer(am: Rig) -> None:
+    before = am.provider()
+    await before.start()
+    am.sim.set_faults(Faults(drop_after_accept_count=1))
+    jobs = [job("e1", ANDROID)]
+    with pytest.raises(OutcomeUnknown):
+        await before.send([envelope(before, *jobs)])
+    await before.aclose()  # it crashed before it could look the transfer up
+
+    after = am.provider()  # no memory of the attempt
+    await after.send([envelope(after, *jobs)])  # 409: AppMetrica has this very content
+
+    assert len(am.sim.state.transfers) == 1
+    assert am.calls(SEND) == 2
+    await am.advance(2.0)
+    assert am.calls(LOOKUP) == 1  # followed by its client id
+    assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+
+
+async def test_every_call_but_the_send_takes_its_own_place_in_the_quota() -> None:
+    async with rig(limit=3) as am:
+        provider = am.provider()
+        await provider.start()
+        assert am.budget.used() == 3  # list, create, create
+        assert am.budget.try_start() is None
+
+        await am.advance(1.0)
+        in_flight = [am.budget.try_start() for _ in range(3)]  # one of them covers the send
+        await provider.send([envelope(provider, job("e1", ANDROID))])
+        await am.advance(2.0)  # the poll is due, but every place is in flight
+        assert am.calls(POLL) == 0
+        for slot in in_flight:
+            assert slot is not None
+            am.budget.finish(slot)
+        await am.advance(0.9)
+        assert am.calls(POLL) == 0
+        await am.advance(0.2)  # a window after the requests ended
+        assert am.calls(POLL) == 1
+
+
+async def test_more_than_five_id_types_never_take_a_request_over_the_element_cap(am: Rig) -> None:
+    # Proven real before: the scheduler filled a request with 4 envelopes (the cap), each of
+    # 7 id types, and the provider made 2 elements of each: 8 elements under a cap of 4.
+    provider = am.provider(max_messages_per_request=4)
+    scheduler = Scheduler(
+        limits=provider.limits,
+        coalesce_key=provider.coalesce_key,
+        recipients=provider.recipients,
+        settings=DispatchSettings(),
+    )
+    now = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
+    for n in range(5):
+        devices = [(t, f"{t}-{n}") for t in ALL_TYPES]
+        scheduler.add(job(f"e{n}", devices, title=f"Заказ {n} собран"), 0.0, now)
+
+    while (request := scheduler.next_request(0.0, now)) is not None and request.entries:
+        await provider.send(request.envelopes)
+        scheduler.on_sent(request)
+
+    transfers = am.sim.state.transfers.values()
+    assert [len(t.batch) for t in transfers] == [4, 4, 2]  # two texts (two elements each)
+    assert all(1 <= len(e["devices"]) <= 5 for t in transfers for e in t.batch)
+    assert sum(t.devices() for t in transfers) == 5 * len(ALL_TYPES)  # every device, once
+
+
+async def test_a_text_already_in_the_open_batch_joins_it_even_when_it_is_full(am: Rig) -> None:
+    provider = am.provider(max_messages_per_request=2)
+    first = job("e1", ANDROID, title="Скидка 10%")
+    second = job("e2", [("android_push_token", "a2")], title="Заказ 2 собран")
+    same_text = job("e3", [("android_push_token", "a3")], title="Скидка 10%")
+    more_types = job("e4", [(t, "x") for t in ALL_TYPES], title="Скидка 10%")
+
+    keys = [provider.coalesce_key(j) for j in (first, second, same_text, more_types)]
+
+    assert [k[2] for k in keys] == [0, 0, 0, 1]  # the text would need a second element: next
+
+
+async def test_a_request_mixing_rules_is_refused_as_a_bug_before_any_call(am: Rig) -> None:
+    provider = am.provider()
+    one, other = job("e1", ANDROID), job("e2", ANDROID, rule="order_shipped")
+    with pytest.raises(ValueError, match="one rule's pushes"):
+        await provider.send([envelope(provider, one), envelope(provider, other)])
+    assert am.calls(SEND) == 0

@@ -17,8 +17,8 @@ from consumer.errors import (
     RateLimited,
 )
 from consumer.local.simulators.imshop import Faults, ImshopSimulator, SimulatorConfig
-from consumer.providers.base import Envelope
-from consumer.providers.imshop import ImshopProvider, retry_after_s
+from consumer.providers.base import Envelope, retry_after_s
+from consumer.providers.imshop import ImshopProvider
 from consumer.push import Message
 from consumer.settings import ImshopSettings
 

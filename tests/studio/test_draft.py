@@ -177,3 +177,21 @@ def test_a_record_nested_too_deeply_is_an_invalid_event_not_a_crash() -> None:
     outcome = Renderer(draft.mappings, SETTINGS).raw(deep.encode(), max_bytes=100_000)
     assert outcome.invalid is not None
     assert "nested too deeply" in outcome.invalid
+
+
+def test_an_event_is_matched_at_its_own_moment_too() -> None:
+    # The shipped bonus_expiring rule has `bonus.expires_at: {after: now}`: an event
+    # from 25 November about points burning on the 26th takes it whatever today is.
+    draft = load_draft(SHIPPED, SETTINGS)
+    document = {
+        "event_type": "bonus.expiring",
+        "occurred_at": "2026-11-25T12:00:00+03:00",
+        "recipient": {"user_id": "u-1"},
+        "event_id": "e-1",
+        "bonus": {"amount": 21, "expires_at": "2026-11-26T00:00:00+03:00"},
+    }
+    outcome = Renderer(draft.mappings, SETTINGS).event(document)
+    assert outcome.rule is not None
+    assert outcome.rule.id == "bonus_expiring"
+    later = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    assert Renderer(draft.mappings, SETTINGS).event(document, now=later).rule is None

@@ -1,4 +1,4 @@
-"""``python -m consumer bench``: ingest, budget efficiency, latency and memory in one run.
+"""``python -m consumer bench``: ingest, budget efficiency, latency, memory and AppMetrica.
 
 Not part of the tests' pass/fail: it measures, prints a summary and optionally
 writes every figure as JSON. It starts its own Kafka broker (``LocalKafka``)
@@ -18,12 +18,13 @@ from typing import Any
 from consumer.local.bench.report import environment, summary
 from consumer.settings import bootstrap_servers_arg
 
-SECTIONS = ("ingest", "budget", "latency", "memory")
+SECTIONS = ("ingest", "budget", "latency", "memory", "appmetrica", "history")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure ingest, budget efficiency, latency and memory"
+        "bench",
+        help="measure ingest, budget efficiency, latency, memory, AppMetrica and history lookups",
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few minutes)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -54,6 +55,8 @@ async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str,
     from consumer.local.bench.support import own_topics_deleted
     from consumer.local.kafka import LocalKafka
 
+    if not set(sections) & {"ingest", "latency", "memory"}:
+        return await _sections("", quick, sections)  # budget and history need no broker
     if bootstrap is not None:
         async with own_topics_deleted(bootstrap):
             return await _sections(bootstrap, quick, sections)
@@ -62,7 +65,7 @@ async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str,
 
 
 async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any]:
-    from consumer.local.bench import budget, ingest, latency, memory
+    from consumer.local.bench import appmetrica, budget, history, ingest, latency, memory
 
     figures: dict[str, Any] = {"quick": quick, **environment()}
     if "ingest" in sections:
@@ -79,6 +82,14 @@ async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any
     if "memory" in sections:
         _progress("memory")
         figures |= await memory.measure(bootstrap, backlog=200_000 if quick else 1_000_000)
+    if "appmetrica" in sections:
+        _progress("appmetrica")
+        figures |= await appmetrica.measure(events=4000, pairs=1 if quick else 2)
+    if "history" in sections:
+        _progress("history")
+        figures |= await history.measure(
+            items_total=200_000 if quick else 1_000_000, lookups=500 if quick else 2_000
+        )
     return figures
 
 

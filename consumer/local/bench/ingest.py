@@ -1,12 +1,14 @@
 """Ingest: events per second through the whole service, against a bare getmany loop.
 
-Both read the same pre-filled topic from the start with a fresh consumer group,
-in the same process, interleaved (baseline, candidate, baseline, candidate...);
-the figure is the median of the per-pair ratios. The candidate is the real
-``Service`` with the dry-run provider and a budget that never binds, so every
-event goes consume -> validate -> match -> render -> pending -> request ->
-outcome (logged, counted, offset marked done). Time runs from the first record
-handed out (baseline) or the first outcome (candidate) to the last one.
+All read the same pre-filled topic from the start with a fresh consumer group,
+in the same process, interleaved (baseline, candidate without history,
+candidate with history, baseline...); each figure is the median of the
+per-round ratios. The candidate is the real ``Service`` with the dry-run
+provider and a budget that never binds, so every event goes consume -> validate
+-> match -> render -> (history written) -> pending -> request -> outcome
+(logged, counted, offset marked done). With history, each run writes a fresh
+SQLite file (the embedded default). Time runs from the first record handed out
+(baseline) or the first outcome (candidate) to the last one.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ async def baseline(bootstrap: str, topic: str, total: int) -> Run:
         await consumer.stop()
 
 
-async def candidate(bootstrap: str, topic: str, total: int) -> Run:
+async def candidate(bootstrap: str, topic: str, total: int, *, history: bool) -> Run:
     settings = service_settings(
         bootstrap,
         topic,
@@ -93,6 +95,7 @@ async def candidate(bootstrap: str, topic: str, total: int) -> Run:
         },
         dispatch={"max_concurrent_requests": 64},
         service={"push_provider": "dry-run", "health_port": 0, "shutdown_grace_s": 5.0},
+        history={"enabled": history},
     )
     service = Service(settings)
     async with service.serving():
@@ -117,19 +120,25 @@ async def candidate(bootstrap: str, topic: str, total: int) -> Run:
 async def measure(bootstrap: str, *, events: int, pairs: int) -> dict[str, Any]:
     topic = await create_topic(bootstrap, unique("ingest"))
     await produce_values(bootstrap, topic, sample_values(events))
-    runs: list[tuple[Run, Run]] = []
+    runs: list[tuple[Run, Run, Run]] = []
     for _ in range(pairs):
         base = await baseline(bootstrap, topic, events)
-        cand = await candidate(bootstrap, topic, events)
-        runs.append((base, cand))
-    ratios = [cand.per_s / base.per_s for base, cand in runs]
+        cand = await candidate(bootstrap, topic, events, history=False)
+        kept = await candidate(bootstrap, topic, events, history=True)
+        runs.append((base, cand, kept))
+    ratios = [cand.per_s / base.per_s for base, cand, _ in runs]
+    history_ratios = [kept.per_s / cand.per_s for _, cand, kept in runs]
     return {
         "ingest_events": events,
         "ingest_pairs": pairs,
-        "ingest_events_per_s": round(median([c.per_s for _, c in runs])),
-        "baseline_events_per_s": round(median([b.per_s for b, _ in runs])),
+        "ingest_events_per_s": round(median([c.per_s for _, c, _ in runs])),
+        "baseline_events_per_s": round(median([b.per_s for b, _, _ in runs])),
         "ingest_ratio": round(median(ratios), 3),
         "ingest_ratios": [round(r, 3) for r in ratios],
-        "cpu_us_per_event": round(median([c.cpu_us for _, c in runs]), 1),
-        "baseline_cpu_us_per_event": round(median([b.cpu_us for b, _ in runs]), 1),
+        "cpu_us_per_event": round(median([c.cpu_us for _, c, _ in runs]), 1),
+        "baseline_cpu_us_per_event": round(median([b.cpu_us for b, _, _ in runs]), 1),
+        "history_ingest_events_per_s": round(median([k.per_s for _, _, k in runs])),
+        "history_ingest_ratio": round(median(history_ratios), 3),
+        "history_ingest_ratios": [round(r, 3) for r in history_ratios],
+        "history_cpu_us_per_event": round(median([k.cpu_us for _, _, k in runs]), 1),
     }

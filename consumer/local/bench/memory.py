@@ -23,6 +23,7 @@ from typing import Any
 
 from consumer.local.bench.support import (
     create_topic,
+    history_sqlite_url,
     produce_values,
     repo_mappings,
     sample_values,
@@ -76,6 +77,8 @@ def _environment(bootstrap: str, topic: str, port: int) -> dict[str, str]:
         "PUSH_PROVIDER": "dry-run",
         "PENDING_MAX_EVENTS": str(PENDING_MAX_EVENTS),
         "HEALTH_PORT": str(port),
+        "HISTORY_DATABASE_URL": history_sqlite_url(),
+        "HISTORY_PORT": "0",
         "MAPPINGS_DIR": str(repo_mappings()),
         "LOG_FORMAT": "json",
     }

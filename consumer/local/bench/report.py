@@ -10,7 +10,17 @@ from typing import Any
 from consumer.kafka.clients import aiokafka_c_extension_problem
 from consumer.local.kafka_jars import KAFKA_VERSION
 
-_PACKAGES = ("aiokafka", "pydantic", "pydantic-core", "python-liquid", "structlog", "httpx")
+_PACKAGES = (
+    "aiokafka",
+    "pydantic",
+    "pydantic-core",
+    "python-liquid",
+    "structlog",
+    "httpx",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+)
 
 
 def _cpu_model() -> str:
@@ -58,6 +68,8 @@ _LINES = (
     ("ingest_events_per_s", "ingest, events/s (full service)"),
     ("baseline_events_per_s", "bare getmany loop, events/s"),
     ("ingest_ratio", "ingest / bare loop (median of pairs; target >= 0.6)"),
+    ("history_ingest_events_per_s", "ingest with history (SQLite), events/s"),
+    ("history_ingest_ratio", "ingest with / without history (median; target >= 0.8)"),
     ("cpu_us_per_event", "CPU per event, µs (service process)"),
     ("baseline_cpu_us_per_event", "CPU per event, µs (bare loop)"),
     ("budget_requests", "budget: requests used"),
@@ -74,6 +86,17 @@ _LINES = (
     ("backlog_events", "memory: backlog produced before the service started"),
     ("memory_waiting_in_kafka", "memory: still waiting in Kafka (lag) at the peak"),
     ("memory_pending_events", "memory: events held by the service (pending)"),
+    ("appmetrica_events_per_s_c4", "appmetrica: events/s, 4 requests in flight"),
+    ("appmetrica_events_per_s_c32", "appmetrica: events/s, 32 requests in flight"),
+    ("appmetrica_concurrency_ratio", "appmetrica: 4 in flight / 32 in flight (about 1)"),
+    ("appmetrica_quota_answers_c4", "appmetrica: quota answers, 4 in flight (must be 0)"),
+    ("appmetrica_quota_answers_c32", "appmetrica: quota answers, 32 in flight (must be 0)"),
+    ("history_items", "history: items in the store"),
+    ("history_sqlite_lookup_p99_ms", "history: SQLite lookup p99 ms (target <= 10)"),
+    ("history_sqlite_http_p99_ms", "history: SQLite, whole HTTP request p99 ms"),
+    ("history_postgresql_lookup_p99_ms", "history: PostgreSQL lookup p99 ms (target <= 10)"),
+    ("history_postgresql_http_p99_ms", "history: PostgreSQL, whole HTTP request p99 ms"),
+    ("history_postgresql", "history: PostgreSQL"),
 )
 
 

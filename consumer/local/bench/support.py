@@ -11,6 +11,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,13 @@ from consumer.metrics import Metrics
 from consumer.settings import LogFormat, MappingSettings, Settings, load_settings
 
 _ID_MARK = "@@event-id@@"
+# The services a benchmark runs keep their SQLite histories in here (removed at exit).
+_HISTORY_DIR = tempfile.TemporaryDirectory(prefix="bench-history-")
+
+
+def history_sqlite_url() -> str:
+    """A fresh SQLite history file, so no run sees another's items."""
+    return f"sqlite:///{_HISTORY_DIR.name}/{uuid.uuid4().hex[:10]}.sqlite3"
 
 
 def unique(prefix: str) -> str:
@@ -150,6 +158,7 @@ def service_settings(bootstrap: str, topic: str, **sections: dict[str, Any]) -> 
             "commit_interval_s": 1.0,
         },
         "mappings": {"dir": repo_mappings()},
+        "history": {"database_url": history_sqlite_url(), "port": 0},
         "service": {"health_port": 0, "shutdown_grace_s": 5.0},
     }
     for name, values in sections.items():

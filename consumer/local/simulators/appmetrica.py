@@ -5,13 +5,16 @@
 API (as documented): `POST|GET /push/v1/management/groups`,
 `GET /push/v1/management/group/{id}`, `POST /push/v1/send-batch`,
 `GET /push/v1/status/{transferId}`, `GET /push/v1/status/{groupId}/{clientTransferId}`,
-all behind `Authorization: OAuth <token>` (401 otherwise).
+and the Reporting API's `GET /stat/v1/data` for the push-campaign report
+(``appmetrica_report``), all behind `Authorization: OAuth <token>` (401 otherwise).
 
 Control (no token): `GET /_sim/transfers` (every accepted transfer with its
 messages and devices), `GET /_sim/groups`, `GET /_sim/stats` (requests per
-route, and the requests refused by the per-second quota), `GET|POST|DELETE
+route, and the requests refused by a quota), `GET|POST|DELETE
 /_sim/faults` (see ``Faults``), `POST /_sim/reset`. The API routes answer 429
-`quota` beyond `requests_per_s` (the documented 30 per IP) in any second.
+`quota` beyond `requests_per_s` (the documented 30 per IP) in any second, counted
+apart for the Push API and the Reporting API, and the Reporting API beyond
+`report_requests_per_day` (5,000 per login) in a UTC day.
 A lost answer (`drop_after_accept_count`) is the ambiguous case: the transfer is
 recorded, the client sees a 5xx or no answer at all.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +40,7 @@ from consumer.local.simulators.server import SimulatorServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SEND_PATH = "/push/v1/send-batch"
+REPORT_PREFIX = "/stat/"
 
 
 class AppMetricaSimulator(SimulatorServer):
@@ -62,6 +67,7 @@ class AppMetricaSimulator(SimulatorServer):
         app.router.add_post(SEND_PATH, api(self._send_batch))
         app.router.add_get("/push/v1/status/{transfer_id}", api(self._status))
         app.router.add_get("/push/v1/status/{group_id}/{ctid}", api(self._status_by_client_id))
+        app.router.add_get("/stat/v1/data", api(self._stat_data))
         app.router.add_get("/_sim/transfers", self._sim_transfers)
         app.router.add_get("/_sim/groups", self._sim_groups)
         app.router.add_get("/_sim/stats", self._sim_stats)
@@ -77,11 +83,16 @@ class AppMetricaSimulator(SimulatorServer):
         if request.path.startswith("/_sim/"):
             return await handler(request)
         self.state.count(f"{request.method} {_route_name(request)}")
-        if self.state.over_quota():
-            limit = self.config.requests_per_s
+        report = request.path.startswith(REPORT_PREFIX)
+        if self.state.over_quota("report" if report else "push"):
+            limit = self.state.config.requests_per_s
             return _error(ApiError.one(429, "quota", f"more than {limit} requests per second"))
         if request.headers.get("Authorization") != f"OAuth {self.config.token}":
             return _error(ApiError.one(401, "unauthorized", "invalid or missing OAuth token"))
+        if report and self.state.over_daily_report_quota(_today()):
+            limit = self.state.config.report_requests_per_day
+            message = f"more than {limit} Reporting API requests a day for this login"
+            return _error(ApiError.one(429, "quota", f"{message}; it resets at 00:00 GMT"))
         faults = self.state.faults
         in_scope = faults.scope == "all" or request.path == SEND_PATH
         if faults.latency_s and in_scope:
@@ -138,6 +149,9 @@ class AppMetricaSimulator(SimulatorServer):
         transfer = self.state.transfer_by_client_id(group_id, ctid)
         return {"transfer": self.state.view(transfer, with_client_id=True)}
 
+    async def _stat_data(self, request: web.Request) -> Any:
+        return self.state.stat_data(request.query, _today())
+
     async def _sim_transfers(self, _request: web.Request) -> web.Response:
         return web.json_response({"transfers": self.state.record()})
 
@@ -150,6 +164,7 @@ class AppMetricaSimulator(SimulatorServer):
                 "requests": self.state.requests,
                 "quota_violations": self.state.quota_violations,
                 "requests_per_s": self.config.requests_per_s,
+                "report_requests_today": self.state.report_requests_today,
             }
         )
 
@@ -188,6 +203,11 @@ def _int_param(raw: str | None, name: str, *, missing_ok: bool = True) -> int:
         raise ApiError.one(400, "invalid_parameter", f"{name} must be an integer", name) from None
 
 
+def _today() -> dt.date:
+    """The Reporting API's day, in UTC (its daily quota resets at 00:00 GMT)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
 def _route_name(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else request.path
@@ -217,7 +237,29 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--requests-per-s", type=int, default=30, help="API requests per second (0: no limit)"
     )
+    parser.add_argument(
+        "--report-requests-per-day",
+        type=int,
+        default=5000,
+        help="Reporting API requests a day (0: no limit)",
+    )
+    parser.add_argument(
+        "--received-share", type=_share, default=0.9, help="report: share of devices that received"
+    )
+    parser.add_argument(
+        "--opened-share", type=_share, default=0.25, help="report: share of receivers that opened"
+    )
     parser.set_defaults(func=_run)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -227,6 +269,9 @@ def _run(args: argparse.Namespace) -> int:
         invalid_device_ids=frozenset(args.invalid_device),
         seed=args.seed,
         requests_per_s=args.requests_per_s,
+        report_requests_per_day=args.report_requests_per_day,
+        received_share=args.received_share,
+        opened_share=args.opened_share,
     )
     asyncio.run(AppMetricaSimulator(config).serve_forever(args.host, args.port))
     return 0

@@ -57,7 +57,21 @@ class SimulatorConfig:
     hang_s: float = 300.0
     seed: int | None = None
     # The documented per-IP quota: 30 requests in any second; 0 turns it off.
+    # Counted apart for the Push API and the Reporting API (its own method group).
     requests_per_s: int = 30
+    # The Reporting API's daily quota per login (the token here), reset at 00:00 GMT; 0: off.
+    report_requests_per_day: int = 5000
+    # Of the devices a sent transfer reached, the share that received it, and of
+    # those, the share that opened it (the report's made-up delivery figures).
+    received_share: float = 0.9
+    opened_share: float = 0.25
+    # Applications the Reporting API knows besides those with a push group.
+    app_ids: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in ("received_share", "opened_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import random
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,7 @@ from consumer.local.simulators.appmetrica_model import (
     Transfer,
     check_batch_request,
 )
+from consumer.local.simulators.appmetrica_report import stat_data
 
 
 class Faults(BaseModel):
@@ -61,13 +63,15 @@ class SimulatorState:
         self._transfer_ids = itertools.count(1)
         self._random = random.Random(config.seed)
         self.quota_violations = 0
-        self._served_at: deque[float] = deque()
+        self._served_at: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.report_day: dt.date | None = None
+        self.report_requests_today = 0
 
     def count(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
 
-    def over_quota(self) -> bool:
-        """True (and counted) if an API request exceeds ``requests_per_s``.
+    def over_quota(self, api: str = "push") -> bool:
+        """True (and counted) if a request to ``api`` (push, report) exceeds ``requests_per_s``.
 
         The quota clears once the last second holds fewer requests than the
         limit; a request refused with 429 is not served and does not count.
@@ -75,14 +79,30 @@ class SimulatorState:
         limit = self.config.requests_per_s
         if not limit:
             return False
-        now = self.clock()
-        while self._served_at and self._served_at[0] <= now - 1.0:
-            self._served_at.popleft()
-        if len(self._served_at) >= limit:
+        now, served = self.clock(), self._served_at[api]
+        while served and served[0] <= now - 1.0:
+            served.popleft()
+        if len(served) >= limit:
             self.quota_violations += 1
             return True
-        self._served_at.append(now)
+        served.append(now)
         return False
+
+    def over_daily_report_quota(self, today: dt.date) -> bool:
+        """True (and counted) past ``report_requests_per_day`` Reporting API requests today."""
+        if self.report_day != today:
+            self.report_day, self.report_requests_today = today, 0
+        limit = self.config.report_requests_per_day
+        if limit and self.report_requests_today >= limit:
+            self.quota_violations += 1
+            return True
+        self.report_requests_today += 1
+        return False
+
+    def stat_data(self, query: Mapping[str, str], today: dt.date) -> dict[str, Any]:
+        step, now = self.config.status_step_s, self.clock()
+        transfers = [(t, t.status(step, now)) for t in self.transfers.values()]
+        return stat_data(query, self.groups, transfers, self.config, today)
 
     def take_error(self, scope_hit: bool) -> int | None:
         faults = self.faults

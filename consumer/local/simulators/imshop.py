@@ -16,7 +16,8 @@ time), ``GET /_sim/stats`` (counters, violations, the most requests seen in one
 window), ``GET|POST|DELETE /_sim/faults`` (see ``Faults``), ``POST /_sim/reset``.
 
 Embedded: ``async with ImshopSimulator(SimulatorConfig(...)) as sim:`` then
-``sim.url`` (the push URL) or ``sim.base_url``.
+``sim.url`` (the push URL) or ``sim.base_url``. ``PushPrinter`` prints each
+accepted push as it comes, with the budget it used (the command and the demo).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 
-from consumer.local.demo_view import PushPrinter
 from consumer.local.simulators.imshop_model import (
     Faults,
     SimulatorConfig,
@@ -41,9 +41,17 @@ from consumer.local.simulators.imshop_model import (
 )
 from consumer.local.simulators.server import SimulatorServer
 
-__all__ = ["REFUSED_MESSAGE", "Faults", "ImshopSimulator", "SimulatorConfig", "add_parser"]
+__all__ = [
+    "REFUSED_MESSAGE",
+    "Faults",
+    "ImshopSimulator",
+    "PushPrinter",
+    "SimulatorConfig",
+    "add_parser",
+]
 
 SHOW_EVERY_S = 0.2
+SHOWN_RECIPIENTS = 3  # of each printed push
 REFUSED_MESSAGE = '"value" fails because [the push was refused (an injected fault)]'
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
 _REASONS |= {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
@@ -209,3 +217,48 @@ async def serve_showing_pushes(simulator: ImshopSimulator, host: str, port: int)
         await simulator.serve_forever(host, port)
     finally:
         showing.cancel()
+
+
+def mask(user_id: str) -> str:
+    """``79990001122`` -> ``7999***1122``: enough to tell users apart on screen."""
+    return f"{user_id[:4]}***{user_id[-4:]}" if len(user_id) > 8 else user_id
+
+
+class PushPrinter:
+    """Prints the simulator's accepted pushes that were not shown yet."""
+
+    def __init__(
+        self, simulator: ImshopSimulator, out: TextIO, *, window_s: float, quiet: bool
+    ) -> None:
+        self._simulator = simulator
+        self._out = out
+        self._window_s = window_s
+        self._quiet = quiet
+        self._shown = 0
+
+    def show_new(self) -> None:
+        pushes = self._simulator.pushes
+        while self._shown < len(pushes):
+            push = pushes[self._shown]
+            self._shown += 1
+            if not self._quiet:
+                in_window = sum(
+                    1 for p in pushes[: self._shown] if p["at"] > push["at"] - self._window_s
+                )
+                self._print(self._shown, push, in_window)
+
+    def _print(self, number: int, push: dict[str, Any], in_window: int) -> None:
+        limit = self._simulator.config.rate_limit
+        ids = push["userIds"]
+        shown = ", ".join(mask(i) for i in ids[:SHOWN_RECIPIENTS])
+        more = f" +{len(ids) - SHOWN_RECIPIENTS} more" if len(ids) > SHOWN_RECIPIENTS else ""
+        noun = "recipient" if len(ids) == 1 else "recipients"
+        message = push["message"]
+        lines = [
+            f"{push['at']:7.1f}s  request {number:<3} {len(ids):>4} {noun:<10}  "
+            f"budget {in_window}/{limit} in {self._window_s:g} s   {shown}{more}",
+            f"{'':10}{message['title']} — {message['summary']}",
+        ]
+        if push.get("deeplink"):
+            lines.append(f"{'':10}-> {push['deeplink']}")
+        print("\n".join(lines), file=self._out, flush=True)

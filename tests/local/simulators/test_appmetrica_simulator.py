@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import io
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -307,22 +310,214 @@ async def test_more_than_the_per_second_quota_is_refused_with_429(
     assert after_a_second.status_code == 200
 
 
-async def test_the_command_prints_its_base_url_as_json(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+class Announced(io.StringIO):
+    """Standard output that says when a line has been printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        if "\n" in text:
+            self.line.set()
+        return super().write(text)
+
+
+async def test_the_command_prints_its_base_url_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = Announced()
+    monkeypatch.setattr(sys, "stdout", out)
     serving = asyncio.create_task(
         AppMetricaSimulator(SimulatorConfig()).serve_forever("127.0.0.1", 0)
     )
     try:
-        for _ in range(200):  # bounded: the line comes once the port is bound
-            if out := capsys.readouterr().out:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(out.line.wait(), 10)  # printed once the port is bound
     finally:
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
 
-    started = json.loads(out)
+    started = json.loads(out.getvalue())
     assert started["simulator"] == "appmetrica"
     assert started["base_url"].startswith("http://127.0.0.1:")
+
+
+# --- the Reporting API: GET /stat/v1/data --------------------------------------------
+
+REPORT = "/stat/v1/data"
+PC = "ym:pc:"
+ALL_METRICS = f"{PC}sentDevices,{PC}receivedDevices,{PC}openedDevices"
+
+
+def devices(prefix: str, count: int) -> dict[str, Any]:
+    return {"id_type": "android_push_token", "id_values": [f"{prefix}{i}" for i in range(count)]}
+
+
+async def send_tagged(api: httpx.AsyncClient, group_id: int, tag: str, count: int) -> None:
+    body = batch_body(group_id, [element([devices(tag, count)])])
+    body["push_batch_request"]["tag"] = tag
+    response = await api.post("/push/v1/send-batch", json=body)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+async def reports(manual_time: ManualTime) -> AsyncIterator[httpx.AsyncClient]:
+    config = SimulatorConfig(
+        token=TOKEN, received_share=0.5, opened_share=0.5, app_ids=frozenset({9})
+    )
+    async with (
+        AppMetricaSimulator(config, clock=manual_time) as simulator,
+        httpx.AsyncClient(base_url=simulator.base_url, headers=AUTH, timeout=5) as client,
+    ):
+        yield client
+
+
+async def test_the_report_adds_up_sent_transfers_by_group_tag_and_transfer(
+    reports: httpx.AsyncClient, manual_time: ManualTime
+) -> None:
+    orders = await make_group(reports, "order-push-transactional")
+    other_app = await make_group(reports, "theirs", app_id=8)
+    await send_tagged(reports, orders, "orders.yaml:order_delivered", 4)
+    await send_tagged(reports, orders, "orders.yaml:order_delivered", 6)
+    await send_tagged(reports, orders, "orders.yaml:order_cancelled", 2)
+    await send_tagged(reports, other_app, "not ours", 5)
+    manual_time.now += 2.0  # every transfer is `sent` now
+    await send_tagged(reports, orders, "orders.yaml:order_cancelled", 8)  # still pending
+
+    by_transfer = await reports.get(
+        REPORT,
+        params={
+            "ids": "7",
+            "metrics": ALL_METRICS,
+            "dimensions": f"{PC}group,{PC}tag,{PC}transfer",
+        },
+    )
+    by_tag = await reports.get(
+        REPORT, params={"ids": "7", "metrics": ALL_METRICS, "dimensions": f"{PC}group,{PC}tag"}
+    )
+
+    assert by_transfer.status_code == 200, by_transfer.text
+    body = by_transfer.json()
+    assert body["query"]["dimensions"] == [f"{PC}group", f"{PC}tag", f"{PC}transfer"]
+    today = dt.datetime.now(dt.UTC).date()  # the default period: 6daysAgo .. today
+    assert body["query"]["date1"] == (today - dt.timedelta(days=6)).isoformat()
+    assert body["query"]["date2"] == today.isoformat()
+    assert [
+        (r["dimensions"][1]["name"], r["dimensions"][2]["name"], r["metrics"]) for r in body["data"]
+    ] == [
+        ("orders.yaml:order_delivered", "2", [6.0, 3.0, 2.0]),
+        ("orders.yaml:order_delivered", "1", [4.0, 2.0, 1.0]),
+        ("orders.yaml:order_cancelled", "3", [2.0, 1.0, 1.0]),
+    ]
+    assert body["data"][0]["dimensions"][0] == {
+        "id": str(orders),
+        "name": "order-push-transactional",
+    }
+    assert (body["total_rows"], body["sampled"], body["totals"]) == (3, False, [12.0, 6.0, 4.0])
+    assert (body["min"], body["max"]) == ([2.0, 1.0, 1.0], [6.0, 3.0, 2.0])
+    summed = [(r["dimensions"][1]["name"], r["metrics"]) for r in by_tag.json()["data"]]
+    assert summed == [
+        ("orders.yaml:order_delivered", [10.0, 5.0, 3.0]),
+        ("orders.yaml:order_cancelled", [2.0, 1.0, 1.0]),
+    ]
+
+
+async def test_the_report_pages_with_limit_and_offset(
+    reports: httpx.AsyncClient, manual_time: ManualTime
+) -> None:
+    group_id = await make_group(reports)
+    for count in (1, 2, 3):
+        await send_tagged(reports, group_id, f"rule{count}", count)
+    manual_time.now += 2.0
+    params = {"ids": "7", "metrics": f"{PC}sentDevices", "dimensions": f"{PC}tag", "limit": "2"}
+
+    first = (await reports.get(REPORT, params=params)).json()
+    second = (await reports.get(REPORT, params=params | {"offset": "3"})).json()
+
+    assert [r["dimensions"][0]["name"] for r in first["data"]] == ["rule3", "rule2"]
+    assert [r["dimensions"][0]["name"] for r in second["data"]] == ["rule1"]
+    assert first["total_rows"] == second["total_rows"] == 3
+    assert first["totals"] == [6.0]
+
+
+async def test_a_known_app_without_sends_has_an_empty_report(reports: httpx.AsyncClient) -> None:
+    body = (await reports.get(REPORT, params={"ids": "9", "metrics": f"{PC}sentDevices"})).json()
+    assert (body["data"], body["total_rows"], body["totals"]) == ([], 0, [0.0])
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "error_type", "words"),
+    [
+        ({"metrics": f"{PC}sentDevices"}, 400, "missing_parameter", "ids is required"),
+        ({"ids": "4242", "metrics": f"{PC}sentDevices"}, 403, "access_denied", "application 4242"),
+        ({"ids": "9"}, 400, "missing_parameter", "metrics is required"),
+        ({"ids": "9", "metrics": "ym:s:visits"}, 400, "invalid_parameter", "unknown metric"),
+        (
+            {"ids": "9", "metrics": f"{PC}sentDevices", "dimensions": "ym:pc:os"},
+            400,
+            "invalid_parameter",
+            "unknown dimension",
+        ),
+        (
+            {"ids": "9", "metrics": f"{PC}sentDevices", "date1": "last week"},
+            400,
+            "invalid_parameter",
+            "date1 must be",
+        ),
+        (
+            {"ids": "9", "metrics": f"{PC}sentDevices", "date1": "today", "date2": "yesterday"},
+            400,
+            "invalid_parameter",
+            "after date2",
+        ),
+        (
+            {"ids": "9", "metrics": f"{PC}sentDevices", "limit": "100001"},
+            400,
+            "invalid_parameter",
+            "limit must be",
+        ),
+        (
+            {"ids": "9", "metrics": f"{PC}sentDevices", "filters": "ym:pc:tag=='x'"},
+            400,
+            "invalid_parameter",
+            "filters",
+        ),
+    ],
+)
+async def test_a_bad_report_query_gets_the_documented_error(
+    reports: httpx.AsyncClient, params: dict[str, str], status: int, error_type: str, words: str
+) -> None:
+    response = await reports.get(REPORT, params=params)
+    assert response.status_code == status
+    [error] = response.json()["errors"]
+    assert error["error_type"] == error_type
+    assert words in error["message"]
+
+
+async def test_the_report_needs_the_token_and_has_a_daily_quota_of_its_own(
+    manual_time: ManualTime,
+) -> None:
+    config = SimulatorConfig(
+        token=TOKEN, requests_per_s=2, report_requests_per_day=2, app_ids=frozenset({9})
+    )
+    query = {"ids": "9", "metrics": f"{PC}sentDevices"}
+    async with (
+        AppMetricaSimulator(config, clock=manual_time) as sim,
+        httpx.AsyncClient(base_url=sim.base_url, headers=AUTH, timeout=5) as api,
+    ):
+        no_token = await api.get(REPORT, params=query, headers={"Authorization": "OAuth nope"})
+        manual_time.now += 1.0
+        answers = [(await api.get(REPORT, params=query)).status_code for _ in range(2)]
+        push_calls = [
+            (await api.get("/push/v1/management/groups?app_id=9")).status_code for _ in range(2)
+        ]
+        manual_time.now += 1.0
+        over = await api.get(REPORT, params=query)
+        stats = (await api.get("/_sim/stats")).json()
+
+    assert no_token.status_code == 401
+    assert answers == [200, 200]
+    assert push_calls == [200, 200]  # the per-second quota counts each API apart
+    assert over.status_code == 429
+    assert over.json()["errors"][0]["error_type"] == "quota"
+    assert "2 Reporting API requests a day" in over.json()["message"]
+    assert stats["report_requests_today"] == 2

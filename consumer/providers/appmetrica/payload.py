@@ -1,11 +1,17 @@
-"""Building AppMetrica `send-batch` bodies from envelopes, within the documented limits.
+"""Building AppMetrica `send-batch` bodies, within the documented limits.
 
-A recipient of this provider is one device, spelled ``"{id_type}:{id}"`` so the
-dispatcher can count and de-duplicate devices like any other recipient id.
-Every batch element carries both platform messages: the API fails a transfer
-whose device id type implies a platform without a message ("Identifier type
+A push's *text* is its message plus the rule's AppMetrica extras: pushes with
+equal texts share one batch element (one message to all their devices). A
+recipient, as the dispatcher counts it, is one delivery, ``"{text}|{id_type}:{id}"``:
+a device that gets two different texts of one request appears in two elements,
+and AppMetrica's 250,000-device cap counts both.
+
+Every element carries both platform messages: the API fails a transfer whose
+device id type implies a platform without a message ("Identifier type
 google_aid requires defined message for platform android"), and
-``appmetrica_device_id`` may be either platform.
+``appmetrica_device_id`` may be either platform. An element holds at most five
+device groups (one per id type), so a text whose devices span more id types
+takes two elements.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.providers.base import Envelope
 from consumer.push import Message, PushJob
 
 MAX_MESSAGE_BYTES = 3968
@@ -26,33 +31,18 @@ IOS = "iOS"
 PLATFORMS = (ANDROID, IOS)
 EXTRAS_KEY = "appmetrica"
 
-# Which platform message a device id type needs; None means the device's own platform.
-PLATFORM_OF_ID_TYPE: dict[str, str | None] = {
-    "appmetrica_device_id": None,
-    "ios_ifa": IOS,
-    "ios_push_token": IOS,
-    "google_aid": ANDROID,
-    "android_push_token": ANDROID,
-    "huawei_push_token": ANDROID,
-    "huawei_oaid": ANDROID,
-}
-
 
 class MessageInvalid(ValueError):
-    """One envelope's message cannot be sent (too large, bad extras)."""
+    """One text cannot be sent (too large, bad extras)."""
 
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    """The batch elements to send and the envelopes refused before sending."""
+    """The batch elements to send, the jobs they carry, and the jobs refused before sending."""
 
     elements: tuple[dict[str, Any], ...]
     sent_jobs: tuple[PushJob, ...]
-    refused: tuple[tuple[Envelope, str], ...]
-
-
-def device_recipient(id_type: str, device_id: str) -> str:
-    return f"{id_type}:{device_id}"
+    refused: tuple[tuple[tuple[PushJob, ...], str], ...]
 
 
 def job_extras(job: PushJob) -> Mapping[str, Any]:
@@ -61,8 +51,27 @@ def job_extras(job: PushJob) -> Mapping[str, Any]:
 
 
 def extras_key(job: PushJob) -> str:
-    """A stable text form of the job's AppMetrica extras (part of the coalescing key)."""
+    """A stable text form of the job's AppMetrica extras."""
     return json.dumps(job_extras(job), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def text_key(job: PushJob) -> str:
+    """Equal for pushes that share a batch element (same message, same extras).
+
+    Used in-process only (recipient ids, batch counting), so Python's hash does.
+    """
+    return format(hash((job.push.message, extras_key(job))) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
+
+
+def deliveries(job: PushJob) -> tuple[str, ...]:
+    """The job's recipients for the dispatcher: its text to each of its devices, once."""
+    text = text_key(job)
+    return tuple(dict.fromkeys(f"{text}|{d.id_type}:{d.id}" for d in job.recipient.devices))
+
+
+def elements_for(id_types: int) -> int:
+    """Batch elements a text takes when its devices span ``id_types`` id types."""
+    return max(1, -(-id_types // MAX_DEVICE_GROUPS))
 
 
 def message_bytes(platform_message: Mapping[str, Any]) -> int:
@@ -94,39 +103,42 @@ def platform_messages(message: Message, extras: Mapping[str, Any]) -> dict[str, 
     return built
 
 
-def device_groups(recipients: Iterable[str]) -> list[dict[str, Any]]:
-    """Devices grouped by id type, in first-seen order."""
-    grouped: dict[str, list[str]] = {}
-    for recipient in recipients:
-        id_type, _, device_id = recipient.partition(":")
-        values = grouped.setdefault(id_type, [])
-        if device_id not in values:
-            values.append(device_id)
-    return [{"id_type": t, "id_values": ids} for t, ids in grouped.items() if ids]
+def device_groups(jobs: Iterable[PushJob]) -> list[dict[str, Any]]:
+    """The jobs' devices grouped by id type, in first-seen order, each device once."""
+    grouped: dict[str, dict[str, None]] = {}
+    for job in jobs:
+        for device in job.recipient.devices:
+            grouped.setdefault(device.id_type, {})[device.id] = None
+    return [{"id_type": t, "id_values": list(ids)} for t, ids in grouped.items()]
 
 
-def envelope_elements(envelope: Envelope) -> list[dict[str, Any]]:
-    """One batch element per 5 device groups (the documented maximum per element)."""
-    messages = platform_messages(envelope.message, job_extras(envelope.jobs[0]))
-    groups = device_groups(envelope.recipients)
+def text_elements(jobs: Sequence[PushJob]) -> list[dict[str, Any]]:
+    """The batch elements of one text: its devices, five device groups per element."""
+    messages = platform_messages(jobs[0].push.message, job_extras(jobs[0]))
+    groups = device_groups(jobs)
     return [
         {"messages": messages, "devices": groups[i : i + MAX_DEVICE_GROUPS]}
         for i in range(0, len(groups), MAX_DEVICE_GROUPS)
     ]
 
 
-def plan_batch(envelopes: Sequence[Envelope]) -> BatchPlan:
+def plan_batch(jobs: Iterable[PushJob]) -> BatchPlan:
+    """One request's elements: jobs grouped by text (first-seen order); a text that
+    cannot be sent is refused alone."""
+    texts: dict[tuple[Message, str], list[PushJob]] = {}
+    for job in jobs:
+        texts.setdefault((job.push.message, extras_key(job)), []).append(job)
     elements: list[dict[str, Any]] = []
     sent_jobs: list[PushJob] = []
-    refused: list[tuple[Envelope, str]] = []
-    for envelope in envelopes:
+    refused: list[tuple[tuple[PushJob, ...], str]] = []
+    for same_text in texts.values():
         try:
-            built = envelope_elements(envelope)
+            built = text_elements(same_text)
         except MessageInvalid as exc:
-            refused.append((envelope, str(exc)))
+            refused.append((tuple(same_text), str(exc)))
             continue
         elements.extend(built)
-        sent_jobs.extend(envelope.jobs)
+        sent_jobs.extend(same_text)
     return BatchPlan(tuple(elements), tuple(sent_jobs), tuple(refused))
 
 

@@ -21,6 +21,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from consumer.providers.base import retry_after_s
 from consumer.settings import AppMetricaSettings
 
 _THROTTLED = (420, 429)
@@ -40,6 +41,7 @@ class AppMetricaClient:
     ) -> None:
         token = settings.token.get_secret_value()
         self._base_url = settings.url.rstrip("/")
+        self._timeout = settings.timeout_s  # also on a shared client, whatever its default
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_s)
         self._owns_http = http is None
         self._headers = {"Authorization": f"OAuth {token}"}
@@ -86,7 +88,12 @@ class AppMetricaClient:
         where = f"{method} {path}"
         try:
             response = await self._http.request(
-                method, self._base_url + path, params=params, json=json_body, headers=self._headers
+                method,
+                self._base_url + path,
+                params=params,
+                json=json_body,
+                headers=self._headers,
+                timeout=self._timeout,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderUnavailable(f"AppMetrica {where}: cannot connect: {exc!r}") from exc
@@ -106,7 +113,7 @@ def _http_error(where: str, response: httpx.Response) -> Exception:
     detail = describe_error_body(text)
     message = f"AppMetrica answered {status} to {where}: {detail}"
     if status in _THROTTLED:
-        return RateLimited(message, retry_after=_retry_after(response))
+        return RateLimited(message, retry_after=retry_after_s(response.headers.get("Retry-After")))
     if status >= 500:
         return OutcomeUnknown(message)
     if status == 401:
@@ -138,11 +145,3 @@ def describe_error_body(text: str) -> str:
             part += f" (at {error['location']})"
         parts.append(part)
     return "; ".join(parts) or text[:500]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
