@@ -9,52 +9,19 @@ import datetime as dt
 import random
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+
+from testkit import T0, RecordingSink
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected
-from consumer.events import Recipient
 from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import PushJob
 from consumer.settings import DispatchSettings
-
-T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
-
-
-def make_job(
-    event_id: str,
-    *,
-    user: str = "u1",
-    text: str = "T",
-    push_class: PushClass = PushClass.TRANSACTIONAL,
-    ttl_s: float = 3600.0,
-    collapse_key: str | None = None,
-    version: int | None = None,
-    occurred_at: dt.datetime = T0,
-    topic: str = "orders",
-    partition: int = 0,
-    offset: int = 0,
-) -> PushJob:
-    push = RenderedPush(
-        rule_id=f"rule-{text}",
-        message=Message(title=text, summary=f"summary {text}"),
-        push_class=push_class,
-        ttl_s=ttl_s,
-        collapse_key=collapse_key,
-    )
-    return PushJob(
-        origin=Origin(topic=topic, partition=partition, offset=offset),
-        event_id=event_id,
-        event_type="order.status_changed",
-        recipient=Recipient(user_id=user),
-        push=push,
-        occurred_at=occurred_at,
-        version=version,
-    )
 
 
 class LostAnswer(OutcomeUnknown):
@@ -158,40 +125,6 @@ def refuse_first(request: Sequence[Envelope]) -> ProviderRejected:
     """A partial refusal, as AppMetrica gives one: the request's first job only."""
     first = request[0].jobs[0].event_id
     return ProviderRejected(f"{first}: bad device", status=400, event_ids=frozenset({first}))
-
-
-@dataclass
-class Recorded:
-    outcome: Outcome
-    reason: str | None
-    error: ConsumerError | None
-    at: float
-
-
-@dataclass
-class RecordingSink:
-    clock: FakeClock | None = None
-    outcomes: dict[str, list[Recorded]] = field(default_factory=dict)
-
-    def record(
-        self,
-        origin: Origin,
-        outcome: Outcome,
-        *,
-        event_id: str | None = None,
-        event_type: str | None = None,
-        reason: str | None = None,
-        error: ConsumerError | None = None,
-    ) -> None:
-        at = self.clock.monotonic() if self.clock else 0.0
-        self.outcomes.setdefault(event_id or "", []).append(Recorded(outcome, reason, error, at))
-
-    def outcome(self, event_id: str) -> Outcome:
-        (only,) = self.outcomes[event_id]
-        return only.outcome
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for records in self.outcomes.values() for r in records if r.outcome is outcome)
 
 
 async def settle() -> None:

@@ -7,7 +7,8 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from dispatch_support import Rig, advance, make_job, make_rig, max_starts_in_window, settle
+from dispatch_support import Rig, advance, make_rig, max_starts_in_window, settle
+from testkit import make_job
 
 from consumer.errors import (
     FatalError,

@@ -30,14 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dispatch_support import (
-    T0,
     Answer,
     LostAnswer,
-    RecordingSink,
     Rig,
     Sent,
     advance,
-    make_job,
     make_rig,
     max_starts_in_window,
     refuse_first,
@@ -46,6 +43,7 @@ from dispatch_support import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from testkit import T0, RecordingSink, make_job
 
 from consumer.errors import (
     ConsumerError,

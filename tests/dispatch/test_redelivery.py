@@ -8,7 +8,8 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from dispatch_support import T0, advance, make_job, make_rig, make_scheduler, settle
+from dispatch_support import advance, make_rig, make_scheduler, settle
+from testkit import T0, make_job
 
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected

@@ -7,7 +7,8 @@ import datetime as dt
 import random
 
 import pytest
-from dispatch_support import T0, make_job, make_rig, make_scheduler, play
+from dispatch_support import make_rig, make_scheduler, play
+from testkit import T0, make_job
 
 from consumer.dispatch.retry import RetryPolicy
 from consumer.dispatch.scheduler import Scheduler

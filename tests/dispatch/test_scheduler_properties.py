@@ -7,9 +7,10 @@ import asyncio
 import datetime as dt
 import math
 
-from dispatch_support import T0, Rig, make_job, make_rig, max_starts_in_window, play
+from dispatch_support import Rig, make_rig, max_starts_in_window, play
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testkit import T0, make_job
 
 from consumer.errors import (
     ConsumerError,
