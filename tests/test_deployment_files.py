@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from consumer.cli import build_parser
+from consumer.local.kafka_process import free_ports
 from consumer.settings import SECTIONS, load_settings, settings_table, settings_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,7 +291,7 @@ async def test_image_entrypoint_serves_healthz_and_stops_on_sigterm(
     kafka_bootstrap: str, topic_factory: Any, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     """ENTRYPOINT + CMD with the image's variables, run by this Python (no Docker here)."""
-    port = _free_port()
+    (port,) = free_ports(1)
     topic = await topic_factory(prefix="image", partitions=1)
     env = {
         **os.environ,
@@ -370,9 +370,3 @@ def _image_user() -> str:
 def _seconds(duration: str) -> float:
     assert duration.endswith("s"), duration
     return float(duration[:-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
