@@ -6,8 +6,13 @@ Folder-specific helpers stay beside their tests (``dispatch_support``,
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 
 from consumer.clock import Clock
 from consumer.errors import ConsumerError
@@ -86,3 +91,37 @@ class RecordingSink:
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for records in self.outcomes.values() for r in records if r.outcome is outcome)
+
+
+async def read_records(
+    bootstrap: str,
+    topics: str | Sequence[str],
+    expected: int,
+    *,
+    timeout_s: float = 20.0,
+    **options: Any,
+) -> list[Any]:
+    """Read ``expected`` records from the start of ``topics``, with no consumer group.
+
+    Bounded: after ``timeout_s`` it returns what came (the caller asserts the count).
+    ``options`` go to the consumer (``fetch_max_bytes`` for big records).
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
+    consumer = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **options,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(records) < expected and loop.time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from testkit import read_records
 
 from consumer.clock import FakeClock
 from consumer.kafka.deadletter import (
@@ -46,20 +44,6 @@ async def writer_and_topic(
         await producer.stop()
 
 
-async def _read_one(bootstrap: str, topic: str) -> Any:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                return records[0]
-        raise AssertionError(f"no dead-letter record in {topic}")
-    finally:
-        await consumer.stop()
-
-
 @pytest.mark.kafka
 async def test_dead_letter_record_carries_original_bytes_and_all_headers(
     kafka_bootstrap: str, writer_and_topic: tuple[DeadLetterWriter, str, Metrics]
@@ -84,7 +68,7 @@ async def test_dead_letter_record_carries_original_bytes_and_all_headers(
         event_id="e-1",
     )
 
-    record = await _read_one(kafka_bootstrap, topic)
+    (record,) = await read_records(kafka_bootstrap, topic, 1, timeout_s=30)
     assert record.key == origin.key
     assert record.value == origin.value
     headers = list(record.headers)
