@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from dispatch_support import Rig, advance, make_rig, max_starts_in_window, settle
+from structlog.testing import capture_logs
 from testkit import make_job
 
 from consumer.errors import (
@@ -327,3 +328,44 @@ async def test_a_provider_crash_is_dead_lettered_at_once_not_retried(rig: Rig) -
     assert (record.outcome, record.reason) == (Outcome.DEAD_LETTERED, "unexpected_error")
     assert "a provider bug" in str(record.error)
     assert len(rig.provider.requests) == 1
+
+
+async def test_waiting_for_requests_in_flight_gives_up_at_its_timeout(rig: Rig) -> None:
+    rig.provider.gate = asyncio.Event()  # the request hangs
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight(timeout_s=5))
+
+    await advance(rig.clock, 4.9)
+    assert not waiting.done()
+    await advance(rig.clock, 0.1)
+
+    assert waiting.done()
+    assert waiting.result() is False
+    assert await rig.dispatcher.wait_in_flight(0) is False
+    rig.provider.gate.set()
+    await settle()
+    assert await rig.dispatcher.wait_in_flight(0) is True
+
+
+async def test_drain_after_a_fatal_answer_reports_what_is_left_without_raising() -> None:
+    rig = await make_rig()
+    await rig.close()  # drain() runs the loop itself
+    rig.provider.results.append(FatalError("IMSHOP answered HTTP 401"))
+    rig.dispatcher.submit(make_job("e1"))
+
+    with capture_logs() as logs:
+        left = await rig.dispatcher.drain(deadline_s=60)
+
+    assert left == 1
+    assert rig.clock.monotonic() == 1_000, "it stopped at the fatal answer, not the deadline"
+    drained = [entry for entry in logs if entry["event"] == "dispatcher_drained"]
+    assert drained == [
+        {
+            "event": "dispatcher_drained",
+            "log_level": "info",
+            "logger_name": "consumer.dispatch.dispatcher",
+            "left": 1,
+            "in_flight": 0,
+        }
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from consumer.kafka.offsets import (
     PREFIX,
@@ -235,3 +236,67 @@ def test_metadata_over_the_limit_flags_the_partition_and_commits_a_fitting_prefi
         book.done(TP, offset)
     assert book.over_limit() == set()
     assert book.commit_map()[TP] == (40, "")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ("o1:A!", "unexpected character '!' at 1"),
+        ("o1:" + "g" * 15, "number too long"),
+        ("o1:Ag", "truncated number at the end"),
+        ("o1:A", "odd count of numbers (gap without length)"),
+        ("v2:AA", "unknown format (expected prefix 'o1:')"),
+        ("o1:" + "_" * 12 + "P" + "A", "offset beyond the 64-bit range"),
+    ],
+)
+def test_malformed_metadata_says_what_is_wrong_and_for_which_partition(
+    metadata: str, problem: str
+) -> None:
+    with pytest.raises(MalformedMetadata) as raised:
+        decode_runs(5, metadata)
+    assert str(raised.value) == problem
+
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    with capture_logs() as logs:
+        book.assign(TP, 5, metadata)
+
+    (warning,) = logs
+    assert warning["event"] == "commit_metadata_ignored"
+    assert (warning["partition"], warning["committed"]) == ("('orders', 0)", 5)
+    assert warning["problem"] == problem
+
+
+def test_a_partition_without_a_committed_offset_commits_where_it_starts() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    other = ("orders", 1)
+    book.assign(other, None)  # nothing delivered yet: no position to commit
+    book.assign(TP, -1)  # what Kafka answers for a group that never committed
+    assert book.commit_map() == {}
+    book.fetched(TP, 7)
+
+    assert book.commit_map() == {TP: (7, "")}
+    assert book.commit_map(only={other}) == {}
+    assert book.done(TP, 7) is True
+    assert book.commit_map(only={TP}) == {TP: (8, "")}
+    book.revoke(other)  # never committed: nothing to forget
+    book.revoke(("orders", 9))  # never assigned
+
+
+def test_a_partition_assigned_again_without_a_commit_forgets_the_old_one() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 5, "")
+    book.assign(TP, None)  # the group's offset was deleted meanwhile
+    book.fetched(TP, 5)
+
+    assert book.commit_map() == {TP: (5, "")}, "5 must be committed again"
+
+
+def test_metadata_that_fits_exactly_is_within_the_limit() -> None:
+    offsets = PartitionOffsets.from_commit(0, "")
+    for offset in range(4):
+        offsets.fetched(offset)
+    offsets.done(2)
+    size = offsets.encoded_size()
+
+    assert offsets.metadata_fits(size)
+    assert not offsets.metadata_fits(size - 1)
