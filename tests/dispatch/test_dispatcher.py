@@ -142,8 +142,13 @@ async def test_at_most_max_concurrent_requests_are_in_flight() -> None:
 async def test_high_and_low_water_count_jobs_in_flight() -> None:
     rig = await make_rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
     rig.provider.gate = asyncio.Event()
-    for i in range(4):
+    rig.dispatcher.submit(make_job("e0", user="u0", text="t0"))
+    await settle()
+    assert rig.dispatcher.below_low_water()  # 1 of 4: below half
+    for i in (1, 2):
         rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    assert not rig.dispatcher.above_high_water()  # 3 of 4
+    rig.dispatcher.submit(make_job("e3", user="u3", text="t3"))
     await settle()
     assert rig.provider.in_flight == 4  # default concurrency 4: all in flight
     assert rig.dispatcher.above_high_water()

@@ -9,6 +9,7 @@ import datetime as dt
 
 import pytest
 from dispatch_support import advance, make_rig, make_scheduler, settle
+from structlog.testing import capture_logs
 from testkit import T0, make_job
 
 from consumer.dispatch.scheduler import Request, Scheduler
@@ -268,14 +269,23 @@ async def test_on_revoke_the_partitions_requests_in_flight_end_and_are_recorded_
     rig.dispatcher.submit(make_job("waiting", text="c", partition=0))  # the budget is spent
     await settle()
 
-    settling = asyncio.create_task(rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10))
-    await advance(rig.clock, 2)
+    with capture_logs() as logs:
+        settling = asyncio.create_task(
+            rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10)
+        )
+        await advance(rig.clock, 2)
 
     assert settling.done()
     assert settling.result() is True
     assert rig.sink.outcome("p0") is Outcome.SENT  # before the commit that follows
     assert "waiting" not in rig.sink.outcomes, "a waiting job is left to the next owner"
-    rig.dispatcher.drop_partitions({("orders", 0)})
+    assert logged(logs, "revoked_requests_settled") == {
+        "partitions": [("orders", 0)],
+        "forgotten": 1,
+    }
+    with capture_logs() as logs:
+        assert rig.dispatcher.drop_partitions({("orders", 0)}) == 0  # forgotten already
+    assert logs == []
     await advance(rig.clock, 120)
     assert [e.jobs[0].event_id for _, (e,) in rig.provider.requests] == ["p0", "p1"]
     await rig.close()
@@ -287,10 +297,17 @@ async def test_on_revoke_the_wait_is_bounded_and_a_late_result_is_not_recorded()
     rig.dispatcher.submit(make_job("slow"))
     await settle()
 
-    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
-    await advance(rig.clock, 5)
+    with capture_logs() as logs:
+        settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
+        await advance(rig.clock, 5)
     assert settling.done()
     assert settling.result() is False
+    assert logged(logs, "revoked_requests_unsettled") == {
+        "requests": 1,
+        "timeout_s": 5,
+        "partitions": [("orders", 0)],
+        "forgotten": 0,
+    }
     rig.dispatcher.drop_partitions(PARTITION)
     await advance(rig.clock, 30)
 
@@ -314,3 +331,66 @@ async def test_while_a_revoke_waits_a_failed_request_of_the_partition_is_not_ret
     assert rig.sink.outcomes == {}
     assert rig.dispatcher.size == 0
     await rig.close()
+
+
+def logged(logs: list[dict[str, object]], event: str) -> dict[str, object]:
+    """The fields of the one line logged as ``event``."""
+    (line,) = [entry for entry in logs if entry["event"] == event]
+    return {k: v for k, v in line.items() if k not in ("event", "log_level", "logger_name")}
+
+
+async def test_dropping_waiting_jobs_is_logged_with_their_count() -> None:
+    rig = await make_rig(limit=1, full=True)
+    for number in range(3):
+        rig.dispatcher.submit(make_job(f"e{number}", text=f"t{number}", offset=number))
+
+    with capture_logs() as logs:
+        assert rig.dispatcher.drop_partitions(PARTITION) == 3
+
+    assert logged(logs, "pending_dropped") == {"jobs": 3, "partitions": [("orders", 0)]}
+    await rig.close()
+
+
+def test_a_result_of_an_earlier_assignment_is_not_recorded_after_several_rebalances() -> None:
+    s = scheduler()
+    s.pending.drop(PARTITION)  # the first assignment ends
+    s.add(make_job("e1", offset=5), NOW, T0)  # read in the second
+    request = send_next(s)
+    s.pending.drop(PARTITION)  # the second ends with e1 in flight
+
+    s.on_sent(request)
+
+    assert outcomes(s) == [], "the third assignment's owner decides e1"
+
+
+def test_partitions_closed_one_after_the_other_all_stay_closed() -> None:
+    s = scheduler()
+    other = ("orders", 1)
+    s.add(make_job("p0", offset=1), NOW, T0)
+    s.add(make_job("p1", text="other", partition=1, offset=1), NOW, T0)
+    first, second = send_next(s), send_next(s)
+
+    s.pending.close(PARTITION)
+    s.pending.close({other})
+    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    s.on_failed(second, OutcomeUnknown("timeout"), NOW + 1, T0)
+
+    assert s.next_request(NOW + 60, T0) is None, "neither partition's push is retried"
+    assert outcomes(s) == []
+
+
+def test_a_waiting_job_forgotten_by_the_duplicate_memory_can_still_be_dropped() -> None:
+    s = scheduler(dedupe_memory_events=1)
+    s.add(make_job("e1", offset=1), NOW, T0)
+    s.add(make_job("e2", text="other", offset=2), NOW, T0)  # the memory keeps e2 only
+
+    assert s.pending.drop(PARTITION) == 2
+    assert s.pending.size == 0
+
+
+def test_of_two_statuses_that_happened_at_once_the_later_read_wins() -> None:
+    s = scheduler()
+    s.add(make_job("first", text="a", collapse_key="A-1", offset=1), NOW, T0)
+    s.add(make_job("second", text="b", collapse_key="A-1", offset=2), NOW, T0)
+
+    assert outcomes(s) == [("first", Outcome.SUPERSEDED)]
