@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from testkit import T0, make_job
 
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import OutcomeUnknown, ProviderRejected
+from consumer.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from consumer.push import Outcome, PushJob
 
 NOW = 1_000.0
@@ -394,3 +394,91 @@ def test_of_two_statuses_that_happened_at_once_the_later_read_wins() -> None:
     s.add(make_job("second", text="b", collapse_key="A-1", offset=2), NOW, T0)
 
     assert outcomes(s) == [("first", Outcome.SUPERSEDED)]
+
+
+async def test_a_push_whose_request_outlives_its_ttl_expires_when_the_request_fails() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 60  # answers exactly when the push expires
+    rig.provider.results.append(OutcomeUnknown("read timeout"))
+    rig.dispatcher.submit(make_job("e1", ttl_s=60))
+
+    with capture_logs() as logs:
+        await advance(rig.clock, 60)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason, str(record.error)) == (
+        Outcome.EXPIRED,
+        "ttl_elapsed",
+        "read timeout",
+    )
+    assert record.at == 1_060
+    assert len(rig.provider.sent) == 1
+    assert not [entry for entry in logs if entry["event"] == "push_retry_scheduled"]
+    assert rig.metrics.value("push_retries_total", provider="fake", reason="outcome_unknown") == 0
+    await rig.close()
+
+
+async def test_a_request_is_retried_if_any_of_its_jobs_still_waits() -> None:
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=2, retry_max_backoff_s=2)
+    rig.provider.latency_s = 30
+    rig.provider.results.append(ProviderUnavailable("HTTP 503"))
+    rig.dispatcher.submit(make_job("long", user="a", text="sale", ttl_s=600))
+    rig.dispatcher.submit(make_job("short", user="b", text="sale", ttl_s=20))  # rides along
+
+    with capture_logs() as logs:
+        await advance(rig.clock, 30)
+
+    assert rig.sink.outcome("short") is Outcome.EXPIRED
+    (retry,) = [entry for entry in logs if entry["event"] == "push_retry_scheduled"]
+    assert {k: retry[k] for k in ("provider", "reason", "error", "jobs", "attempt")} == {
+        "provider": "fake",
+        "reason": "provider_unavailable",
+        "error": "HTTP 503",
+        "jobs": 2,
+        "attempt": 1,
+    }
+    assert 1 <= retry["delay_s"] <= 2  # type: ignore[operator]
+    assert rig.metrics.value("push_retries_total", provider="fake", reason="provider_unavailable")
+    assert rig.metrics.value("push_requests_total", provider="fake", result="provider_unavailable")
+    await advance(rig.clock, 60)
+    assert rig.sink.outcome("long") is Outcome.SENT
+    await rig.close()
+
+
+def test_an_older_status_after_a_lost_answer_of_a_newer_one_is_not_sent() -> None:
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped"), NOW, T0)
+    s.on_failed(send_next(s), OutcomeUnknown("read timeout"), NOW, T0)  # may have been shown
+
+    s.add(order_status("v1", 1, "confirmed"), NOW + 1, T0)
+
+    assert outcomes(s) == [("v1", Outcome.SUPERSEDED)]
+
+
+def test_a_refused_result_of_an_earlier_assignment_leaves_the_record_to_be_read_again() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    request = send_next(s)
+    s.pending.drop(PARTITION)
+    s.on_failed(request, ProviderRejected("HTTP 400"), NOW + 1, T0)
+    assert outcomes(s) == [], "not dead-lettered: the partition is someone else's now"
+
+    s.add(make_job("e1", offset=5), NOW + 2, T0)  # its next owner (us again) reads it
+
+    assert outcomes(s) == [], "not a duplicate of itself"
+    assert s.pending.size == 1
+
+
+def test_results_of_an_earlier_assignment_whose_ids_were_forgotten_are_dropped_quietly() -> None:
+    s = scheduler(dedupe_memory_events=1)
+    s.add(make_job("e1", offset=1), NOW, T0)
+    s.add(make_job("e2", text="other", offset=2), NOW, T0)
+    first, second = send_next(s), send_next(s)
+    s.add(make_job("e3", text="third", offset=3), NOW, T0)  # the memory keeps e3 only
+    s.pending.drop(PARTITION)
+
+    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    s.on_failed(second, ProviderRejected("HTTP 400"), NOW + 1, T0)
+
+    assert outcomes(s) == []
+    assert s.pending.size == 0
