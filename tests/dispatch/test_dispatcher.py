@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from dispatch_support import Rig, advance, make_rig, max_starts_in_window, settle
 from structlog.testing import capture_logs
-from testkit import make_job
+from testkit import RecordingSink, make_job
 
 from consumer.errors import (
     FatalError,
@@ -374,3 +375,66 @@ async def test_drain_after_a_fatal_answer_reports_what_is_left_without_raising()
             "in_flight": 0,
         }
     ]
+
+
+def lines_of(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    drop = ("event", "log_level", "logger_name", "exc_info")
+    return [{k: v for k, v in e.items() if k not in drop} for e in logs if e["event"] == event]
+
+
+async def test_each_request_is_one_log_line_describing_it() -> None:
+    rig = await make_rig(limit=10, max_messages=2)
+    rig.provider.results.extend([None, FatalError("IMSHOP answered HTTP 401")])
+    for number, (user, text) in enumerate([("a", "x"), ("b", "x"), ("c", "y")]):
+        push_class = PushClass.MARKETING if text == "y" else PushClass.TRANSACTIONAL
+        rig.dispatcher.submit(make_job(f"e{number}", user=user, text=text, push_class=push_class))
+
+    with capture_logs() as logs:
+        await settle()
+        rig.dispatcher.submit(make_job("e9", user="d", text="z"))
+        await settle()
+
+    assert lines_of(logs, "push_sent") == [
+        {
+            "provider": "fake",
+            "rules": ["rule-x", "rule-y"],
+            "push_class": "transactional",
+            "messages": 2,
+            "recipients": 3,
+            "jobs": 3,
+            "attempt": 1,
+        }
+    ]
+    (fatal,) = lines_of(logs, "push_provider_fatal")
+    assert fatal == {
+        "provider": "fake",
+        "error": "IMSHOP answered HTTP 401",
+        "rules": ["rule-z"],
+        "push_class": "transactional",
+        "messages": 1,
+        "recipients": 1,
+        "jobs": 1,
+        "attempt": 1,
+    }
+    assert rig.metrics.value("push_requests_total", provider="fake", result="fatal") == 1
+    assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
+    with pytest.raises(FatalError):
+        await rig.runner
+    rig.runner = asyncio.create_task(asyncio.sleep(0))
+
+
+async def test_a_provider_crash_and_a_sink_failure_are_logged_with_what_they_hit() -> None:
+    class FailingSink(RecordingSink):
+        def record(self, origin: Any, outcome: Outcome, **fields: Any) -> None:
+            raise RuntimeError("the sink's bug")
+
+    rig = await make_rig(sink=FailingSink())
+    rig.provider.results.append(KeyError("a provider bug"))
+
+    with capture_logs() as logs:
+        rig.dispatcher.submit(make_job("e1"))
+        await settle()
+
+    assert lines_of(logs, "push_send_crashed") == [{"provider": "fake"}]
+    assert lines_of(logs, "outcome_sink_failed") == [{"event_id": "e1"}]
+    await rig.close()
