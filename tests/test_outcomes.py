@@ -170,7 +170,9 @@ async def test_a_dead_letter_carries_the_reason_the_error_class_and_its_message(
     recorder.record(origin(1), Outcome.DEAD_LETTERED, event_id="e1", error=InvalidEvent("k", "bad"))
     recorder.record(origin(2), Outcome.DEAD_LETTERED, reason="unaddressable")
     recorder.record(origin(3), Outcome.DEAD_LETTERED)
+    assert recorder.dead_letters_waiting == 3
     await recorder.flush()
+    assert recorder.dead_letters_waiting == 0
     writer.cancel()
 
     assert dead_letters.written == [

@@ -29,6 +29,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
 from dispatch_support import (
     Answer,
     LostAnswer,
@@ -454,6 +455,7 @@ def newest_status_shown(kafka: KafkaModel, seen: Seen, order: int) -> None:
     assert newest.event_id in seen.delivered_ids or expired, f"order {order}: newest not shown"
 
 
+@pytest.mark.timeout(300)  # 400 schedules: slow under mutation testing's tracing
 @settings(max_examples=400, deadline=None)
 @given(
     ops=st.lists(operation, min_size=5, max_size=40),

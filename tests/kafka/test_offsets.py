@@ -119,6 +119,7 @@ def test_any_metadata_text_never_crashes_and_never_skips_below_the_watermark(
     assert not offsets.should_skip(committed)
 
 
+@pytest.mark.timeout(300)  # a million offsets: slow under mutation testing's tracing
 def test_a_long_run_of_finished_offsets_costs_a_few_bytes() -> None:
     offsets = PartitionOffsets.from_commit(100, "")
     for offset in range(100, 1_000_101):

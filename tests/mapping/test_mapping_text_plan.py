@@ -124,3 +124,16 @@ def test_constant_parts_are_kept_as_written() -> None:
 
     assert mixed.render({"amount": 5}) == {"title": "Скидка", "summary": "5 ₽"}
     assert plan(title="Только текст").render({}) == {"title": "Только текст"}
+
+
+def test_an_unknown_filter_fails_the_render_instead_of_passing_the_value_through() -> None:
+    template = build_environment().from_string("{{ name | shout }}")
+
+    with pytest.raises(LiquidError, match="shout"):
+        template.render(name="anna")
+
+
+def test_text_is_never_html_escaped() -> None:
+    template = build_environment().from_string("{{ name }}")
+
+    assert template.render(name="<b>Tom & Jerry</b>") == "<b>Tom & Jerry</b>"
