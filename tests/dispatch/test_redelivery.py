@@ -482,3 +482,18 @@ def test_results_of_an_earlier_assignment_whose_ids_were_forgotten_are_dropped_q
 
     assert outcomes(s) == []
     assert s.pending.size == 0
+
+
+def test_a_push_retried_hundreds_of_times_keeps_the_heaps_small_and_still_expires() -> None:
+    s = scheduler()  # a retry a second
+    s.add(make_job("e1", ttl_s=3600), NOW, T0)
+    for step in range(400):  # each retry leaves stale heap items behind
+        at = NOW + 2 * step
+        request = send_next(s, at)
+        s.on_failed(request, OutcomeUnknown("timeout"), at, T0 + dt.timedelta(seconds=2 * step))
+
+    heaps = [s.pending._expiry, s.pending._delayed, *s.pending._ready.values()]
+    heaps += s.pending._aging.values()
+    assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64 + 1, "stale items pruned"
+    s.advance(NOW + 3_601, T0 + dt.timedelta(seconds=3_601))  # it waits for a retry
+    assert outcomes(s) == [("e1", Outcome.EXPIRED)]
