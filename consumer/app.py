@@ -1,7 +1,8 @@
 """The service: Kafka in, mappings, dispatcher, provider out, one lifecycle.
 
 ``Service.run(stop)`` opens every part in order (mappings, provider, dead-letter
-producer, history, Kafka source, health server), runs the loops in one
+producer and a check that its topic can be written, history, Kafka source,
+health server), runs the loops in one
 TaskGroup, and on ``stop`` drains within ``SHUTDOWN_GRACE_S``: stop fetching,
 write the history still waiting, send what the budget allows, write pending dead
 letters, commit, leave the group. Parts close in reverse order through one
@@ -10,6 +11,12 @@ letters, commit, leave the group. Parts close in reverse order through one
 Each fetched batch's rendered pushes go through the history writer before the
 dispatcher: their history is written first (one transaction), so an offset can
 be committed only after both its history and its outcome are recorded.
+
+The grace period holds whatever the broker does: every step of the shutdown,
+closing the Kafka clients included, waits only for what is left of it. Nothing
+is sent that cannot be committed: when Kafka takes no commits at the start of
+the drain, or stops taking them during it, no further request starts (it would
+be sent again after the restart).
 """
 
 from __future__ import annotations
@@ -17,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +44,9 @@ from consumer.errors import (
 from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
 from consumer.history.lifecycle import History, open_history
+from consumer.kafka.client_logs import ClientLogSummary
 from consumer.kafka.clients import aiokafka_c_extension_problem, connect
-from consumer.kafka.deadletter import DeadLetterWriter, build_producer
+from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
 from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
 from consumer.logs import configure_logging, get_logger
 from consumer.mapping import MappingReloader, MappingSet
@@ -50,10 +56,17 @@ from consumer.providers.base import PushProvider
 from consumer.providers.registry import build_provider
 from consumer.push import Origin, Outcome, PushJob
 from consumer.settings import ProviderName, Settings, load_settings
+from consumer.signals import stop_on_signals
 
 log = get_logger(__name__)
 
 FETCH_TIMEOUT_MS = 200
+# The drain checks this long that Kafka takes commits before it sends anything,
+# and stops sending once a commit waits this long for its answer.
+COMMIT_PATIENCE_S = 2.0
+# Of the grace period, what closing takes at most (the final commit, leaving the
+# group, the dead-letter producer): the drain stops sending early enough for it.
+CLOSE_RESERVE_S = 2.0
 
 
 class Service:
@@ -70,6 +83,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self._provider_override = provider
         self._stopping = False
+        self._deadline: float | None = None
         self._consume_task: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
         self.health_port: int | None = None
@@ -81,13 +95,17 @@ class Service:
         """Serve until ``stop`` is set, then drain and close; raise ``FatalError`` if it cannot."""
         if problem := aiokafka_c_extension_problem():
             log.warning("aiokafka_pure_python", detail=problem)
-        async with contextlib.AsyncExitStack() as stack:
-            parts = await self._open(stack)
-            try:
-                async with asyncio.TaskGroup() as group:
-                    await self._serve(group, parts, stop)
-            except* FatalError as failed:
-                raise failed.exceptions[0] from None
+        client_logs = ClientLogSummary(self.clock)
+        with client_logs.installed():
+            async with contextlib.AsyncExitStack() as stack:
+                parts = await self._open(stack)
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        summaries = group.create_task(client_logs.run(), name="client-logs")
+                        await self._serve(group, parts, stop)
+                        summaries.cancel()
+                except* FatalError as failed:
+                    raise failed.exceptions[0] from None
 
     @property
     def history_port(self) -> int | None:
@@ -146,7 +164,9 @@ class Service:
         producer = build_producer(settings.kafka)
         # The first Kafka client: an unreachable broker ends the start here, in one line.
         await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
-        stack.push_async_callback(producer.stop)
+        stack.push_async_callback(self._within_grace, "dead_letter_producer", producer.stop)
+        # A dead-letter topic that cannot be written stops the start, not the first dead letter.
+        await check_dead_letter_topic(producer.client, settings.kafka)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
             dead_letters=DeadLetterWriter(producer, settings.kafka.dlq_topic, self.metrics),
@@ -179,7 +199,7 @@ class Service:
             on_revoked=_dropper(dispatcher, history),
         )
         await source.start()
-        stack.push_async_callback(source.stop)
+        stack.push_async_callback(lambda: source.stop(self._time_left()))
         health = HealthServer(self.metrics, liveness=self._liveness, readiness=self._readiness)
         self.health_port = await health.start(settings.service.health_port)
         stack.push_async_callback(health.stop)
@@ -209,6 +229,7 @@ class Service:
         self._consume_task = group.create_task(self._consume(parts, stop), name="consume")
         self.ready.set()
         await self._consume_task
+        self._deadline = self.clock.monotonic() + self.settings.service.shutdown_grace_s
         await self._drain(parts)
         for task in background:
             task.cancel()
@@ -286,6 +307,7 @@ class Service:
             push=push,
             occurred_at=event.occurred_at,
             version=event.order.version if isinstance(event, OrderStatusChanged) else None,
+            zone=event.tzinfo,
         )
 
     @staticmethod
@@ -344,24 +366,36 @@ class Service:
 
     async def _drain(self, parts: _Parts) -> None:
         """Within the grace period: write the history still waiting, send what the budget
-        allows, let requests on the wire finish, write the dead letters, commit. Unsent
-        pushes (and pushes whose history could not be written) stay uncommitted."""
-        grace = self.settings.service.shutdown_grace_s
-        deadline = self.clock.monotonic() + grace
-        if parts.history is not None and not await parts.history.writer.flush(grace / 2):
-            log.warning("history_not_flushed", waiting=parts.history.writer.waiting)
-        # Stop starting requests early enough for the last one to finish in time.
-        left = await parts.dispatcher.drain(
-            max(0.0, self._remaining(deadline) - self._request_timeout_s())
-        )
-        in_flight_done = await parts.dispatcher.wait_in_flight(self._remaining(deadline))
+        allows while Kafka takes commits, let requests on the wire finish, write the dead
+        letters, commit. Unsent pushes (and pushes whose history could not be written)
+        stay uncommitted; closing the clients has the rest."""
+        reserve = min(CLOSE_RESERVE_S, self._time_left() / 4)
+
+        def until_closing() -> float:
+            return max(0.0, self._time_left() - reserve)
+
+        history = parts.history
+        if history is not None and not await history.writer.flush(until_closing() / 2):
+            log.warning("history_not_flushed", waiting=history.writer.waiting)
+        if await parts.source.commit(min(COMMIT_PATIENCE_S, until_closing()), probe=True):
+            # Stop starting requests early enough for the last one to finish in time.
+            window = max(0.0, until_closing() - self._request_timeout_s())
+            left = await self._send_while_committable(parts, window)
+        else:
+            log.warning(
+                "drain_sends_nothing",
+                reason="Kafka takes no commits: a push sent now would be sent again after "
+                "the restart",
+            )
+            left = await parts.dispatcher.drain(0.0)
+        in_flight_done = await parts.dispatcher.wait_in_flight(until_closing())
         await parts.dispatcher.aclose()  # still on the wire: no outcome, sent after restart
         if parts.recorder.dead_letters_waiting:
-            try:  # dead letters are quick to write: worth a second past the grace period
-                await asyncio.wait_for(parts.recorder.flush(), max(1.0, self._remaining(deadline)))
+            try:
+                await asyncio.wait_for(parts.recorder.flush(), until_closing())
             except TimeoutError:
                 log.warning("dead_letters_not_flushed", waiting=parts.recorder.dead_letters_waiting)
-        await parts.source.commit()
+        await parts.source.commit(min(self._time_left() / 2, COMMIT_PATIENCE_S))
         log.info(
             "service_drained",
             pending_left=left,
@@ -369,15 +403,43 @@ class Service:
             outcomes_recorded=parts.recorder.recorded,
         )
 
+    async def _send_while_committable(self, parts: _Parts, window_s: float) -> int:
+        """``dispatcher.drain(window_s)``, cut short once a commit goes unanswered."""
+        drain = asyncio.create_task(parts.dispatcher.drain(window_s))
+        while not drain.done():
+            await asyncio.wait({drain}, timeout=0.1)
+            if not drain.done() and parts.source.status.commits_stalled(COMMIT_PATIENCE_S):
+                log.warning(
+                    "drain_stopped_sending",
+                    reason="a commit is unanswered: a push sent now could be sent again "
+                    "after the restart",
+                )
+                drain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain
+                parts.dispatcher.stop()
+                return parts.dispatcher.size
+        return drain.result()
+
+    def _time_left(self) -> float:
+        """What is left of the grace period (all of it until the shutdown begins)."""
+        grace = self.settings.service.shutdown_grace_s
+        if self._deadline is None:
+            return grace
+        return max(0.0, min(grace, self._deadline - self.clock.monotonic()))
+
+    async def _within_grace(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        try:  # a moment at least, so that the client starts closing (and says it did)
+            await asyncio.wait_for(close(), max(0.1, self._time_left()))
+        except TimeoutError:
+            log.warning("close_timed_out", part=name)
+
     def _request_timeout_s(self) -> float:
         settings = self.settings
         return {
             ProviderName.IMSHOP: settings.imshop.timeout_s,
             ProviderName.APPMETRICA: settings.appmetrica.timeout_s,
         }.get(settings.service.push_provider, 0.0)
-
-    def _remaining(self, deadline: float) -> float:
-        return max(0.0, deadline - self.clock.monotonic())
 
     # ---- probes
 
@@ -402,6 +464,8 @@ class Service:
             return False, "stopping" if self._stopping else "starting"
         if not parts.source.ready:
             return False, "not yet in the consumer group"
+        if problems := parts.source.status.problems():
+            return False, "Kafka: " + "; ".join(problems)
         if trouble := self._history_trouble(parts, self.clock.monotonic()):
             return False, trouble.removeprefix("; ")
         return True, f"{len(parts.source.assigned)} partitions assigned"
@@ -486,19 +550,7 @@ def _pairs(partitions: set[TopicPartition]) -> set[tuple[str, int]]:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; a second signal exits at once."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        if stop.is_set():
-            log.warning("second_signal_exit_now", signal=name)
-            os._exit(1)
-        log.info("shutdown_requested", signal=name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    await Service(settings).run(stop)
+    await Service(settings).run(stop_on_signals())
     log.info("service_stopped")
     return 0
 

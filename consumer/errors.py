@@ -45,7 +45,7 @@ class InvalidEvent(PermanentError):
 
     ``kind`` says what class of problem it is (``invalid_utf8``, ``invalid_json``,
     ``not_an_object``, ``schema_violation``, ``unknown_event_type``, ``too_large``,
-    ``empty_record``);
+    ``too_deeply_nested``, ``invalid_unicode``, ``empty_record``);
     ``path`` names the field when there is one; ``event_id`` is the record's id
     when it could be read (so the dead letter can name it).
     """

@@ -3,6 +3,13 @@
 ``parse_event(raw)`` turns one Kafka record value into a typed event, or raises
 ``InvalidEvent`` saying what is wrong and where (field path, expected, got).
 Unknown extra fields are kept on every model, so templates can use them.
+
+Limits beyond the record size, so odd input gets a precise answer instead of a
+failure further down the line: JSON nested more than ``MAX_NESTING`` levels below
+the top object (``too_deeply_nested``, the fast parser's own limit), text with a
+lone surrogate such as ``"\\ud800"`` (``invalid_unicode``: valid JSON, but not
+text any push or log can carry), amounts of ``AMOUNT_MAX_DIGITS`` digits or more
+before the point and integers beyond 64 bits (``schema_violation``).
 """
 
 from __future__ import annotations
@@ -10,12 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Collection
+import re
+import sys
+from collections.abc import Collection, Iterator
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -27,6 +37,26 @@ from pydantic import (
 )
 
 from consumer.errors import InvalidEvent
+
+# pydantic's JSON parser refuses deeper nesting; the slower path refuses it too, so
+# an event is accepted or not whichever path reads it.
+MAX_NESTING = 200
+# Money and points: under a quadrillion, so the templates' filters (which round
+# within 28 significant digits) never meet a number they cannot format.
+AMOUNT_MAX_DIGITS = 15
+_INT64_MAX = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bounded_amount(value: Decimal) -> Decimal:
+    if abs(value) >= Decimal(10) ** AMOUNT_MAX_DIGITS:
+        raise ValueError(
+            f"an amount must have fewer than {AMOUNT_MAX_DIGITS} digits before the point"
+        )
+    return value
+
+
+Amount = Annotated[Decimal, AfterValidator(_bounded_amount)]
 
 DeviceIdType = Literal[
     "appmetrica_device_id",
@@ -68,7 +98,7 @@ class Recipient(_Open):
 
 
 class Money(_Open):
-    amount: Decimal
+    amount: Amount
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
@@ -85,9 +115,9 @@ class Order(_Open):
     status: str = Field(min_length=1)
     number: str | None = None
     previous_status: str | None = None
-    version: int | None = Field(None, ge=0)
+    version: int | None = Field(None, ge=0, le=_INT64_MAX)
     total: Money | None = None
-    items_count: int | None = Field(None, ge=0)
+    items_count: int | None = Field(None, ge=0, le=_INT64_MAX)
     delivery: Delivery | None = None
     # What the customer still pays on receipt (cash or card to the courier);
     # absent or zero when prepaid. `total` is the order's price, not a debt.
@@ -95,8 +125,8 @@ class Order(_Open):
 
 
 class Bonus(_Open):
-    amount: Decimal
-    balance: Decimal | None = None
+    amount: Amount
+    balance: Amount | None = None
     expires_at: AwareDatetime | dt.date | None = None
     order_id: str | None = None
     reason: str | None = None
@@ -197,6 +227,7 @@ def parse_event(
     except ValidationError:
         pass  # the fast path failed: find out exactly why, step by step
     data = _decode_object(raw)
+    _check_text_and_depth(data)
     event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_type = data.get("event_type")
     model = EVENT_MODELS.get(event_type) if isinstance(event_type, str) else None
@@ -225,11 +256,65 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
             "invalid_json",
             f"the record is not JSON: {exc}",  # "<what>: line L column C (char N)"
         ) from None
+    except ValueError:  # the only other one: an integer longer than Python converts
+        raise InvalidEvent(
+            "invalid_json",
+            f"the record has an integer of more than {sys.get_int_max_str_digits()} digits",
+        ) from None
+    except RecursionError:
+        raise InvalidEvent(
+            "too_deeply_nested", f"the JSON is nested more than {MAX_NESTING} levels deep"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidEvent(
             "not_an_object", f"expected a JSON object, got {type(data).__name__} {_show(data)}"
         )
     return data
+
+
+def _check_text_and_depth(data: dict[str, Any]) -> None:
+    """Refuse lone surrogates (JSON can escape them, UTF-8 cannot carry them) and
+    nesting deeper than the fast path takes."""
+    for path, value, depth in _walk(data):
+        if depth > MAX_NESTING:
+            top = path.split(".", 1)[0]
+            raise InvalidEvent(
+                "too_deeply_nested",
+                f"{top}: nested more than {MAX_NESTING} levels deep",
+                path=top,
+            )
+        if isinstance(value, str) and not value.isascii() and (bad := _SURROGATE.search(value)):
+            where = _printable(path) or "(event)"
+            raise InvalidEvent(
+                "invalid_unicode",
+                f"{where}: the text has a lone surrogate \\u{ord(bad.group()):04x}, which is "
+                "not Unicode text (send the character itself, or both halves of its pair)",
+                path=where,
+            )
+
+
+def _walk(data: dict[str, Any]) -> Iterator[tuple[str, object, int]]:
+    """(path, value, depth below the top object) for every key and value, without
+    recursion: the depth is what is being checked."""
+    stack: list[tuple[str, object, int]] = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        yield path, value, depth
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else key
+                yield where, key, depth  # a key is text too
+                stack.append((where, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend(
+                (f"{path}.{index}" if path else str(index), item, depth + 1)
+                for index, item in enumerate(value)
+            )
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate written as an escape, so it can be logged."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _unknown_type(
@@ -256,7 +341,8 @@ def _schema_error(exc: ValidationError, event_id: str | None) -> InvalidEvent:
         if error["type"] == "missing":
             parts.append(f"{path}: missing")
         else:
-            parts.append(f"{path}: {_lower_first(error['msg'])}, got {_show(error['input'])}")
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{path}: {_lower_first(message)}, got {_show(error['input'])}")
     return InvalidEvent("schema_violation", "; ".join(parts), path=first_path, event_id=event_id)
 
 
@@ -265,5 +351,5 @@ def _lower_first(text: str) -> str:
 
 
 def _show(value: object, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = _printable(json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,8 +3,11 @@
 ``/healthz`` answers 200 while the service is making progress (the consume loop
 polled Kafka recently); a stalled loop makes it 503 so the orchestrator restarts
 the container. ``/readyz`` answers 200 once the consumer has joined its group
-(the provider was set up before that) and until shutdown begins. Each probe is a
-function returning (ok, detail).
+(the provider was set up before that) and until shutdown begins, unless Kafka is
+in trouble (a missing topic, failing commits or fetches, a rebalance that does
+not finish) or history writes fail, which its detail names: a restart would not
+cure those, so liveness does not fail for them. Each probe is a function
+returning (ok, detail).
 """
 
 from __future__ import annotations

@@ -19,6 +19,12 @@ class Metrics:
             ["event_type", "outcome"],
             registry=r,
         )
+        self.sent_variants = Counter(
+            "push_sent_variants",
+            "Sent events by type and the text they went out with (`personal`, `shared`).",
+            ["event_type", "variant"],
+            registry=r,
+        )
         self.pending = Gauge("push_pending_events", "Events waiting in the dispatcher.", registry=r)
         self.oldest_pending_age = Gauge(
             "push_pending_oldest_age_seconds",

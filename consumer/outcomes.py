@@ -17,7 +17,7 @@ from consumer.clock import Clock
 from consumer.errors import ConsumerError
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
-from consumer.push import Origin, Outcome
+from consumer.push import Origin, Outcome, Variant
 
 log = get_logger(__name__)
 
@@ -65,6 +65,7 @@ class OutcomeRecorder:
         self.recorded = 0
         self.sent_since_commit = asyncio.Event()
         self._counters: dict[tuple[str, Outcome], Any] = {}
+        self._variants: dict[tuple[str, Variant], Any] = {}
 
     def _counted(self, event_type: str, outcome: Outcome) -> Any:
         """The counter child for these labels (``labels()`` itself is slow per event)."""
@@ -72,6 +73,13 @@ class OutcomeRecorder:
         if child is None:
             child = self._metrics.events.labels(event_type=event_type, outcome=outcome)
             self._counters[(event_type, outcome)] = child
+        return child
+
+    def _sent_as(self, event_type: str, variant: Variant) -> Any:
+        child = self._variants.get((event_type, variant))
+        if child is None:
+            child = self._metrics.sent_variants.labels(event_type=event_type, variant=variant)
+            self._variants[(event_type, variant)] = child
         return child
 
     def record(
@@ -83,9 +91,12 @@ class OutcomeRecorder:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         self.recorded += 1
         self._counted(event_type or "unknown", outcome).inc()
+        if variant is not None:
+            self._sent_as(event_type or "unknown", variant).inc()
         # The event's identity goes in as fields, not contextvars: binding and
         # unbinding them costs more than the log line (this runs per event).
         fields: dict[str, object] = {
@@ -101,6 +112,8 @@ class OutcomeRecorder:
             fields["reason"] = why
         if error is not None and (text := str(error)):
             fields["error"] = text
+        if variant is not None:
+            fields["variant"] = variant.value
         if outcome is Outcome.DEAD_LETTERED:
             log.warning("event_dead_lettered", **fields)
             self._unwritten += 1

@@ -4,6 +4,11 @@ A ``Message`` is the provider-visible text; two pushes whose messages are equal
 (byte-identical title, summary and deeplink) can share one provider request.
 A ``PushJob`` is one event's push waiting in the dispatcher, with the ``Origin``
 that says where in Kafka it came from (everything a dead-letter record needs).
+
+A rule may give a push two texts: its own (*personal*) and a *shared* one that
+names nothing personal, so it coalesces with everyone else's. The dispatcher
+chooses per push (``PushJob.variant``); ``PushJob.message`` is the text it goes
+out with.
 """
 
 from __future__ import annotations
@@ -13,14 +18,25 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from consumer.errors import ConsumerError
 from consumer.events import Recipient
+from consumer.quiet import QuietHours
+
+DEFAULT_ZONE = ZoneInfo("Europe/Moscow")  # the event contract's default time zone
 
 
 class PushClass(enum.StrEnum):
     TRANSACTIONAL = "transactional"
     MARKETING = "marketing"
+
+
+class Variant(enum.StrEnum):
+    """Which of its rule's texts a push goes out with."""
+
+    PERSONAL = "personal"
+    SHARED = "shared"
 
 
 class Outcome(enum.StrEnum):
@@ -57,6 +73,10 @@ class RenderedPush:
 
     ``history`` is what the customer's history keeps of it (by default the same
     title, summary and deeplink); None when the rule opts out (``history: false``).
+    ``shared`` is the rule's text that names nothing personal, sent instead of
+    ``message`` when the personal one could not go out within
+    ``personal_within_s`` of the event. ``quiet_hours``: not sent in this window
+    of the recipient's local time.
     """
 
     rule_id: str
@@ -66,6 +86,9 @@ class RenderedPush:
     collapse_key: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     history: HistoryText | None = None
+    shared: Message | None = None
+    personal_within_s: float = 0.0
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +116,27 @@ class PushJob:
     occurred_at: dt.datetime
     version: int | None = None
     attempts: int = 0
+    zone: ZoneInfo = DEFAULT_ZONE  # the recipient's time zone (the event's ``timezone``)
+    in_history: bool = False  # its item is written in the customer's notification history
+    variant: Variant = Variant.PERSONAL
 
     @property
     def expires_at(self) -> dt.datetime:
         return self.occurred_at + dt.timedelta(seconds=self.push.ttl_s)
+
+    @property
+    def message(self) -> Message:
+        """The text this push goes out with: its variant's."""
+        shared = self.push.shared
+        return (
+            shared if self.variant is Variant.SHARED and shared is not None else self.push.message
+        )
+
+    @property
+    def shareable(self) -> bool:
+        """It may go out as its shared text: the rule has one, and the customer's history
+        already holds the personal details the shared text points to."""
+        return self.push.shared is not None and self.in_history
 
 
 class OutcomeSink(Protocol):
@@ -114,4 +154,7 @@ class OutcomeSink(Protocol):
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
-    ) -> None: ...
+        variant: Variant | None = None,
+    ) -> None:
+        """``variant``: which text a sent push went out with (None for other outcomes)."""
+        ...

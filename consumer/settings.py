@@ -25,6 +25,9 @@ from consumer.errors import SettingsError
 
 CommaList = Annotated[list[str], NoDecode]
 
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
@@ -154,7 +157,11 @@ class KafkaSettings(_Section):
     group_instance_id: str | None = Field(
         None, description="Static membership id (one per replica); unset means dynamic."
     )
-    dlq_topic: str = Field("push-dead-letter", description="Dead-letter topic for bad events.")
+    dlq_topic: str = Field(
+        "push-dead-letter",
+        description="Dead-letter topic for bad events; must exist and be writable (checked at "
+        "start).",
+    )
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT, description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`."
     )
@@ -175,10 +182,40 @@ class KafkaSettings(_Section):
     commit_metadata_max_bytes: int = Field(
         4096, ge=64, description="Broker's `offset.metadata.max.bytes`."
     )
+    metadata_max_age_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="How often topic metadata is refreshed: a topic created later is read "
+        "within this.",
+    )
+    failing_after_s: float = Field(
+        10.0, gt=0, description="`/readyz` fails once Kafka fetches or commits fail this long."
+    )
 
     _split_topics = field_validator("topics", mode="before")(_split_commas)
     _check_topics = field_validator("topics")(_some_topics)
     _check_servers = field_validator("bootstrap_servers")(parse_bootstrap_servers)
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_names(cls, topics: list[str]) -> list[str]:
+        for topic in topics:
+            _check_topic_name(topic)
+        return topics
+
+    @field_validator("dlq_topic")
+    @classmethod
+    def _dlq_topic_name(cls, topic: str) -> str:
+        return _check_topic_name(topic)
+
+
+def _check_topic_name(topic: str) -> str:
+    if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+        raise ValueError(
+            f"{topic!r} is not a Kafka topic name: use 1 to 249 of the letters a-z, A-Z, "
+            "digits, '.', '_' and '-'"
+        )
+    return topic
 
 
 class EventSettings(_Section):
@@ -246,7 +283,10 @@ class AppMetricaSettings(_Section):
     )
     status_poll_max_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
     status_timeout_s: float = Field(
-        900.0, gt=0, description="Give up tracking a transfer after this long."
+        900.0,
+        gt=0,
+        description="Give up tracking a transfer after this long; its events are then `sent` "
+        "as `unconfirmed`.",
     )
     report_url: str = Field(
         "https://api.appmetrica.yandex.net",
@@ -284,6 +324,11 @@ class DispatchSettings(_Section):
         description="On a rebalance, how long requests in flight for the revoked partitions"
         " may take to finish and be committed before the partitions are given up.",
     )
+    shared_variants: bool = Field(
+        True,
+        description="Send a rule's shared text when its personal push would go out later than"
+        " the rule's `personal_within`; false sends every push with its personal text.",
+    )
     dedupe_memory_events: int = Field(
         100_000, ge=1, description="Recent event ids remembered to drop duplicates."
     )
@@ -320,6 +365,11 @@ class HistorySettings(_Section):
         ),
     )
     port: int = Field(8081, ge=0, le=65535, description="Port of the history API for IMSHOP.")
+    api_in_run: bool = Field(
+        True,
+        description="`run` serves the history API too; `false` when `history serve` serves "
+        "it apart (Kubernetes: see Operations).",
+    )
     auth: HistoryAuth = Field(
         HistoryAuth.TOKEN,
         description="`token` (Bearer `HISTORY_AUTH_TOKEN`), or `none` to serve it unauthenticated.",

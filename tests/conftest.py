@@ -1,7 +1,8 @@
 """Shared fixtures. Kafka: one real broker per test session; PostgreSQL likewise.
 
 ``kafka_bootstrap`` is ``$KAFKA_BOOTSTRAP_SERVERS`` when set, otherwise a
-``LocalKafka`` broker started once for the session. Every test that needs the
+``LocalKafka`` broker started once for the session. ``faulty_kafka`` is always a
+local broker of its own, which tests may freeze, kill and restart. Every test that needs the
 broker carries ``@pytest.mark.kafka``. With ``REQUIRE_KAFKA=1`` (CI) the session
 fails if any such test was skipped or none ran, so a missing broker cannot pass
 silently.
@@ -19,6 +20,7 @@ A test that drives a browser or a database server is marked ``browser`` or
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -33,6 +35,7 @@ from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
+from consumer.kafka.client_logs import ClientLogSummary
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
 from consumer.local.postgres import LocalPostgres, PostgresUnavailable
 
@@ -78,6 +81,33 @@ def kafka_bootstrap() -> Iterator[str]:
         yield kafka.bootstrap_servers
     finally:
         kafka.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def faulty_kafka_broker() -> AsyncIterator[LocalKafka]:
+    """A broker of its own, started on first use, for tests that freeze or kill it.
+
+    Like a production cluster, it creates no topic on a client's request.
+    """
+    kafka = LocalKafka(properties={"auto.create.topics.enable": "false"})
+    try:
+        await kafka.__aenter__()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no Kafka broker for this test: {exc}")
+    try:
+        yield kafka
+    finally:
+        await kafka.__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def faulty_kafka(faulty_kafka_broker: LocalKafka) -> AsyncIterator[LocalKafka]:
+    """``faulty_kafka_broker``, thawed or restarted after each test, whatever it did to it."""
+    yield faulty_kafka_broker
+    if faulty_kafka_broker.running:
+        faulty_kafka_broker.thaw()
+    else:
+        await faulty_kafka_broker.restart()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -206,10 +236,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    fixtures = getattr(item, "fixturenames", ())
     if (
-        "kafka_bootstrap" in getattr(item, "fixturenames", ())
-        and item.get_closest_marker(_KAFKA_MARK) is None
-    ):
+        "kafka_bootstrap" in fixtures or "faulty_kafka_broker" in fixtures
+    ) and item.get_closest_marker(_KAFKA_MARK) is None:
         pytest.fail(f"{item.nodeid} uses the Kafka broker: mark it @pytest.mark.kafka")
 
 
@@ -246,3 +276,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if problem:
         terminalreporter.section("REQUIRE_KAFKA", red=True)
         terminalreporter.line(problem, red=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_client_log_filter_left_behind() -> Iterator[None]:
+    """A service that ends leaves aiokafka's loggers as it found them: a filter left
+    installed (a service task abandoned by a test) would silence later tests' logs."""
+    yield
+    left = [
+        name
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+        and any(isinstance(f, ClientLogSummary) for f in logger.filters)
+    ]
+    for name in left:
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, ClientLogSummary)]:
+            logger.removeFilter(f)
+    assert not left, f"aiokafka log filters left installed on {left}"

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from consumer import app as app_command
 from consumer.cli import build_parser
+from consumer.history import command as history_command
 from consumer.local.kafka_process import free_ports
 from consumer.settings import SECTIONS, load_settings, settings_table, settings_values
 
@@ -86,12 +92,27 @@ def parses(argv: list[str]) -> None:
     assert hasattr(args, "func"), f"{argv} is not a complete command"
 
 
+def command_of(argv: list[str]) -> Callable[..., int]:
+    """The function the CLI runs for ``argv``."""
+    func: Callable[..., int] = build_parser().parse_args(argv).func
+    return func
+
+
+# What `history serve` reads: its own section, and the process's ports, grace and logs.
+HISTORY_API_SETTINGS = {name for name in SETTINGS if name.startswith("HISTORY_")} | {
+    "HEALTH_PORT",
+    "SHUTDOWN_GRACE_S",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+}
+
+
 # ---- compose
 
 
 def test_compose_sets_only_known_variables_and_valid_commands() -> None:
     services = our_services()
-    assert set(services) == {"imshop", "consumer", "producer"}
+    assert set(services) == {"imshop", "consumer", "history", "producer"}
     for name, service in services.items():
         unknown = set(service.get("environment", {})) - SETTINGS
         assert not unknown, f"compose service {name} sets unknown variables {unknown}"
@@ -119,13 +140,14 @@ def test_compose_settings_load_and_point_at_the_other_services(
     )
 
 
-def test_compose_history_uses_its_postgres_and_is_published(
+def test_compose_history_is_served_apart_from_the_consumer_from_its_postgres(
     settings_from: Callable[[dict[str, str]], Any],
 ) -> None:
     services = compose()["services"]
-    consumer, postgres = services["consumer"], services["postgres"]
-    settings = settings_from({k: str(v) for k, v in consumer["environment"].items()})
-    url = make_url(settings.history.database_url.get_secret_value())
+    consumer, history, postgres = services["consumer"], services["history"], services["postgres"]
+    writes = settings_from({k: str(v) for k, v in consumer["environment"].items()}).history
+    serves = settings_from({k: str(v) for k, v in history["environment"].items()})
+    url = make_url(serves.history.database_url.get_secret_value())
     env = postgres["environment"]
     assert (url.host, url.port or 5432) == ("postgres", 5432)
     assert (url.username, url.password, url.database) == (
@@ -133,11 +155,19 @@ def test_compose_history_uses_its_postgres_and_is_published(
         env["POSTGRES_PASSWORD"],
         env["POSTGRES_DB"],
     )
-    assert consumer["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert settings.history.auth_token.get_secret_value(), "served, so it needs a token"
-    port = settings.history.port
-    assert f"{port}:{port}" in consumer["ports"]
+    assert writes.database_url == serves.history.database_url, "one history, two processes"
     assert "history-data" in compose()["volumes"]
+    for service in (consumer, history):
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # The consumer writes and serves nothing; the history service serves, with a token.
+    assert writes.api_in_run is False
+    assert "HISTORY_AUTH_TOKEN" not in consumer["environment"]
+    assert not [p for p in consumer["ports"] if str(writes.port) in p.split(":")]
+    assert command_of(history["command"]) is history_command._serve
+    assert serves.history.auth_token.get_secret_value()
+    assert f"{serves.history.port}:{serves.history.port}" in history["ports"]
+    assert not set(history["environment"]) - HISTORY_API_SETTINGS, "no Kafka, provider, mappings"
+    assert serves.service.shutdown_grace_s < _seconds(history["stop_grace_period"])
 
 
 def test_compose_kafka_has_what_the_official_image_needs_in_kraft_mode() -> None:
@@ -153,15 +183,63 @@ def test_compose_kafka_has_what_the_official_image_needs_in_kraft_mode() -> None
 
 # ---- Kubernetes
 
+CONSUMER = "order-push-consumer"
+HISTORY_API = "order-push-history"
 
-def k8s_deployment() -> dict[str, Any]:
-    return load(K8S / "deployment.yaml")  # type: ignore[no-any-return]
+
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every object ``kubectl apply -k docker/k8s`` makes, by (kind, name)."""
+    objects = {}
+    for resource in load(K8S / "kustomization.yaml")["resources"]:
+        for doc in yaml.safe_load_all((K8S / resource).read_text(encoding="utf-8")):
+            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
 
 
-def k8s_secrets() -> dict[str, set[str]]:
-    """Each placeholder Secret in secret.yaml: its name and keys."""
+def k8s_deployment(name: str = CONSUMER) -> dict[str, Any]:
+    return k8s_objects()[("Deployment", name)]
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod_spec(deployment)["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def k8s_secrets() -> dict[str, dict[str, str]]:
+    """Each placeholder Secret in secret.yaml: its name and its keys' placeholder values."""
     documents = yaml.safe_load_all((K8S / "secret.yaml").read_text(encoding="utf-8"))
-    return {doc["metadata"]["name"]: set(doc["stringData"]) for doc in documents}
+    return {doc["metadata"]["name"]: doc["stringData"] for doc in documents}
+
+
+def config_maps_of(deployment: dict[str, Any]) -> list[dict[str, str]]:
+    objects = k8s_objects()
+    return [
+        objects[("ConfigMap", source["configMapRef"]["name"])]["data"]
+        for source in container_of(deployment).get("envFrom", [])
+    ]
+
+
+def pod_env(deployment: dict[str, Any]) -> dict[str, str]:
+    """The container's environment: its ConfigMaps, then its own env (Secrets' placeholders)."""
+    env: dict[str, str] = {}
+    for data in config_maps_of(deployment):
+        env.update(data)
+    secrets = k8s_secrets()
+    for item in container_of(deployment).get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def named_ports(deployment: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container_of(deployment)["ports"]}
 
 
 def file_settings(settings: Any) -> dict[str, PurePosixPath]:
@@ -179,49 +257,155 @@ def file_settings(settings: Any) -> dict[str, PurePosixPath]:
     }
 
 
+@pytest.mark.parametrize("name", [CONSUMER, HISTORY_API])
 def test_k8s_config_uses_known_variables_that_load(
+    settings_from: Callable[[dict[str, str]], Any], name: str
+) -> None:
+    deployment = k8s_deployment(name)
+    env = pod_env(deployment)
+    assert not set(env) - SETTINGS
+    maps = config_maps_of(deployment)
+    overlap = set().union(*(set(a) & set(b) for a in maps for b in maps if a is not b))
+    assert not overlap, f"set twice, the last ConfigMap silently wins: {overlap}"
+    settings = settings_from(env)
+    assert settings.history.database_url.get_secret_value().startswith("postgresql://")
+    parses(container_of(deployment)["args"])
+
+
+def test_k8s_consumer_writes_the_history_and_serves_none_of_it(
     settings_from: Callable[[dict[str, str]], Any],
 ) -> None:
-    config = load(K8S / "configmap.yaml")["data"]
-    container = k8s_deployment()["spec"]["template"]["spec"]["containers"][0]
-    secret_env = {item["name"] for item in container["env"]}
-    assert not (set(config) | secret_env) - SETTINGS
-    documents = yaml.safe_load_all((K8S / "secret.yaml").read_text(encoding="utf-8"))
-    placeholders = {doc["metadata"]["name"]: doc["stringData"] for doc in documents}
-    from_secret = {
-        item["name"]: placeholders[ref["name"]][ref["key"]]
-        for item in container["env"]
-        if (ref := item["valueFrom"]["secretKeyRef"])
-    }
-    settings = settings_from({**config, **from_secret})
+    deployment = k8s_deployment(CONSUMER)
+    settings = settings_from(pod_env(deployment))
+    assert settings.history.api_in_run is False
+    assert "HISTORY_AUTH_TOKEN" not in pod_env(deployment), "a secret it does not need"
+    assert set(named_ports(deployment)) == {"http"}
     assert settings.mappings.dir == Path("/app/mappings")
-    assert settings.history.database_url.get_secret_value().startswith("postgresql://")
-    assert settings.history.auth_token.get_secret_value()
-    parses(container["args"])
+    assert command_of(container_of(deployment)["args"]) is app_command._run
 
 
-def test_k8s_deployment_probes_grace_and_one_replica() -> None:
-    deployment = k8s_deployment()
+def test_k8s_consumer_deployment_probes_grace_and_one_replica() -> None:
+    deployment = k8s_deployment(CONSUMER)
     spec = deployment["spec"]
-    pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    config = load(K8S / "configmap.yaml")["data"]
+    pod = pod_spec(deployment)
+    container = container_of(deployment)
+    env = pod_env(deployment)
     assert spec["replicas"] == 1, "the provider budget is per process: one replica per account"
     assert spec["strategy"]["type"] == "Recreate", "a rolling update would run two at once"
-    assert pod["terminationGracePeriodSeconds"] > float(config["SHUTDOWN_GRACE_S"])
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports["http"] == int(config["HEALTH_PORT"])
-    assert ports["history"] == int(config["HISTORY_PORT"])
-    service = load(K8S / "service.yaml")
-    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["history"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["terminationGracePeriodSeconds"] > float(env["SHUTDOWN_GRACE_S"])
+    assert named_ports(deployment)["http"] == int(env["HEALTH_PORT"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["mappings"] == config["MAPPINGS_DIR"]
+    assert mounts["mappings"] == env["MAPPINGS_DIR"]
     assert not any("subPath" in m for m in container["volumeMounts"]), "subPath stops reloads"
     assert {"requests", "limits"} <= set(container["resources"])
     assert pod["securityContext"]["runAsUser"] == int(_image_user())
+
+
+def test_k8s_history_api_is_a_deployment_of_its_own_that_the_service_selects(
+    settings_from: Callable[[dict[str, str]], Any],
+) -> None:
+    objects = k8s_objects()
+    api, consumer = k8s_deployment(HISTORY_API), k8s_deployment(CONSUMER)
+    service = objects[("Service", HISTORY_API)]
+    selector = service["spec"]["selector"]
+
+    def selects(deployment: dict[str, Any]) -> bool:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        return selector.items() <= labels.items()
+
+    assert selects(api), "the Service must reach the history API's pods"
+    assert not selects(consumer), "the consumer's readiness follows Kafka"
+    for deployment in (api, consumer):
+        matched = deployment["spec"]["selector"]["matchLabels"]
+        assert matched.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    settings = settings_from(pod_env(api))
+    assert named_ports(api)[port["targetPort"]] == settings.history.port
+    assert command_of(container_of(api)["args"]) is history_command._serve
+    assert settings.history.auth_token.get_secret_value(), "history serve refuses to start without"
+    spec = api["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    budget = objects[("PodDisruptionBudget", HISTORY_API)]
+    assert budget["spec"]["selector"] == spec["selector"]
+    assert budget["spec"]["minAvailable"] < spec["replicas"]
+
+
+def test_k8s_history_api_has_no_kafka_provider_or_mapping_settings() -> None:
+    api = k8s_deployment(HISTORY_API)
+    assert not set(pod_env(api)) - HISTORY_API_SETTINGS
+    assert not container_of(api).get("volumeMounts"), "no mappings, no Kafka CA"
+    assert not pod_spec(api).get("volumes")
+
+
+def test_k8s_history_api_probes_and_grace(settings_from: Callable[[dict[str, str]], Any]) -> None:
+    api = k8s_deployment(HISTORY_API)
+    container = container_of(api)
+    settings = settings_from(pod_env(api))
+    assert named_ports(api)["http"] == settings.service.health_port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep"
+    assert pod_spec(api)["terminationGracePeriodSeconds"] > (
+        float(pause[1]) + settings.service.shutdown_grace_s
+    )
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert pod_spec(api)["securityContext"]["runAsUser"] == int(_image_user())
+
+
+@pytest.mark.timeout(90)
+def test_k8s_history_api_probes_answer_on_the_ports_they_name(tmp_path: Path) -> None:
+    """The pod's command and environment run with this Python; each probe gets 200."""
+    api = k8s_deployment(HISTORY_API)
+    container = container_of(api)
+    env = pod_env(api)
+    ports = named_ports(api)
+    local = dict(zip(ports, free_ports(len(ports)), strict=True))
+    # The container's ports, as the settings that open them, moved to free local ports.
+    moved = {
+        name: str(local[port])
+        for port, number in ports.items()
+        for name in ("HEALTH_PORT", "HISTORY_PORT")
+        if env[name] == str(number)
+    }
+    assert set(moved) == {"HEALTH_PORT", "HISTORY_PORT"}, (ports, env)
+    process_env = {
+        **os.environ,
+        **image_env(),
+        **env,
+        **moved,
+        "PATH": os.environ["PATH"],
+        "HISTORY_DATABASE_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+    }
+    command = [sys.executable, *exec_form("ENTRYPOINT")[1:], *container["args"]]
+    log = tmp_path / "history.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=process_env, stdout=out, stderr=out)
+    try:
+        for probe in ("livenessProbe", "readinessProbe"):
+            get = container[probe]["httpGet"]
+            url = f"http://127.0.0.1:{local[get['port']]}{get['path']}"
+            assert _answers_200(url, process, log), f"{probe} {get} never answered 200"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, _tail(log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _answers_200(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"it exited:\n{_tail(log)}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def test_kustomization_lists_existing_files_but_not_the_placeholder_secret() -> None:
@@ -229,37 +413,47 @@ def test_kustomization_lists_existing_files_but_not_the_placeholder_secret() -> 
     assert all((K8S / name).is_file() for name in resources)
     assert "secret.yaml" not in resources
     secrets = k8s_secrets()
-    for ref in k8s_deployment()["spec"]["template"]["spec"]["containers"][0]["env"]:
-        key = ref["valueFrom"]["secretKeyRef"]
-        assert key["key"] in secrets[key["name"]], key
+    for name in (CONSUMER, HISTORY_API):
+        for item in container_of(k8s_deployment(name))["env"]:
+            if "valueFrom" in item:
+                key = item["valueFrom"]["secretKeyRef"]
+                assert key["key"] in secrets[key["name"]], key
 
 
+@pytest.mark.parametrize("name", [CONSUMER, HISTORY_API])
 def test_every_file_a_setting_names_is_mounted_from_a_required_source(
-    settings_from: Callable[[dict[str, str]], Any],
+    settings_from: Callable[[dict[str, str]], Any], name: str
 ) -> None:
     """A file setting pointing into an optional volume crash-loops the pod when it is absent."""
-    config = load(K8S / "configmap.yaml")["data"]
-    settings = settings_from({**config, "IMSHOP_API_KEY": "x", "KAFKA_SASL_PASSWORD": "y"})
-    pod = k8s_deployment()["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    deployment = k8s_deployment(name)
+    settings = settings_from(pod_env(deployment))
+    pod = pod_spec(deployment)
+    container = container_of(deployment)
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
     secrets = k8s_secrets()
-    files = file_settings(settings)
-    assert {"KAFKA_SSL_CAFILE", "MAPPINGS_DIR"} <= set(files)
-    for name, path in files.items():
+    files = {
+        variable: path
+        for variable, path in file_settings(settings).items()
+        if variable in pod_env(deployment)  # the defaults of settings it does not use
+    }
+    if name == CONSUMER:
+        assert {"KAFKA_SSL_CAFILE", "MAPPINGS_DIR"} <= set(files)
+    for variable, path in files.items():
         (mounted,) = [
             m for m in mounts if path == PurePosixPath(m) or PurePosixPath(m) in path.parents
         ]
         volume = volumes[mounts[mounted]]
         source = volume.get("secret") or volume.get("configMap")
         assert source is not None, (
-            f"{name}: volume {volume['name']} is neither Secret nor ConfigMap"
+            f"{variable}: volume {volume['name']} is neither Secret nor ConfigMap"
         )
-        assert not source.get("optional"), f"{name}={path} is set, so {volume['name']} is required"
+        assert not source.get("optional"), (
+            f"{variable}={path} is set, so {volume['name']} is required"
+        )
         if "secret" in volume and path != PurePosixPath(mounted):
             key = str(path.relative_to(mounted))
-            assert key in secrets[source["secretName"]], f"{name}: the Secret has no {key}"
+            assert key in secrets[source["secretName"]], f"{variable}: the Secret has no {key}"
 
 
 # ---- Dockerfile

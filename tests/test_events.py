@@ -207,3 +207,111 @@ def test_unknown_type_lists_the_types_mappings_declare() -> None:
 
     assert "cart.abandoned" in str(error)
     assert error.event_id == "evt-1"
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [201, 900, 30_000])
+def test_nesting_deeper_than_the_limit_is_refused_by_name(depth: int) -> None:
+    # Written out: json.dumps itself cannot nest that deep.
+    payload = raw(order_event(extra="@")).replace(b'"@"', b"[" * depth + b"]" * depth)
+    assert len(payload) < LIMIT, "under the size limit: only the depth is wrong"
+
+    error = rejected(payload)
+
+    assert error.kind == "too_deeply_nested"
+    assert "nested more than 200 levels deep" in str(error)
+
+
+def test_nesting_up_to_the_limit_is_kept() -> None:
+    event = parse_event(raw(order_event(extra=nested(199))), max_bytes=LIMIT)
+
+    assert event.template_context()["extra"] == nested(199)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("bonus", "amount"), 1e308),
+        (("bonus", "amount"), 10**400),
+        (("bonus", "amount"), "1e308"),
+        (("bonus", "balance"), -(10**15)),
+    ],
+    ids=["1e308", "400 digits", "text 1e308", "minus 10^15"],
+)
+def test_amounts_too_large_to_format_are_a_schema_violation(
+    where: tuple[str, str], value: Any
+) -> None:
+    data = bonus_event()
+    data[where[0]][where[1]] = value
+
+    error = rejected(raw(data))
+
+    assert error.kind == "schema_violation"
+    assert error.path == ".".join(where)
+    assert "fewer than 15 digits before the point" in str(error)
+
+
+def test_the_largest_amount_allowed_is_accepted() -> None:
+    data = order_event()
+    data["order"]["total"]["amount"] = "999999999999999.99"
+
+    event = parse_event(raw(data), max_bytes=LIMIT)
+
+    assert isinstance(event, OrderStatusChanged)
+    assert event.order.total is not None
+    assert event.order.total.amount == Decimal("999999999999999.99")
+
+
+@pytest.mark.parametrize("field", ["version", "items_count"])
+def test_integers_beyond_64_bits_are_a_schema_violation(field: str) -> None:
+    data = order_event()
+    data["order"][field] = 10**400
+
+    error = rejected(raw(data))
+
+    assert error.kind == "schema_violation"
+    assert error.path == f"order.{field}"
+
+
+def test_an_integer_longer_than_python_reads_is_invalid_json() -> None:
+    payload = raw(order_event()).replace(b'"version": 4', b'"version": ' + b"9" * 5000)
+
+    error = rejected(payload)
+
+    assert error.kind == "invalid_json"
+    assert "more than 4300 digits" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "escape"),
+    [
+        (raw(order_event()).replace(b'"1001"', b'"10\\ud80001"'), "order.number", "\\ud800"),
+        (raw(order_event(note="x")).replace(b'"x"', b'"\\udc00"'), "note", "\\udc00"),
+        (raw(order_event(note="x")).replace(b'"note"', b'"\\ud83d"'), "\\ud83d", "\\ud83d"),
+    ],
+    ids=["in a field", "in an extra field", "in a key"],
+)
+def test_a_lone_surrogate_is_refused_and_the_message_stays_printable(
+    payload: bytes, path: str, escape: str
+) -> None:
+    error = rejected(payload)
+
+    assert error.kind == "invalid_unicode"
+    assert error.path == path
+    assert f"lone surrogate {escape}" in str(error)
+    str(error).encode("utf-8")  # fit for a log line and a dead-letter header
+
+
+def test_an_escaped_surrogate_pair_is_text() -> None:
+    payload = raw(order_event()).replace(b'"1001"', b'"\\ud83d\\udce6 1001"')
+
+    event = parse_event(payload, max_bytes=LIMIT)
+
+    assert isinstance(event, OrderStatusChanged)
+    assert event.order.number == "📦 1001"

@@ -11,7 +11,7 @@ from consumer.clock import FakeClock
 from consumer.errors import InvalidEvent, ProviderUnavailable
 from consumer.metrics import Metrics
 from consumer.outcomes import OutcomeRecorder
-from consumer.push import Origin, Outcome
+from consumer.push import Origin, Outcome, Variant
 
 
 class FlakyDeadLetters:
@@ -55,6 +55,40 @@ async def test_outcomes_are_counted_and_mark_the_offset_done_at_once() -> None:
     assert done == [1, 2]
     assert metrics.value("push_events_total", event_type="bonus.accrued", outcome="sent") == 1
     assert recorder.sent_since_commit.is_set()
+
+
+async def test_a_sent_push_says_which_text_it_went_out_with() -> None:
+    metrics = Metrics()
+    recorder = OutcomeRecorder(
+        mark_done=lambda o: None,
+        dead_letters=FlakyDeadLetters(0),
+        metrics=metrics,
+        clock=FakeClock(),
+    )
+    with capture_logs() as logged:
+        recorder.record(
+            origin(1),
+            Outcome.SENT,
+            event_id="e1",
+            event_type="bonus.accrued",
+            variant=Variant.SHARED,
+        )
+        recorder.record(
+            origin(2),
+            Outcome.SENT,
+            event_id="e2",
+            event_type="bonus.accrued",
+            variant=Variant.PERSONAL,
+        )
+        recorder.record(origin(3), Outcome.EXPIRED, event_id="e3", event_type="bonus.accrued")
+    assert [(line["event"], line.get("variant")) for line in logged] == [
+        ("event_sent", "shared"),
+        ("event_sent", "personal"),
+        ("event_expired", None),
+    ]
+    for variant in ("shared", "personal"):
+        labels = {"event_type": "bonus.accrued", "variant": variant}
+        assert metrics.value("push_sent_variants_total", **labels) == 1
 
 
 async def test_a_dead_letter_is_done_only_after_kafka_took_it_and_failures_back_off() -> None:

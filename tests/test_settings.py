@@ -191,6 +191,27 @@ def test_provider_urls_must_be_http_with_a_host(
     )
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "bad"),
+    [
+        ("KAFKA_DLQ_TOPIC", "chaos dlq!", "'chaos dlq!'"),
+        ("KAFKA_TOPICS", "orders,bonus/points", "'bonus/points'"),
+        ("KAFKA_TOPICS", "..", "'..'"),
+        ("KAFKA_DLQ_TOPIC", "x" * 250, "x'"),  # the value is shown shortened
+    ],
+)
+def test_a_topic_name_kafka_would_refuse_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, bad: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert f"invalid setting {variable}=" in str(caught.value)
+    assert f"{bad} is not a Kafka topic name" in str(caught.value)
+
+
 def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMSHOP_API_KEY", "imshop-secret-123")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-456")

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from consumer.clock import Clock
 from consumer.errors import ConsumerError
 from consumer.events import Recipient
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 
 T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
 
@@ -63,6 +63,7 @@ class Recorded:
     reason: str | None
     error: ConsumerError | None
     at: float
+    variant: Variant | None = None
 
 
 @dataclass
@@ -81,9 +82,11 @@ class RecordingSink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         at = self.clock.monotonic() if self.clock else 0.0
-        self.outcomes.setdefault(event_id or "", []).append(Recorded(outcome, reason, error, at))
+        done = Recorded(outcome, reason, error, at, variant)
+        self.outcomes.setdefault(event_id or "", []).append(done)
 
     def outcome(self, event_id: str) -> Outcome:
         (only,) = self.outcomes[event_id]

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from consumer.clock import Clock
+from consumer.dispatch.estimate import SendTimes
 from consumer.settings import ProviderName, Settings
 
 
@@ -78,6 +79,19 @@ class Budget:
                 return None
             at = max(at, self._ended[index] + self.window_s + self.margin_s)
         return at
+
+    def send_times(self) -> SendTimes:
+        """When the next requests may start, as far as this budget knows now."""
+        now = self._clock.monotonic()
+        self._prune(now)
+        return SendTimes.of(
+            now=now,
+            limit=self.limit,
+            period_s=self.window_s + self.margin_s,
+            ended=list(self._ended),
+            in_flight=self._in_flight,
+            hold_until=self._hold_until,
+        )
 
     def can_start(self) -> bool:
         at = self.next_start_at()

@@ -14,9 +14,18 @@ A ``FatalError`` from the provider (a refused API key, a wrong URL) stops the
 loop: ``run()`` raises it and the affected jobs keep no outcome, so their
 offsets stay uncommitted and nothing is lost.
 
+A provider that decides after accepting (AppMetrica) returns a confirmation
+from ``send``. The request ends there: its place among the requests in flight
+and its budget slot are free again, so throughput stays the provider's. Its
+jobs stay held (in flight, counted in the pending bound, offsets uncommitted,
+the in-flight claim on their collapse keys kept) until the confirmation's
+verdict, awaited by a task of its own; then they are recorded: ``sent``,
+``dead_lettered`` with the provider's reason, or ``sent`` as ``unconfirmed``.
+
 On a rebalance the Kafka side calls ``settle_partitions`` before it commits the
-revoked partitions (their requests in flight end and are recorded first, so the
-next owner does not send them again) and ``drop_partitions`` after.
+revoked partitions (their requests in flight and their confirmations end and
+are recorded first, so the next owner does not send them again) and
+``drop_partitions`` after. A verdict that comes after the drop records nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import ConsumerError, FatalError, RateLimited, UnexpectedFailure
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
-from consumer.providers.base import PushProvider
-from consumer.push import OutcomeSink, PushClass, PushJob
+from consumer.providers.base import Confirmation, PushProvider, Verdict
+from consumer.push import Outcome, OutcomeSink, PushClass, PushJob
 from consumer.settings import DispatchSettings
 
 log = get_logger(__name__)
@@ -62,11 +71,13 @@ class Dispatcher:
             recipients=provider.recipients,
             settings=settings,
             rng=rng,
+            budget=budget,
         )
         self._max_concurrent = settings.max_concurrent_requests
         self._high_water = settings.pending_max_events
         self._low_water = settings.pending_max_events * settings.pending_resume_ratio
-        self._tasks: dict[asyncio.Task[None], Request] = {}
+        self._tasks: dict[asyncio.Task[None], Request] = {}  # sending: hold a place
+        self._confirming: dict[asyncio.Task[None], Request] = {}  # accepted, awaiting verdict
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = False
@@ -103,8 +114,9 @@ class Dispatcher:
 
     async def settle_partitions(self, partitions: set[Partition], timeout_s: float) -> bool:
         """Before the partitions are given up: start and retry nothing of theirs, forget
-        their waiting jobs, and wait up to ``timeout_s`` for their requests in flight, so
-        those outcomes are recorded before the commit. True if none is left in flight."""
+        their waiting jobs, and wait up to ``timeout_s`` for their requests in flight and
+        their confirmations, so those outcomes are recorded before the commit. True if
+        none is left in flight."""
         forgotten = self._scheduler.pending.close(partitions)
         until = self._clock.monotonic() + timeout_s
         while self._carrying(partitions) and self._clock.monotonic() < until:
@@ -166,23 +178,30 @@ class Dispatcher:
         elif self._running:
             await self._loop_done.wait()  # it returns at once: stop() woke it
         left = self.size
-        log.info("dispatcher_drained", left=left, in_flight=len(self._tasks))
+        log.info(
+            "dispatcher_drained",
+            left=left,
+            in_flight=len(self._tasks),
+            confirming=len(self._confirming),
+        )
         return left
 
     async def wait_in_flight(self, timeout_s: float | None = None) -> bool:
-        """Wait for the requests under way; True if none is left."""
+        """Wait for the requests under way and their confirmations; True if none is left."""
         until = None if timeout_s is None else self._clock.monotonic() + timeout_s
-        while self._tasks and (until is None or self._clock.monotonic() < until):
+        while self._under_way() and (until is None or self._clock.monotonic() < until):
             self._progress.clear()
             await _race(self._clock, self._progress, until)
-        return not self._tasks
+        return not self._under_way()
 
     async def aclose(self) -> None:
-        """Stop the loop and cancel requests under way (their jobs keep no outcome)."""
+        """Stop the loop and cancel requests under way and the waits for confirmations
+        (their jobs keep no outcome: uncommitted, they are sent again after a restart)."""
         self.stop()
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *self._confirming]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- the loop's work -------------------------------------------------------------
 
@@ -216,8 +235,9 @@ class Dispatcher:
 
     async def _send(self, request: Request, slot: Slot) -> None:
         error: ConsumerError | None = None
+        confirmation: Confirmation | None = None
         try:
-            await self._provider.send(request.envelopes)
+            confirmation = await self._provider.send(request.envelopes)
         except ConsumerError as exc:
             error = exc
         except Exception as exc:  # a provider bug: retrying it would only spend the budget
@@ -225,19 +245,54 @@ class Dispatcher:
             error = UnexpectedFailure(f"{self._provider.name} send failed unexpectedly: {exc!r}")
         finally:
             self._budget.finish(slot)  # cancelled too: it may have arrived by now
-        self._settle(request, error)
+        if confirmation is None:
+            self._settle(request, error)
+            return
+        provider = self._provider.name
+        self._metrics.request_recipients.labels(provider).observe(request.recipients)
+        self._metrics.requests.labels(provider, "sent").inc()
+        log.info("push_accepted", provider=provider, **_describe(request))
+        task = asyncio.create_task(self._confirm(request, confirmation))
+        self._confirming[task] = request
+        task.add_done_callback(self._request_done)
+
+    async def _confirm(self, request: Request, confirmation: Confirmation) -> None:
+        try:
+            verdict = await confirmation
+        except asyncio.CancelledError:
+            raise  # the provider or the dispatcher is closing: the jobs keep no outcome
+        except Exception:  # a provider bug: the provider took the pushes, so they may show
+            log.exception("push_confirmation_crashed", provider=self._provider.name)
+            verdict = Verdict(unconfirmed=frozenset(e.job.event_id for e in request.entries))
+        self._scheduler.on_confirmed(request, verdict)
+        fields = _describe(request)
+        if verdict.refused or verdict.unconfirmed:
+            log.warning(
+                "push_not_confirmed",
+                provider=self._provider.name,
+                refused=len(verdict.refused),
+                unconfirmed=len(verdict.unconfirmed),
+                **fields,
+            )
+        else:
+            log.info("push_confirmed", provider=self._provider.name, **fields)
+        self._after_results()
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         # Waiters count the tasks: wake them once this one is gone, not when it settled.
         self._tasks.pop(task, None)
+        self._confirming.pop(task, None)
         self._progress.set()
         self._wake.set()
 
+    def _under_way(self) -> int:
+        return len(self._tasks) + len(self._confirming)
+
     def _carrying(self, partitions: set[Partition]) -> int:
-        """Requests in flight carrying a job of these partitions."""
+        """Requests in flight or awaiting confirmation carrying a job of these partitions."""
         return sum(
             any(entry.partition in partitions for entry in request.entries)
-            for request in self._tasks.values()
+            for request in [*self._tasks.values(), *self._confirming.values()]
         )
 
     def _settle(self, request: Request, error: ConsumerError | None) -> None:
@@ -254,6 +309,10 @@ class Dispatcher:
             self._fatal = error
         else:
             self._on_failure(request, error, fields)
+        self._after_results()
+
+    def _after_results(self) -> None:
+        """Outcomes decided: report them, and wake the loop and whoever waits."""
         self._report(self._scheduler.pop_finished())
         self._progress.set()
         self._wake.set()
@@ -291,6 +350,7 @@ class Dispatcher:
                     event_type=job.event_type,
                     reason=item.reason,
                     error=item.error,
+                    variant=job.variant if item.outcome is Outcome.SENT else None,
                 )
             except Exception:  # the sink's bug must not lose the other outcomes
                 log.exception("outcome_sink_failed", event_id=job.event_id)
@@ -312,6 +372,7 @@ def _describe(request: Request) -> dict[str, object]:
         "recipients": request.recipients,
         "jobs": len(request.entries),
         "attempt": request.attempt,
+        "variants": sorted({entry.job.variant.value for entry in request.entries}),
     }
 
 

@@ -4,8 +4,9 @@ A job enters as an ``Entry`` and is, at any time, in one state:
 
     READY      may go out in the next request
     DELAYED    waits for its retry time (``not_before``), then becomes READY
-    IN_FLIGHT  part of a request under way (counted in ``size``: it holds memory
-               and its offset is not yet committable)
+    IN_FLIGHT  part of a request under way, or of one the provider accepted and
+               has yet to confirm (counted in ``size``: it holds memory and its
+               offset is not yet committable)
     DONE       has its outcome
 
 What the customer sees stays in order through two separate records per collapse
@@ -14,22 +15,34 @@ key (an order):
 - the *in-flight claim*: while a request carries a push of the key, a newer
   waiting push of it is held back (DELAYED with no retry time) until that request
   settles, so two statuses of one order never race each other on the wire. The
-  claim ends with the request, however it ends;
-- the *shown mark*: the newest status the provider accepted. Only acceptance sets
-  it: a request that failed, was dead-lettered, or whose partition was given up
-  leaves nothing behind, so the same status read again (a replay, a rebalance)
-  goes out. A lost answer (``OutcomeUnknown``) may have been shown: it marks the
-  status as *maybe shown*, which refuses strictly older statuses but not itself.
+  claim ends with the request, however it ends; a request the provider confirms
+  later (``consumer.providers.base.Confirmation``) settles with its verdict, so
+  the newer status waits until the older one is final;
+- the *shown mark*: the newest status the provider accepted for good. Only that
+  sets it: a request that failed, was dead-lettered (refused at once or after
+  its acceptance), or whose partition was given up leaves nothing behind, so the
+  same status read again (a replay, a rebalance) goes out. A push that may have
+  been shown (a lost answer, ``OutcomeUnknown``; a verdict the provider never
+  gave) marks the status *maybe shown*, which refuses strictly older statuses but
+  not itself. An acceptance awaiting its verdict marks nothing: the claim already
+  holds the key's other statuses back until the verdict.
 
 Per-partition state belongs to one assignment of the partition (its *epoch*, as
 Confluent's parallel consumer tags work). When the partition is given up, its
-waiting jobs are forgotten and its epoch ends; a request still in flight then
-carries jobs of an ended epoch, whose results are not recorded: the partition's
-next owner reads those records again. If that owner is this process and the
-request is still in flight, the record read again adopts the job into the new
-epoch instead. Before the partition is given up it can be *closed*: nothing of it
-is started or retried any more, and the dispatcher waits for its requests in
-flight so their outcomes are recorded (and committed) first.
+waiting jobs are forgotten and its epoch ends; a request still in flight (or
+awaiting its confirmation) then carries jobs of an ended epoch, whose results
+are not recorded: the partition's next owner reads those records again. If that
+owner is this process and the request is still in flight, the record read again
+adopts the job into the new epoch instead. Before the partition is given up it
+can be *closed*: nothing of it is started or retried any more, and the
+dispatcher waits for its requests in flight (and their confirmations) so their
+outcomes are recorded (and committed) first.
+
+A waiting job belongs to the coalesce group of the text it would go out with:
+its personal text's, or its rule's shared text's (``regroup``, decided by the
+reach planner). Quiet hours hold a job (``hold``): DELAYED until its
+recipient's window ends, like a retry, so expiry and supersession go on while
+it waits.
 
 Lookups are heaps with lazy deletion: an item is valid while its entry is still
 in the state (and generation) it was pushed for; stale items are skipped when
@@ -44,7 +57,7 @@ import enum
 import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -77,6 +90,13 @@ class Entry:
     not_before: float = 0.0
     epoch: int = 0  # the assignment of its partition it belongs to
     last_error: ConsumerError | None = None  # why its latest attempt failed
+    personal_group: Hashable = None  # its group with its personal text (``group`` at first)
+    shared_group: Hashable = None  # with its rule's shared text, once it was shared
+    held_until: dt.datetime | None = None  # quiet hours hold it until then (wall clock)
+    received_at: dt.datetime | None = None  # when it came (wall clock; ``arrived`` is monotonic)
+
+    def __post_init__(self) -> None:
+        self.personal_group = self.group
 
     @property
     def partition(self) -> Partition:
@@ -131,6 +151,7 @@ class PendingSet:
     def __init__(self, *, dedupe_memory: int, collapse_memory: int) -> None:
         self._seq = itertools.count()
         self._waiting = 0
+        self._shareable = 0
         self._in_flight = 0
         self._ready: dict[PushClass, list[tuple[int, int, Entry]]] = {c: [] for c in PushClass}
         self._aging: dict[PushClass, list[tuple[int, int, Entry]]] = {c: [] for c in PushClass}
@@ -155,6 +176,11 @@ class PendingSet:
         return self._waiting + self._in_flight
 
     @property
+    def shareable_waiting(self) -> int:
+        """Waiting jobs that may go out as their shared text."""
+        return self._shareable
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 
@@ -174,37 +200,48 @@ class PendingSet:
         recipients: tuple[str, ...],
         now_mono: float,
         now_wall: dt.datetime,
-    ) -> None:
+        *,
+        held_until: tuple[float, dt.datetime] | None = None,
+    ) -> Entry | None:
+        """Take a job; returns its entry if it waits (None: it ended or is not ours).
+        ``held_until``: its quiet hours hold it until then (monotonic, wall)."""
         partition = (job.origin.topic, job.origin.partition)
         if partition in self._closing:
-            return  # being given up: its next owner reads the record (no outcome here)
+            return None  # being given up: its next owner reads the record (no outcome here)
         if job.event_id in self._seen:
             held = self._held.get(job.event_id)
             if held is not None and held.job.origin == job.origin:
                 held.epoch = self._epoch(partition)  # the same record read again: ours once more
-                return
+                return None
             self.finish(job, Outcome.SKIPPED, "duplicate")
-            return
+            return None
         _remember(self._seen, job.event_id, None, self._dedupe_memory)
         if job.expires_at <= now_wall:
             self.finish(job, Outcome.EXPIRED, "ttl_elapsed")
-            return
+            return None
         entry = Entry(
             job, next(self._seq), group, recipients, arrived=now_mono, epoch=self._epoch(partition)
         )
-        if self._wins_collapse(entry):
-            self._held[job.event_id] = entry
-            self._enter(entry, now_mono)
+        entry.received_at = now_wall
+        if held_until is not None:
+            entry.not_before, entry.held_until = held_until
+        if not self._wins_collapse(entry):
+            return None
+        self._held[job.event_id] = entry
+        self._enter(entry, now_mono)
         self._compact()
+        return entry
 
     # --- a request's results, one call per job it carried ----------------------------
 
-    def accepted(self, entry: Entry) -> None:
-        """The provider took the push: it is shown, and ``sent`` if its epoch still runs."""
-        self._mark_shown(entry.job, certain=True)  # first: releasing judges what waited
+    def accepted(self, entry: Entry, *, confirmed: bool = True) -> None:
+        """The provider took the push: it is shown, and ``sent`` if its epoch still runs.
+        Not ``confirmed``: the provider accepted it but never said how it ended, so it
+        is maybe shown, and ``sent`` with the reason ``unconfirmed``."""
+        self._mark_shown(entry.job, certain=confirmed)  # first: releasing judges what waited
         self._release(entry)
         if self._current(entry):
-            self.finish(entry.job, Outcome.SENT, "sent")
+            self.finish(entry.job, Outcome.SENT, "sent" if confirmed else "unconfirmed")
         # else: its partition was given up; the record read again finds it shown
 
     def refused(self, entry: Entry, reason: str, error: ConsumerError) -> None:
@@ -335,6 +372,7 @@ class PendingSet:
 
     def _enter(self, entry: Entry, now_mono: float) -> None:
         self._waiting += 1
+        self._shareable += entry.job.shareable
         item = (entry.seq, entry.gen, entry)
         heapq.heappush(self._aging[entry.push_class], item)
         heapq.heappush(self._expiry, (entry.job.expires_at, *item))
@@ -370,17 +408,57 @@ class PendingSet:
         if entry.state in _WAITING and state is not State.IN_FLIGHT:
             self._held.pop(entry.job.event_id, None)
         if entry.state is State.READY:
-            members = self._groups[entry.group]
-            del members[entry.seq]
-            if not members:
-                del self._groups[entry.group]
+            self._ungroup(entry)
         self._waiting -= 1
+        self._shareable -= entry.job.shareable
         key = entry.job.push.collapse_key
         if key is not None and self._collapse.get(key) is entry:
             del self._collapse[key]
         if key is not None and self._blocked.get(key) is entry:
             del self._blocked[key]
         entry.state = state
+
+    # --- the texts a waiting job goes out with, and quiet hours -----------------------
+
+    def regroup(self, entry: Entry, group: Hashable) -> None:
+        """The waiting job now goes out with another text: into that text's group."""
+        if entry.state is State.READY:
+            self._ungroup(entry)
+            entry.group = group
+            self._groups.setdefault(group, {})[entry.seq] = entry
+        else:
+            entry.group = group
+
+    def hold(self, entry: Entry, until_mono: float, until_wall: dt.datetime) -> None:
+        """A READY job's quiet hours began: it waits until they end (then READY again)."""
+        if entry.state is not State.READY:
+            return
+        self._ungroup(entry)
+        entry.state = State.DELAYED
+        entry.gen += 1  # its items in the heaps are stale: push fresh ones
+        entry.not_before, entry.held_until = until_mono, until_wall
+        item = (entry.seq, entry.gen, entry)
+        heapq.heappush(self._aging[entry.push_class], item)
+        heapq.heappush(self._expiry, (entry.job.expires_at, *item))
+        heapq.heappush(self._delayed, (until_mono, *item))
+        self._compact()
+
+    def waiting_in_order(self, push_class: PushClass) -> Iterator[Entry]:
+        """The class's waiting jobs (READY or DELAYED), oldest first.
+
+        Lazy: a walk that stops early pays for what it took (a copy of the heap,
+        then one pop per job). The pending set must not change during the walk."""
+        heap = list(self._aging[push_class])
+        while heap:
+            _, gen, entry = heapq.heappop(heap)
+            if _valid(entry, gen, _WAITING):
+                yield entry
+
+    def _ungroup(self, entry: Entry) -> None:
+        members = self._groups[entry.group]
+        del members[entry.seq]
+        if not members:
+            del self._groups[entry.group]
 
     # --- what the scheduler asks -------------------------------------------------
 

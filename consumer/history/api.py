@@ -3,7 +3,8 @@
     POST /imshop/history       {"userId": "..."}              -> {"history": [item, ...]}
     POST /imshop/history/read  {"userId": "...", "ids": [...]} -> {"success": true, "marked": n}
 
-Served on its own port (``HISTORY_PORT``), never beside health and metrics.
+Served on its own port (``HISTORY_PORT``), never beside health and metrics: by
+``run`` (``lifecycle.py``) or, apart from Kafka, by ``history serve`` (``server.py``).
 IMSHOP's server is the only caller: every request must carry ``Authorization:
 Bearer <HISTORY_AUTH_TOKEN>`` (compared in constant time), else 401 with a JSON
 body, counted in ``history_auth_failures_total``. Without a token the API is not

@@ -70,17 +70,32 @@ async def open_history(
         retry_max_s=settings.retry_max_backoff_s,
         on_written=pruner.touched,
     )
-    serve, token = served_token(settings)
-    api = None
-    if serve:
-        api = HistoryApi(store, settings, metrics, clock, token=token)
-        await api.start(settings.port)
-        stack.push_async_callback(api.stop)
+    api = await _start_api(stack, store, settings, metrics, clock)
     where = shown(url)
     log.info(
         "history_opened",
         database=where,
         schema=store.revision,
         api_port=api.port if api else None,
+        api=None if settings.api_in_run else "served apart (HISTORY_API_IN_RUN=false)",
     )
     return History(store, writer, pruner, api, where)
+
+
+async def _start_api(
+    stack: contextlib.AsyncExitStack,
+    store: SqlHistoryStore,
+    settings: HistorySettings,
+    metrics: Metrics,
+    clock: Clock,
+) -> HistoryApi | None:
+    """The API in this process, unless ``history serve`` serves it apart or it has no token."""
+    if not settings.api_in_run:
+        return None  # a choice, not a problem: no warning, and no token needed here
+    serve, token = served_token(settings)
+    if not serve:
+        return None
+    api = HistoryApi(store, settings, metrics, clock, token=token)
+    await api.start(settings.port)
+    stack.push_async_callback(api.stop)
+    return api

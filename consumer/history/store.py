@@ -169,8 +169,17 @@ class SqlHistoryStore:
                 result = await connection.execute(delete)
         return int(result.rowcount)
 
+    async def ping(self) -> None:
+        """One round trip to the database; ``HistoryUnavailable`` when it does not answer."""
+        with translated("asking the history database", self.engine.url):
+            async with self._reader.connect() as connection:
+                await connection.execute(_PING)
+
     async def aclose(self) -> None:
         await self.engine.dispose()
+
+
+_PING = sa.text("SELECT 1")
 
 
 # Built once: per lookup only the values change (the lookup is on IMSHOP's request path).

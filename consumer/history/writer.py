@@ -227,10 +227,13 @@ class HistoryWriter:
     def _hand_on(self, batches: list[_Batch], rejected: dict[int, HistoryRejected]) -> None:
         handed = 0
         for batch in batches:
+            written = {id(job) for job, _ in batch.entries}
             for job in batch.jobs:
                 handed += 1
                 refused = rejected.get(id(job))
                 if refused is None:
+                    # Its item holds the personal text: only now may it go out shared.
+                    job.in_history = id(job) in written
                     self._release(job)
                 else:
                     self._reject(job, refused)

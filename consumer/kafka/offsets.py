@@ -264,6 +264,13 @@ class OffsetBook(Generic[K]):
             self._last_commit.pop(tp, None)
         return offsets
 
+    def restart(self, tp: K, offset: int) -> PartitionOffsets:
+        """Start the partition afresh at ``offset`` (after an offset reset), to be committed."""
+        offsets = PartitionOffsets(offset)
+        self._parts[tp] = offsets
+        self._last_commit.pop(tp, None)
+        return offsets
+
     def revoke(self, tp: K) -> None:
         self._parts.pop(tp, None)
         self._last_commit.pop(tp, None)
@@ -284,14 +291,17 @@ class OffsetBook(Generic[K]):
         offsets.done(offset)
         return True
 
-    def commit_map(self, only: set[K] | frozenset[K] | None = None) -> dict[K, tuple[int, str]]:
-        """``{tp: (offset, metadata)}`` for partitions whose state changed since the last commit."""
+    def commit_map(
+        self, only: set[K] | frozenset[K] | None = None, *, unchanged_too: bool = False
+    ) -> dict[K, tuple[int, str]]:
+        """``{tp: (offset, metadata)}`` for partitions whose state changed since the last
+        commit (every partition with a known position if ``unchanged_too``)."""
         result: dict[K, tuple[int, str]] = {}
         for tp, offsets in self._parts.items():
             if (only is not None and tp not in only) or offsets.low_watermark is None:
                 continue
             entry = (offsets.low_watermark, offsets.metadata(self.metadata_max_bytes))
-            if self._last_commit.get(tp) != entry:
+            if unchanged_too or self._last_commit.get(tp) != entry:
                 result[tp] = entry
         return result
 

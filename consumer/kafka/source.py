@@ -18,13 +18,29 @@ What it guarantees (DESIGN "Delivery semantics" and "Backpressure"):
   too. The union is applied to the current assignment after every getmany,
   commit and rebalance, because aiokafka forgets pauses on a rebalance. The
   consumer keeps calling ``getmany`` while paused, so it stays in the group.
-- Shutdown: a final commit, then ``consumer.stop()`` under a deadline.
+- One commit at a time. A commit that times out is still under way inside
+  aiokafka (which shields it from cancellation); it is never cancelled, and the
+  next commit waits for it, so an older position can never land after a newer
+  one, and its late answer is still recorded.
+- ``getmany`` keeps to its timeout: aiokafka's waits for a rebalance to finish
+  with no limit, which would hide ``stop`` (and the probes) from the loop while
+  the group coordinator is gone.
+- An offset reset below what this member handed out (the log now ends below the
+  committed offset: an unclean leader election, a recreated topic whose commit
+  survived) restarts the partition where Kafka put it, once the records of the
+  old log still pending here have their outcomes; until then it is paused.
+  Without this those records would be taken as finished and silently skipped.
+- ``status`` (``consumer.kafka.status``) keeps what the source saw of the broker:
+  failing commits, partitions without fetch answers, a rebalance that does not
+  finish, topics missing from the cluster (logged once each as they go missing).
+- Shutdown: a final commit, then ``consumer.stop()``, all within one deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -36,6 +52,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from consumer.clock import Clock
 from consumer.kafka.clients import client_kwargs
 from consumer.kafka.offsets import OffsetBook
+from consumer.kafka.status import KafkaStatus
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.settings import KafkaSettings
@@ -47,6 +64,8 @@ log = get_logger(__name__)
 MAX_PARTITION_FETCH_BYTES = 1024 * 1024
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 MAX_POLL_RECORDS = 500
+# How long getmany may overrun its timeout before we stop waiting for aiokafka.
+GETMANY_SLACK_S = 0.5
 
 RevokedCallback = Callable[[set[TopicPartition]], None]
 RevokingHook = Callable[[set[TopicPartition]], Awaitable[None]]
@@ -65,6 +84,7 @@ def consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
         "fetch_max_bytes": FETCH_MAX_BYTES,
         "max_poll_records": MAX_POLL_RECORDS,
+        "metadata_max_age_ms": settings.metadata_max_age_ms,
     }
 
 
@@ -109,6 +129,9 @@ class KafkaSource:
         self._applied_over_limit: set[TopicPartition] = set()
         self._joined = False
         self._stopped = False
+        self._commit_task: asyncio.Future[None] | None = None
+        self._rewound: dict[TopicPartition, int] = {}  # restart offset after a reset
+        self.status = KafkaStatus(clock, settings.failing_after_s)
         self.last_progress = clock.monotonic()
 
     async def __aenter__(self) -> KafkaSource:
@@ -162,21 +185,37 @@ class KafkaSource:
         self, timeout_ms: int = 1000, *, max_records: int | None = None
     ) -> list[ConsumerRecord]:
         """Records to process, minus those finished before a restart or rebalance."""
-        batches = await self._running().getmany(timeout_ms=timeout_ms, max_records=max_records)
+        consumer = self._running()
+        self._finish_rewinds()
+        try:
+            batches = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=timeout_ms, max_records=max_records),
+                timeout_ms / 1000 + GETMANY_SLACK_S,
+            )
+        except TimeoutError:  # aiokafka waits for the rebalance to finish, without a limit
+            batches = {}
+            self.status.getmany_ended(waited_for_rebalance=True)
+        else:
+            self.status.getmany_ended(waited_for_rebalance=False)
         self.last_progress = self._clock.monotonic()
         records: list[ConsumerRecord] = []
         skipped = 0
         for tp, batch in batches.items():
-            if tp not in self._book:
+            offsets = self._book.get(tp)
+            if offsets is None or tp in self._rewound:
                 self._hand_back(tp, batch)
                 continue
+            if batch and offsets.next_fetch is not None and batch[0].offset < offsets.next_fetch:
+                self._rewind(tp, batch[0].offset)
+                continue
             for record in batch:
-                if self._book.fetched(tp, record.offset):
+                if offsets.fetched(record.offset):
                     records.append(record)
                 else:
                     skipped += 1
         if skipped:
             log.info("records_skipped_already_finished", count=skipped)
+        self._watch(consumer, delivered=batches.keys())
         if self._book.over_limit() != self._applied_over_limit:
             self._apply_pause()
         return records
@@ -186,15 +225,33 @@ class KafkaSource:
         if not self._book.done(TopicPartition(topic, partition), offset):
             log.debug("done_for_unassigned_partition", topic=topic, partition=partition)
 
-    async def commit(self) -> None:
-        """Commit what is finished, for partitions still assigned; never raises on rebalance."""
+    async def commit(self, timeout_s: float | None = None, *, probe: bool = False) -> bool:
+        """Commit what is finished, for partitions still assigned, waiting at most
+        ``timeout_s`` (default: the commit timeout).
+
+        True when nothing finished is left uncommitted; never raises on a rebalance
+        or a broker that does not answer (``status`` keeps the trouble). With
+        ``probe``, positions already committed are committed again: True then also
+        says the group coordinator answers now.
+        """
         if self._consumer is None:
-            return
-        async with self._commit_lock:
-            await self._commit_locked(None)
+            return True
+        timeout = self._commit_timeout_s if timeout_s is None else timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:  # the commit loop may hold the lock while it waits for a hung commit
+            await asyncio.wait_for(self._commit_lock.acquire(), timeout)
+        except TimeoutError:
+            return False
+        try:
+            left = max(0.0, deadline - loop.time())
+            committed = await self._commit_locked(None, left, probe=probe)
+        finally:
+            self._commit_lock.release()
         if not self._stopped:
             self._apply_pause()
             self._update_lag()
+        return committed
 
     def pause_all(self) -> None:
         self._desired_paused = True
@@ -204,19 +261,27 @@ class KafkaSource:
         self._desired_paused = False
         self._apply_pause()
 
-    async def stop(self) -> None:
-        """Final commit, then leave the group; bounded, never hangs."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Final commit, then leave the group, within ``timeout_s`` (default: the stop
+        timeout) whatever the broker does."""
         if self._consumer is None or self._stopped:
             return
-        try:
-            await asyncio.wait_for(self.commit(), self._stop_timeout_s / 2)
-        except TimeoutError:
-            log.warning("final_commit_timed_out", timeout_s=self._stop_timeout_s / 2)
+        budget = self._stop_timeout_s if timeout_s is None else timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        if not await self.commit(min(self._commit_timeout_s, budget / 2)):
+            log.warning("final_commit_not_made", timeout_s=min(self._commit_timeout_s, budget / 2))
         self._stopped = True
-        try:
-            await asyncio.wait_for(self._consumer.stop(), self._stop_timeout_s)
+        try:  # a moment at least, so that the consumer starts closing (and says it did)
+            await asyncio.wait_for(self._consumer.stop(), max(0.1, deadline - loop.time()))
         except TimeoutError:
-            log.error("kafka_consumer_stop_timed_out", timeout_s=self._stop_timeout_s)
+            log.warning(
+                "kafka_consumer_stop_timed_out",
+                timeout_s=budget,
+                consequence="the group hands its partitions on after the session timeout",
+            )
+        # A commit still unanswered is left to end with the consumer: cancelling it
+        # would orphan aiokafka's shielded request and its error.
         self._metrics.paused_partitions.set(0)
         for tp in self._book.partitions:
             self._forget_lag(tp)
@@ -230,34 +295,128 @@ class KafkaSource:
         return self._consumer
 
     def _hand_back(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
-        # Records of a partition whose book is not built yet: rewind so they come again.
+        # Records of a partition whose book is not built yet (or is being restarted
+        # after a reset): seek back so they come again.
         if batch and tp in self._consumer.assignment():
-            self._consumer.seek(tp, batch[0].offset)
+            self._consumer.seek(tp, self._rewound.get(tp, batch[0].offset))
             log.debug("records_handed_back", topic=tp.topic, partition=tp.partition)
 
-    async def _commit_locked(self, only: set[TopicPartition] | None) -> None:
-        assigned = self._consumer.assignment()
-        entries = {tp: e for tp, e in self._book.commit_map(only).items() if tp in assigned}
-        if not entries:
-            return
-        offsets = {tp: OffsetAndMetadata(offset, meta) for tp, (offset, meta) in entries.items()}
-        try:
-            await asyncio.wait_for(self._consumer.commit(offsets), self._commit_timeout_s)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.info("commit_skipped_by_rebalance", error=str(exc), partitions=len(entries))
-            return
-        except TimeoutError:
-            log.warning("commit_timed_out", timeout_s=self._commit_timeout_s)
-            return
-        except KafkaError as exc:
-            log.warning("commit_failed", error_class=type(exc).__name__, error=str(exc))
-            return
-        for tp, (offset, meta) in entries.items():
-            self._book.committed(tp, offset, meta)
-        log.debug(
-            "offsets_committed",
-            offsets={f"{t.topic}/{t.partition}": o for t, (o, _) in entries.items()},
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        offsets = self._book.get(tp)
+        log.warning(
+            "partition_offset_reset",
+            topic=tp.topic,
+            partition=tp.partition,
+            restart_at=offset,
+            expected=offsets.next_fetch if offsets else None,
+            watermark=offsets.low_watermark if offsets else None,
+            consequence="the log ends below what was read: its records are read again "
+            "from here, once those pending from before have their outcomes",
         )
+        self._rewound[tp] = offset
+        self._consumer.seek(tp, offset)
+        self._apply_pause()
+
+    def _finish_rewinds(self) -> None:
+        """Restart a reset partition once nothing read from its old log is pending."""
+        ready = [tp for tp in self._rewound if not self._old_log_pending(tp)]
+        for tp in ready:
+            offset = self._rewound.pop(tp)
+            if tp in self._book and tp in self._consumer.assignment():
+                self._book.restart(tp, offset)
+                self._consumer.seek(tp, offset)
+                log.info("partition_restarted", topic=tp.topic, partition=tp.partition, at=offset)
+        if ready:
+            self._apply_pause()
+
+    def _old_log_pending(self, tp: TopicPartition) -> bool:
+        offsets = self._book.get(tp)
+        return offsets is not None and bool(offsets.pending)
+
+    def _watch(self, consumer: Any, delivered: Any) -> None:
+        """Tell ``status`` what the fetches and the topics look like now."""
+        try:
+            fetching = set(consumer.assignment()) - set(consumer.paused())
+            stamps = {tp: consumer.last_poll_timestamp(tp) for tp in fetching}
+        except IllegalStateError:  # the assignment changed under us: next time
+            return
+        self.status.fetch_answers(stamps, delivered)
+        if self._joined:
+            self._note_missing_topics(consumer)
+
+    def _note_missing_topics(self, consumer: Any) -> None:
+        missing = frozenset(
+            t for t in self._settings.topics if not consumer.partitions_for_topic(t)
+        )
+        before = self.status.missing_topics
+        for topic in sorted(missing - before):
+            log.warning(
+                "kafka_topic_missing",
+                topic=topic,
+                consequence="nothing is read from it until it is created; "
+                f"it is picked up within {self._settings.metadata_max_age_ms / 1000:g} s of that",
+            )
+        for topic in sorted(before - missing):
+            log.info("kafka_topic_found", topic=topic)
+        self.status.missing_topics = missing
+
+    async def _commit_locked(
+        self, only: set[TopicPartition] | None, timeout_s: float, *, probe: bool = False
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self._commit_task is not None and not self._commit_task.done():
+            # Still under way in aiokafka: a newer commit must not overtake it.
+            await asyncio.wait({self._commit_task}, timeout=timeout_s)
+            if not self._commit_task.done():
+                return False
+        assigned = self._consumer.assignment()
+        entries = {
+            tp: entry
+            for tp, entry in self._book.commit_map(only, unchanged_too=probe).items()
+            if tp in assigned
+        }
+        if not entries:
+            return True
+        offsets = {tp: OffsetAndMetadata(offset, meta) for tp, (offset, meta) in entries.items()}
+        task = asyncio.ensure_future(self._consumer.commit(offsets))
+        self._commit_task = task
+        self.status.commit_started()
+        task.add_done_callback(functools.partial(self._commit_answered, entries))
+        await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not task.done():
+            log.warning(
+                "commit_timed_out",
+                timeout_s=timeout_s,
+                consequence="still under way; the next commit waits for it",
+            )
+            self.status.commit_timed_out(timeout_s)
+            return False
+        return not task.cancelled() and task.exception() is None
+
+    def _commit_answered(
+        self, entries: dict[TopicPartition, tuple[int, str]], task: asyncio.Future[None]
+    ) -> None:
+        """Record a commit's answer, however late it comes."""
+        if task.cancelled():
+            self.status.commit_ended("cancelled")
+            return
+        exc = task.exception()
+        if exc is None:
+            for tp, (offset, meta) in entries.items():
+                self._book.committed(tp, offset, meta)
+            self.status.commit_ended()
+            log.debug(
+                "offsets_committed",
+                offsets={f"{t.topic}/{t.partition}": o for t, (o, _) in entries.items()},
+            )
+        elif isinstance(exc, CommitFailedError | IllegalStateError):
+            # The group rebalanced: the partitions' new owner reads what was committed.
+            self.status.commit_ended()
+            log.info("commit_skipped_by_rebalance", error=str(exc), partitions=len(entries))
+        else:
+            self.status.commit_ended(f"{type(exc).__name__}: {exc}")
+            log.warning("commit_failed", error_class=type(exc).__name__, error=str(exc))
 
     def _apply_pause(self) -> None:
         if self._consumer is None or self._stopped:
@@ -267,6 +426,7 @@ class KafkaSource:
         want = set(assigned) if self._desired_paused else set()
         want |= over_limit & assigned
         want |= assigned - self._book.partitions  # book still being built
+        want |= assigned & set(self._rewound)  # old log's records still pending
         current = set(self._consumer.paused())
         try:
             if want - current:
@@ -312,6 +472,7 @@ class KafkaSource:
             log.warning("revoke_commit_timed_out", partitions=len(revoked))
         for tp in revoked:
             self._book.revoke(tp)
+            self._rewound.pop(tp, None)
             self._forget_lag(tp)
         self._applied_over_limit &= self._book.over_limit()
         if revoked:
@@ -324,7 +485,7 @@ class KafkaSource:
 
     async def _commit_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._commit_lock:
-            await self._commit_locked(revoked)
+            await self._commit_locked(revoked, self._commit_timeout_s)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         if assigned:
@@ -333,6 +494,7 @@ class KafkaSource:
         committed = await self._read_committed(assigned)
         for tp in self._book.partitions - assigned:
             self._book.revoke(tp)
+        self._rewound = {tp: at for tp, at in self._rewound.items() if tp in assigned}
         for tp in assigned:
             offset, metadata = committed.get(tp, (None, ""))
             self._book.assign(tp, offset, metadata)

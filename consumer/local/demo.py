@@ -3,9 +3,11 @@
 A local Kafka broker (or ``KAFKA_BOOTSTRAP_SERVERS``), fresh uniquely named topics,
 the IMSHOP simulator and the service run in one event loop; sample order and
 bonus events plus a few malformed records are published, every push is shown as
-the simulator receives it, and the run ends by itself with a summary. Time is
-compressed: the real limit of 10 requests per 60 s becomes 10 per ``window_s``.
-Everything started is stopped on the way out, Ctrl-C included.
+the simulator receives it; then a rush of orders shows shared texts taking over
+and handing back (``demo_rush``), and the run ends by itself with a summary. Time
+is compressed: the real limit of 10 requests per 60 s becomes 10 per
+``window_s``, and the rules' ttl and personal_within shrink alike. Everything
+started is stopped on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import secrets
 import sys
@@ -27,12 +30,17 @@ from typing import Any, TextIO
 from consumer.app import Service
 from consumer.errors import FatalError
 from consumer.local.demo_history import busiest_customer, fetch_history, print_history
+from consumer.local.demo_rush import Rush, record, rush_lines, shared_texts, text_of
 from consumer.local.demo_view import DemoSummary, print_summary
 from consumer.local.kafka import LocalKafka
 from consumer.local.kafka_topics import create_topics, delete_topics
+from consumer.local.rush import compressed_mappings, daytime_zone
 from consumer.local.samples import publish, sample_events, to_record
 from consumer.local.simulators.imshop import ImshopSimulator, PushPrinter, SimulatorConfig
 from consumer.logs import configure_logging
+from consumer.mapping import load_mappings
+from consumer.mapping.parse import BONUS_QUIET_HOURS, PERSONAL_WITHIN_S
+from consumer.push import DEFAULT_ZONE, PushClass
 from consumer.replay.command import replay
 from consumer.replay.select import DeadLetter, ReplayFilter
 from consumer.settings import (
@@ -44,6 +52,7 @@ from consumer.settings import (
 )
 
 REAL_WINDOW_S = 60.0
+TRICKLE = 3  # orders after the rush, a few seconds apart
 API_KEY = "demo-key"
 POLL_S = 0.1
 READY_S = 60.0
@@ -55,7 +64,8 @@ class DemoOptions:
     campaign: int = 400
     window_s: float = 6.0
     rate_limit: int = 10
-    max_seconds: float = 90.0
+    rush: int = 60  # orders handed to the courier at once, after the samples
+    max_seconds: float = 120.0
     quiet: bool = False
     bootstrap_servers: str | None = None
     topics_prefix: str = "demo"
@@ -98,8 +108,14 @@ def default_mappings_dir() -> Path:
 
 
 def demo_settings(
-    options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: str, history_dir: Path
+    options: DemoOptions,
+    bootstrap: str,
+    topics: DemoTopics,
+    push_url: str,
+    history_dir: Path,
+    mappings_dir: Path,
 ) -> Settings:
+    """``mappings_dir``: the rules with their times compressed like the window."""
     scale = options.window_s / REAL_WINDOW_S
     return load_settings(
         kafka={
@@ -121,7 +137,7 @@ def demo_settings(
             "timeout_s": 5.0,
         },
         dispatch={"retry_initial_backoff_s": 0.2, "retry_max_backoff_s": 2.0},
-        mappings={"dir": options.mappings_dir or default_mappings_dir()},
+        mappings={"dir": mappings_dir},
         # The run's own history, served with a token made for the run (the demo asks
         # for one customer's history at the end, as IMSHOP would).
         history={
@@ -153,6 +169,13 @@ def demo_records(options: DemoOptions, topics: DemoTopics) -> list[tuple[str, by
     now = dt.datetime.now(dt.UTC)
     events = [*sample_events(options.events, seed=options.seed, now=now)]
     events += campaign_events(options.campaign, now)
+    if BONUS_QUIET_HOURS.contains(now, DEFAULT_ZONE):
+        # Night in Moscow: the bonus offers would wait for the morning (quiet hours),
+        # and the demo with them. Its customers live where it is day.
+        zone = daytime_zone(now)
+        for event in events:
+            if event["event_type"].startswith("bonus."):
+                event["timezone"] = zone
     records = []
     for event in events:
         record = to_record(event, orders_topic=topics.orders, bonus_topic=topics.bonus)
@@ -211,7 +234,14 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
             )
         )
         history_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-")))
-        settings = demo_settings(options, bootstrap, topics, simulator.url, history_dir)
+        mappings_dir = compressed_mappings(
+            options.mappings_dir or default_mappings_dir(),
+            history_dir / "mappings",
+            REAL_WINDOW_S / options.window_s,
+        )
+        settings = demo_settings(
+            options, bootstrap, topics, simulator.url, history_dir, mappings_dir
+        )
         say(_intro(options, bootstrap, topics, simulator.url))
         records = demo_records(options, topics)
         # Published before the service starts, as after a deploy: the backlog shows
@@ -221,7 +251,16 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
             f"Published {len(records)} events: {options.events} sample orders and bonuses, "
             f"a bonus campaign to {options.campaign} customers, 2 malformed records."
         )
-        printer = PushPrinter(simulator, say.out, window_s=options.window_s, quiet=options.quiet)
+        rush = Rush.of(options.rush, TRICKLE if options.rush else 0, topics.group)
+        rules = load_mappings(mappings_dir, settings.mappings)
+        shared = shared_texts(rules, _events(records) + rush.burst + rush.trickle)
+        printer = PushPrinter(
+            simulator,
+            say.out,
+            window_s=options.window_s,
+            quiet=options.quiet,
+            label=lambda push: "shared text" if text_of(push) in shared else None,
+        )
         stack.callback(
             cleaned.append, "stopped the service (what it had finished is committed in Kafka)"
         )
@@ -231,6 +270,19 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
         say("The service is running; pushes as the simulator receives them:\n")
         deadline = time.monotonic() + options.max_seconds
         finished = await _watch(service, running, printer, len(records), deadline)
+        produced = len(records)
+        if finished and options.rush:
+            produced += len(rush.burst) + len(rush.trickle)
+            finished = await _rush(
+                options,
+                rush,
+                settings,
+                topics,
+                (service, running, printer),
+                len(records),
+                deadline,
+                say,
+            )
         if not finished:
             say(f"Stopping: the {options.max_seconds:g} s limit was reached.", always=True)
         customer = busiest_customer(value for _topic, _key, value in records)
@@ -240,11 +292,21 @@ async def _run(options: DemoOptions, say: _Say, cleaned: list[str]) -> DemoSumma
     summary = DemoSummary.collect(
         service,
         simulator,
-        produced=len(records),
+        produced=produced,
         wall_s=time.monotonic() - started,
         dead_lettered=dead_lettered,
     )
     print_summary(summary, say.out, window_s=options.window_s, limit=options.rate_limit)
+    if options.rush and not options.quiet:
+        within = PERSONAL_WITHIN_S[PushClass.TRANSACTIONAL]
+        lines = rush_lines(
+            rush,
+            simulator.pushes,
+            shared,
+            within_s=within * options.window_s / REAL_WINDOW_S,
+            real_within_s=within,
+        )
+        say("\n" + "\n".join(lines))
     if customer is not None and history is not None and not options.quiet:
         print_history(customer, history, say.out)
     if not summary.clean:
@@ -277,8 +339,51 @@ def _intro(options: DemoOptions, bootstrap: str, topics: DemoTopics, push_url: s
         f"IMSHOP simulator: {push_url}\n"
         f"Budget scaled {REAL_WINDOW_S / options.window_s:g}x for the demo: "
         f"{options.rate_limit} requests per {options.window_s:g} s "
-        f"(IMSHOP allows {options.rate_limit} per {REAL_WINDOW_S:g} s).\n"
+        f"(IMSHOP allows {options.rate_limit} per {REAL_WINDOW_S:g} s); the rules' ttl and "
+        "personal_within are scaled alike.\n"
     )
+
+
+async def _rush(
+    options: DemoOptions,
+    rush: Rush,
+    settings: Settings,
+    topics: DemoTopics,
+    running: tuple[Service, asyncio.Task[None], PushPrinter],
+    before: int,
+    deadline: float,
+    say: _Say,
+) -> bool:
+    """Publish the rush at once, then the trickle a few seconds apart; True if all of it
+    was settled before the deadline."""
+    service, task, printer = running
+    say(f"\nA rush: {len(rush.burst)} orders handed to the courier at once.\n")
+    await publish(settings.kafka, [record(e, topics.orders) for e in rush.burst])
+    expected = before + len(rush.burst)
+    if not await _watch(service, task, printer, expected, deadline):
+        return False
+    await asyncio.sleep(options.window_s)  # the budget recovers: a quiet moment
+    say(f"\nAfter the rush: {len(rush.trickle)} orders, a few seconds apart.\n")
+    for event in rush.trickle:
+        await publish(settings.kafka, [record(event, topics.orders)])
+        expected += 1
+        if not await _watch(service, task, printer, expected, deadline):
+            return False
+        await asyncio.sleep(options.window_s / 3)
+    return True
+
+
+def _events(records: list[tuple[str, bytes, bytes]]) -> list[dict[str, Any]]:
+    """The published events that are JSON objects (the malformed ones are not)."""
+    found = []
+    for _topic, _key, value in records:
+        try:
+            event = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            found.append(event)
+    return found
 
 
 async def _watch(
@@ -327,6 +432,12 @@ def register(subparsers: Any) -> None:
         default=defaults.max_seconds,
         help="stop after this long once Kafka is up, even if events are still pending",
     )
+    parser.add_argument(
+        "--rush",
+        type=int,
+        default=defaults.rush,
+        help="orders handed to the courier at once after the samples (0: no rush)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--bootstrap-servers",
@@ -353,6 +464,7 @@ def _cli(args: argparse.Namespace) -> int:
         events=args.events,
         campaign=args.campaign,
         window_s=args.window_s,
+        rush=args.rush,
         max_seconds=args.max_seconds,
         quiet=args.quiet,
         bootstrap_servers=args.bootstrap_servers,

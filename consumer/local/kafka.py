@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -37,6 +40,7 @@ from consumer.local.kafka_jars import (
 )
 from consumer.local.kafka_process import (
     JVM_OPTIONS,
+    KILL_WAIT_S,
     LOG4J2_PROPERTIES,
     cluster_id,
     dying_with_parent,
@@ -67,11 +71,18 @@ class LocalKafka:
     """One broker+controller node on 127.0.0.1, in a temporary data directory."""
 
     def __init__(
-        self, *, port: int = 0, cache_dir: Path | None = None, start_timeout_s: float = 120.0
+        self,
+        *,
+        port: int = 0,
+        cache_dir: Path | None = None,
+        start_timeout_s: float = 120.0,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
-        """``port`` is the broker's port on 127.0.0.1; 0 picks a free one."""
+        """``port`` is the broker's port on 127.0.0.1 (0 picks a free one); ``properties``
+        override its ``server.properties`` (e.g. no topic auto-creation)."""
         self._wanted_port = port
         self._cache_dir = cache_dir or default_cache_dir()
+        self._properties = dict(properties or {})
         self._start_timeout_s = start_timeout_s
         self._data: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -109,11 +120,50 @@ class LocalKafka:
         data, self._data = self._data, None
         self._port = None
         try:
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):  # a frozen broker cannot stop
+                    os.killpg(process.pid, signal.SIGCONT)
             if process is not None and not terminate_group(process, timeout_s):
                 log.warning("kafka_broker_not_stopped", pid=process.pid, data_dir=str(data))
         finally:
             if data is not None:
                 shutil.rmtree(data, ignore_errors=True)
+
+    # ---- faults, for tests of what the service does when the broker misbehaves
+
+    @property
+    def running(self) -> bool:
+        """The broker process exists (it may be frozen)."""
+        return self._process is not None and self._process.poll() is None
+
+    def freeze(self) -> None:
+        """SIGSTOP the broker: connections stay open and nothing is answered (a hung broker)."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen broker: it answers what was sent meanwhile, then carries on."""
+        self._signal_group(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL the broker, keeping its data and port: ``restart()`` brings it back."""
+        process = self._running_process()
+        self._signal_group(signal.SIGKILL)
+        process.wait(timeout=KILL_WAIT_S)
+
+    async def restart(self) -> None:
+        """Start the broker again on its data and port, after ``kill()``; wait until it serves."""
+        if self.running:
+            raise RuntimeError("the broker is still running: kill() it first")
+        self._spawn()
+        await self._wait_ready()
+
+    def _running_process(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise RuntimeError("LocalKafka is not started")
+        return self._process
+
+    def _signal_group(self, signum: int) -> None:
+        os.killpg(self._running_process().pid, signum)
 
     def __enter__(self) -> Self:
         self.start()
@@ -154,7 +204,8 @@ class LocalKafka:
             broker_port = self._wanted_port
         self._port = broker_port
         (self._data / "server.properties").write_text(
-            server_properties(self._data, broker_port, controller_port), encoding="utf-8"
+            server_properties(self._data, broker_port, controller_port, self._properties),
+            encoding="utf-8",
         )
         (self._data / "log4j2.properties").write_text(
             LOG4J2_PROPERTIES.format(log=self._data / "broker.log"), encoding="utf-8"
@@ -179,7 +230,7 @@ class LocalKafka:
     def _spawn(self) -> None:
         assert self._data is not None
         broker = [*self._java_command(), "kafka.Kafka", str(self._data / "server.properties")]
-        with (self._data / "broker.out").open("wb") as out:
+        with (self._data / "broker.out").open("ab") as out:  # a restart appends
             self._process = subprocess.Popen(
                 dying_with_parent(broker),
                 stdin=subprocess.DEVNULL,

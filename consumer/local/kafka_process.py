@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 JVM_OPTIONS = [
@@ -38,7 +39,9 @@ rootLogger.appenderRef.file.ref = FILE
 """
 
 
-def server_properties(data: Path, broker_port: int, controller_port: int) -> str:
+def server_properties(
+    data: Path, broker_port: int, controller_port: int, overrides: Mapping[str, str] | None = None
+) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -65,6 +68,7 @@ def server_properties(data: Path, broker_port: int, controller_port: int) -> str
         "num.network.threads": "2",
         "num.io.threads": "2",
         "num.recovery.threads.per.data.dir": "1",
+        **(overrides or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 

@@ -15,7 +15,7 @@ from typing import Any
 from consumer.mapping.contract import Contract, EventFields, Kind, normalize
 from consumer.mapping.filters import FILTER_SPECS
 from consumer.mapping.rules import Rule, Template
-from consumer.mapping.usage import FilterCall, filter_calls, is_present, uses
+from consumer.mapping.usage import FilterCall, filter_calls, is_present, personal_paths, uses
 
 Problem = tuple[str, int, str]
 ALLOWED_TAGS = frozenset(
@@ -382,22 +382,49 @@ def _child(path: str, fields: EventFields) -> str:
 
 
 def check_deeplink(rule: Rule, schemes: list[str]) -> Iterator[Problem]:
-    if rule.deeplink is None:
+    links = [rule.deeplink, rule.shared.deeplink if rule.shared is not None else None]
+    for link in links:
+        if link is None:
+            continue
+        match = _SCHEME.match(link.source)
+        if match is None:
+            yield (
+                rule.file,
+                link.line,
+                (
+                    f"the {link.name} must start with its scheme written out, "
+                    "e.g. imshop://orders/..."
+                ),
+            )
+        elif match.group(1) not in schemes:
+            yield (
+                rule.file,
+                link.line,
+                (
+                    f"the {link.name} scheme `{match.group(1)}` is not allowed "
+                    f"(allowed: {', '.join(schemes)}; setting MAPPINGS_ALLOWED_DEEPLINK_SCHEMES)"
+                ),
+            )
+
+
+def check_shared(rule: Rule) -> Iterator[Problem]:
+    """A shared text must name nothing personal, or it coalesces with no one."""
+    if rule.shared is None:
         return
-    match = _SCHEME.match(rule.deeplink.source)
-    if match is None:
+    for template in rule.shared.keyed().values():
+        personal = personal_paths([template.compiled])
+        if not personal:
+            continue
+        fields = ", ".join(f"`{p}`" for p in personal)
+        hint = ": link to a list, e.g. imshop://orders" if "deeplink" in template.name else ""
         yield (
             rule.file,
-            rule.deeplink.line,
-            ("the deeplink must start with its scheme written out, e.g. imshop://orders/..."),
-        )
-    elif match.group(1) not in schemes:
-        yield (
-            rule.file,
-            rule.deeplink.line,
+            template.line,
             (
-                f"the deeplink scheme `{match.group(1)}` is not allowed "
-                f"(allowed: {', '.join(schemes)}; setting MAPPINGS_ALLOWED_DEEPLINK_SCHEMES)"
+                f"the {template.name} shows {fields}, which differ from one customer to the "
+                "next, so each push would need a request of its own like the personal text; "
+                "a shared text names nothing personal (the details are in the customer's "
+                f"notification history){hint}"
             ),
         )
 
@@ -439,4 +466,5 @@ def static_problems(rule: Rule, known: Contract, schemes: list[str]) -> list[Pro
             found += check_guards(rule, template, known)
         problems += found
     problems += check_deeplink(rule, schemes)
+    problems += check_shared(rule)
     return problems

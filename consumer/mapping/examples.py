@@ -20,12 +20,13 @@ from consumer.events import BaseEvent, parse_event
 from consumer.mapping.filters import NARROW_NBSP, NBSP
 from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule, is_absent, lookup, moment_at
-from consumer.push import RenderedPush
+from consumer.push import Message, RenderedPush
 from consumer.settings import MappingSettings
 
 Problem = tuple[str, int, str]
 DEFAULT_NOW = "2026-11-25T12:00:00+03:00"
 _COMPARED = ("title", "summary", "deeplink", "collapse_key")
+_SHARED_COMPARED = ("title", "summary", "deeplink")
 # A person's event, not a record from Kafka: EVENT_MAX_BYTES is not its limit.
 _SAMPLE_MAX_BYTES = 1 << 20
 
@@ -126,10 +127,38 @@ def _compare(
             if required:
                 yield *where, f"{label}: say which {key} the push must have"
             continue
-        actual = _actual(push, key)
-        if _reader_text(actual) != _reader_text(expected[key]):
-            shown, wanted = _quoted(actual), _quoted(expected[key])
-            yield *where, f"{label}: the {key} is {shown}, expected {wanted}"
+        yield from _differs(where, f"{label}: the {key}", _actual(push, key), expected[key])
+    if example.shared is not None and rule.shared is not None and push.shared is not None:
+        yield from _compare_shared(where, label, rule, example.shared, push.shared)
+
+
+def _compare_shared(
+    where: tuple[str, int],
+    label: str,
+    rule: Rule,
+    expected: Mapping[str, Any],
+    shared: Message,
+) -> Iterator[Problem]:
+    for key in expected:
+        if key not in _SHARED_COMPARED:
+            yield (
+                *where,
+                f"{label}: unknown key `{key}` under shared (use {', '.join(_SHARED_COMPARED)})",
+            )
+    for key in _SHARED_COMPARED:
+        if key not in expected:
+            if key != "deeplink" or (rule.shared is not None and rule.shared.deeplink):
+                yield *where, f"{label}: say which {key} the shared push must have"
+            continue
+        actual = getattr(shared, key)
+        yield from _differs(where, f"{label}: the shared {key}", actual, expected[key])
+
+
+def _differs(
+    where: tuple[str, int], what: str, actual: object, expected: object
+) -> Iterator[Problem]:
+    if _reader_text(actual) != _reader_text(expected):
+        yield *where, f"{what} is {_quoted(actual)}, expected {_quoted(expected)}"
 
 
 def _quoted(value: object) -> str:
@@ -141,13 +170,18 @@ def _lengths(
     where: tuple[str, int], label: str, push: RenderedPush, settings: MappingSettings
 ) -> Iterator[Problem]:
     limits = (("title", settings.title_max_chars), ("summary", settings.summary_max_chars))
-    for key, limit in limits:
-        text = str(getattr(push.message, key))
-        if len(text) > limit:
-            yield (
-                *where,
-                (f"{label}: the {key} is {len(text)} characters, longer than the limit of {limit}"),
-            )
+    variants = [("", push.message)] + ([("shared ", push.shared)] if push.shared else [])
+    for variant, message in variants:
+        for key, limit in limits:
+            text = str(getattr(message, key))
+            if len(text) > limit:
+                yield (
+                    *where,
+                    (
+                        f"{label}: the {variant}{key} is {len(text)} characters, longer than "
+                        f"the limit of {limit}"
+                    ),
+                )
 
 
 def rule_example_problems(

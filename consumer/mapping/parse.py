@@ -26,12 +26,14 @@ from consumer.mapping.rules import (
     OneOf,
     Relative,
     Rule,
+    SharedText,
     Template,
     Test,
 )
 from consumer.mapping.template_errors import explain_syntax
 from consumer.mapping.yamlfile import LineDict, LineList
 from consumer.push import PushClass
+from consumer.quiet import QuietHours
 
 RULE_KEYS = frozenset(
     {
@@ -48,9 +50,13 @@ RULE_KEYS = frozenset(
         "deeplink",
         "appmetrica",
         "history",
+        "shared",
+        "personal_within",
+        "quiet_hours",
         "examples",
     }
 )
+SHARED_KEYS = ("title", "summary", "deeplink")
 PLATFORMS = ("android", "iOS")
 DEFAULT_ORDER_COLLAPSE_KEY = "{{ order.id }}"
 _TTL = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
@@ -60,6 +66,15 @@ _ID = re.compile(r"^[a-z0-9_]+$")
 # stale (an order status days old misleads, an offer a week old is noise).
 TTL_MIN_S = 60
 TTL_MAX_S = {PushClass.TRANSACTIONAL: 3 * 86_400, PushClass.MARKETING: 7 * 86_400}
+# How late a personal text may go out before the shared one is sent instead. Order
+# news is read at once: a minute and a half on, «передан курьеру» now is worth more
+# than «Заказ № 10452 передан курьеру» later (the details wait in the history), and
+# in a rush most customers hear within two minutes. An offer keeps longer, and
+# marketing gets only a share of the budget.
+PERSONAL_WITHIN_S = {PushClass.TRANSACTIONAL: 90.0, PushClass.MARKETING: 3600.0}
+# Offers and reminders about points are not worth waking anyone for.
+BONUS_QUIET_HOURS = QuietHours(dt.time(22, 0), dt.time(9, 0))
+_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–—]\s*(\d{1,2}):(\d{2})\s*$")
 _CONDITION_HELP = (
     "write a value, a list of values, `exists: true` / `exists: false`, "
     "`more_than: 0`, `less_than: 100`, `after: now` or `before: now`"
@@ -234,7 +249,11 @@ class RuleParser:
         collapse_key = self._collapse_key(body, event_types)
         extras = self._extras(body)
         history = self._history(body)
+        shared = self._shared(body, history)
+        personal_within = self._personal_within(body, push_class, ttl, shared)
+        quiet_hours = self._quiet_hours(body, push_class, event_types)
         examples = self._examples(body)
+        self._shared_examples(body, shared, examples)
         if len(self.problems.found) > before or title is None or summary is None:
             return None
         return Rule(
@@ -254,6 +273,9 @@ class RuleParser:
             extras=extras,
             examples=examples,
             history=history,
+            shared=shared,
+            personal_within_s=personal_within,
+            quiet_hours=quiet_hours,
         )
 
     def _ttl(self, body: LineDict, push_class: PushClass) -> float | None:
@@ -425,6 +447,126 @@ class RuleParser:
                 templates[str(key)] = dataclasses.replace(template, name=f"history {key}")
         return HistoryRule(templates=templates)
 
+    def _shared(self, body: LineDict, history: HistoryRule) -> SharedText | None:
+        value = body.get("shared")
+        if value is None:
+            return None
+        line = body.line_of("shared")
+        if not isinstance(value, LineDict):
+            self.problems.add(
+                line,
+                "`shared` gives the texts sent when the personal push would be late: "
+                "`title:`, `summary:` and (best) `deeplink:`, naming nothing personal",
+            )
+            return None
+        for key in value:
+            if key not in SHARED_KEYS:
+                self.problems.add(
+                    value.line_of(key),
+                    f"unknown key `{key}` under `shared` (allowed: {', '.join(SHARED_KEYS)})",
+                )
+        if not history.keep:
+            self.problems.add(
+                line,
+                "the shared text stands in for the personal one, whose details the customer "
+                "finds in the notification history, but this rule keeps none (`history: "
+                "false`); keep the history or remove `shared`",
+            )
+        texts = {}
+        for key in SHARED_KEYS:
+            if key not in value:
+                if key != "deeplink":
+                    self.problems.add(line, f"the shared text has no `{key}`")
+                continue
+            template = self._template(value, key, required=False)
+            if template is not None:
+                texts[key] = dataclasses.replace(template, name=f"shared {key}")
+        if "title" not in texts or "summary" not in texts:
+            return None
+        return SharedText(texts["title"], texts["summary"], texts.get("deeplink"), line)
+
+    def _personal_within(
+        self,
+        body: LineDict,
+        push_class: PushClass,
+        ttl: float | None,
+        shared: SharedText | None,
+    ) -> float:
+        default = PERSONAL_WITHIN_S[push_class]
+        if "personal_within" not in body:
+            return default if ttl is None else min(default, ttl)
+        value = body.get("personal_within")
+        line = body.line_of("personal_within")
+        seconds = ttl_seconds(value)
+        if "shared" not in body:
+            self.problems.add(
+                line,
+                "`personal_within` says how late the personal push may go out before the "
+                "shared text is sent instead, but the rule has no `shared:`; add one or "
+                "remove this line",
+            )
+        elif seconds is None or seconds == 0:
+            self.problems.add(
+                line,
+                "`personal_within` must be a time such as 2m, 90s or 1h: how late after the "
+                "event the personal push may still go out",
+            )
+        elif ttl is not None and seconds > ttl:
+            self.problems.add(
+                line,
+                f"`personal_within: {value}` is longer than the rule's `ttl` "
+                f"({ttl_text(ttl)}): a push that late is dropped as expired; give at most "
+                f"{ttl_text(ttl)}",
+            )
+        else:
+            return seconds
+        return default
+
+    def _quiet_hours(
+        self, body: LineDict, push_class: PushClass, event_types: tuple[str, ...]
+    ) -> QuietHours | None:
+        if "quiet_hours" not in body:
+            bonus = bool(event_types) and all(t.startswith("bonus.") for t in event_types)
+            return BONUS_QUIET_HOURS if bonus and push_class is PushClass.MARKETING else None
+        value = body.get("quiet_hours")
+        line = body.line_of("quiet_hours")
+        if value is False:
+            return None
+        hours = _quiet_window(value)
+        if hours is None:
+            self.problems.add(
+                line,
+                "`quiet_hours` must be a window of the recipient's local time, e.g. "
+                '"22:00-09:00" (in quotes), or false for none',
+            )
+        elif push_class is PushClass.TRANSACTIONAL:
+            self.problems.add(
+                line,
+                "order news and account movements (class: transactional) go out at any "
+                "hour; quiet hours are for marketing rules: remove this line",
+            )
+        else:
+            return hours
+        return None
+
+    def _shared_examples(
+        self, body: LineDict, shared: SharedText | None, examples: tuple[Example, ...]
+    ) -> None:
+        stated = [example for example in examples if example.shared is not None]
+        if shared is not None and examples and not stated:
+            self.problems.add(
+                shared.line,
+                "no example shows the shared text: give one example a `shared:` with the "
+                "push it must give (title, summary, deeplink), as under `push:`",
+            )
+        if "shared" not in body:
+            for example in stated:
+                self.problems.add(
+                    example.line,
+                    f"example {example.name!r} states a `shared:` push, but the rule has no "
+                    "shared text",
+                )
+
     def _examples(self, body: LineDict) -> tuple[Example, ...]:
         section = body.get("examples")
         if not isinstance(section, LineList) or not section:
@@ -449,7 +591,17 @@ class RuleParser:
                 continue
             now = self._now(item, line)
             name = str(item.get("name", f"example {index + 1}"))
-            examples.append(Example(line=line, name=name, event=event, expected=push, now=now))
+            shared = item.get("shared")
+            if shared is not None and not isinstance(shared, LineDict):
+                self.problems.add(
+                    item.line_of("shared"),
+                    "an example's `shared:` gives the shared push it must give: title, "
+                    "summary, deeplink",
+                )
+                shared = None
+            examples.append(
+                Example(line=line, name=name, event=event, expected=push, now=now, shared=shared)
+            )
         return tuple(examples)
 
     def _now(self, item: LineDict, line: int) -> dt.datetime | None:
@@ -467,6 +619,17 @@ class RuleParser:
             )
             return None
         return moment
+
+
+def _quiet_window(value: Any) -> QuietHours | None:
+    """``22:00-09:00`` read as quiet hours, or None if it cannot be."""
+    match = _QUIET.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) == (h2, m2):
+        return None
+    return QuietHours(dt.time(h1, m1), dt.time(h2, m2))
 
 
 def condition_tests(test: Any) -> list[Test] | None:

@@ -7,6 +7,7 @@ dictionary walk for the conditions and the Liquid renders.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from consumer.mapping.render import (
     without_nulls,
 )
 from consumer.push import HistoryText, Message, PushClass, RenderedPush
+from consumer.quiet import QuietHours
 from consumer.settings import MappingSettings
 
 _ABSENT = object()
@@ -237,6 +239,24 @@ class Example:
     event: Mapping[str, Any]
     expected: Mapping[str, Any]
     now: dt.datetime | None
+    shared: Mapping[str, Any] | None = None  # the shared push it must give, if stated
+
+
+@dataclass(frozen=True, slots=True)
+class SharedText:
+    """The rule's shared variant (``shared:`` at ``line``): texts that name nothing
+    personal, so one provider request carries them to many customers."""
+
+    title: Template
+    summary: Template
+    deeplink: Template | None
+    line: int
+
+    def keyed(self) -> dict[str, Template]:
+        found = {"shared.title": self.title, "shared.summary": self.summary}
+        if self.deeplink is not None:
+            found["shared.deeplink"] = self.deeplink
+        return found
 
 
 HISTORY_FIELDS = ("title", "text", "url", "deeplink", "promocode")
@@ -274,6 +294,9 @@ class Rule:
     extras: Mapping[str, Mapping[str, Template | Any]] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
     history: HistoryRule = HistoryRule()
+    shared: SharedText | None = None
+    personal_within_s: float = 0.0  # how late the personal text may go out (with `shared`)
+    quiet_hours: QuietHours | None = None
 
     @property
     def rule_id(self) -> str:
@@ -299,7 +322,22 @@ class Rule:
                     found[f"{platform}.{key}"] = value
         for key, template in self.history.templates.items():
             found[f"history.{key}"] = template
+        if self.shared is not None:
+            found |= self.shared.keyed()
         return found
+
+    def as_shared(self) -> Rule | None:
+        """The rule with its shared texts in place of its own (None without ``shared:``)."""
+        if self.shared is None:
+            return None
+        return dataclasses.replace(
+            self,
+            title=self.shared.title,
+            summary=self.shared.summary,
+            deeplink=self.shared.deeplink,
+            shared=None,
+            examples=(),
+        )
 
     def plan(self) -> TextPlan:
         parts = {k: (t.source, t.compiled) for k, t in self.keyed_templates().items()}
@@ -309,7 +347,8 @@ class Rule:
         return all(condition.matches(data, moment) for condition in self.conditions)
 
 
-_LINKS = frozenset({"deeplink", "collapse_key"})
+_LINKS = frozenset({"deeplink", "collapse_key", "shared.deeplink"})
+_SHARED_DISPLAY = ("shared.title", "shared.summary")
 
 
 def _no_moment() -> Moment:  # pragma: no cover - only conditions on time call it
@@ -416,22 +455,7 @@ class MappingSet:
     ) -> RenderedPush:
         """Render with one given rule; ``fit=False`` keeps overlong texts (for the check)."""
         texts = self._texts(rule, render_context(data, event.tzinfo, now))
-        deeplink = texts.get("deeplink")
-        if deeplink is not None and not deeplink.startswith(self._schemes):
-            raise RenderError(
-                f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} does not start "
-                f"with an allowed scheme ({', '.join(self._schemes)})"
-            )
-        if deeplink is not None and has_controls(deeplink):
-            raise RenderError(
-                f"{rule.where}: rule {rule.id}: the deeplink {deeplink!r} contains control "
-                "characters; pass event values through `url_encode`"
-            )
-        title, summary = texts["title"], texts["summary"]
-        if fit:
-            title = self._fit(title, self._settings.title_max_chars)
-            summary = self._fit(summary, self._settings.summary_max_chars)
-        message = Message(title=title, summary=summary, deeplink=deeplink)
+        message = self._message(rule, texts, "", fit=fit)
         return RenderedPush(
             rule_id=rule.rule_id,
             message=message,
@@ -440,7 +464,30 @@ class MappingSet:
             collapse_key=texts.get("collapse_key") or None,
             extras=self._extras(rule, texts),
             history=self._history(rule, texts, message),
+            shared=self._message(rule, texts, "shared.", fit=fit) if rule.shared else None,
+            personal_within_s=rule.personal_within_s,
+            quiet_hours=rule.quiet_hours,
         )
+
+    def _message(self, rule: Rule, texts: Mapping[str, str], prefix: str, *, fit: bool) -> Message:
+        """The push's own texts (``prefix`` ""), or its shared ones ("shared.")."""
+        deeplink = texts.get(f"{prefix}deeplink")
+        what = f"{prefix.replace('.', ' ')}deeplink"
+        if deeplink is not None and not deeplink.startswith(self._schemes):
+            raise RenderError(
+                f"{rule.where}: rule {rule.id}: the {what} {deeplink!r} does not start "
+                f"with an allowed scheme ({', '.join(self._schemes)})"
+            )
+        if deeplink is not None and has_controls(deeplink):
+            raise RenderError(
+                f"{rule.where}: rule {rule.id}: the {what} {deeplink!r} contains control "
+                "characters; pass event values through `url_encode`"
+            )
+        title, summary = texts[f"{prefix}title"], texts[f"{prefix}summary"]
+        if fit:
+            title = self._fit(title, self._settings.title_max_chars)
+            summary = self._fit(summary, self._settings.summary_max_chars)
+        return Message(title=title, summary=summary, deeplink=deeplink)
 
     def _history(
         self, rule: Rule, texts: Mapping[str, str], message: Message
@@ -495,15 +542,17 @@ class MappingSet:
                 texts = plan.render_shortened(context, shortened(context))
             except PartFailed as again:
                 raise self._failed(rule, templates, again) from None
+        shown = (*DISPLAY_KEYS, *_SHARED_DISPLAY) if rule.shared else DISPLAY_KEYS
         for key, text in texts.items():
-            if key in DISPLAY_KEYS:
+            if key in shown:
                 texts[key] = finish(text)
             elif key not in _LINKS:  # a link or a key is refused or kept, never edited
                 texts[key] = clean(text)
-        for key in DISPLAY_KEYS:
+        for key in shown:
             if not texts[key]:
                 raise RenderError(
-                    f"{rule.file}:{templates[key].line}: rule {rule.id}: the {key} rendered empty"
+                    f"{rule.file}:{templates[key].line}: rule {rule.id}: the {templates[key].name} "
+                    "rendered empty"
                 )
         return texts
 

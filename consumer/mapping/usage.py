@@ -11,7 +11,7 @@ and which filters are applied to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ from liquid.builtin.tags.unless_tag import UnlessNode
 from liquid.context import RenderContext
 from liquid.template import BoundTemplate
 
-from consumer.mapping.contract import normalize
+from consumer.mapping.contract import is_grouped, is_shared, normalize
 
 Role = Literal["shown", "argument", "tested"]
 _COMPARISONS = (EqExpression, LtExpression, GtExpression, LeExpression, GeExpression)
@@ -70,6 +70,22 @@ def path_of(expression: Any) -> str | None:
     if type(expression) is not Path:
         return None
     return normalize(list(expression.path))
+
+
+def shown_paths(templates: Iterable[BoundTemplate]) -> list[str]:
+    """Every event field the templates put into their text (a field only tested is not)."""
+    found: dict[str, None] = {}
+    for template in templates:
+        for use in uses(template):
+            if use.role != "tested":
+                found[use.path] = None
+    return list(found)
+
+
+def personal_paths(templates: Iterable[BoundTemplate]) -> list[str]:
+    """Fields shown that differ from one customer to the next (neither shared nor grouped):
+    a text showing any of them needs a provider request of its own."""
+    return [p for p in shown_paths(templates) if not is_shared(p) and not is_grouped(p)]
 
 
 def uses(template: BoundTemplate) -> list[Use]:

@@ -1,15 +1,25 @@
 """The seam between the dispatcher and a push provider, and what every provider reads
-the same way (``retry_after_s``: how long the provider asked us to wait)."""
+the same way (``retry_after_s``: how long the provider asked us to wait).
+
+A provider's ``send`` returns when the provider has answered the request. Most
+answers are final (IMSHOP's, the dry run's): ``send`` returns None and its
+pushes are ``sent``. A provider that decides afterwards (AppMetrica validates a
+transfer after accepting it, and may still fail it) returns a *confirmation*:
+an awaitable that resolves to a ``Verdict`` once each push's fate is final.
+The request ends with ``send`` (its place among the requests in flight, its
+budget slot); the pushes' outcomes wait for the verdict.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from consumer.errors import ProviderRejected
 from consumer.push import Message, PushJob
 
 
@@ -50,6 +60,23 @@ class CallQuota(Protocol):
     def call(self) -> AbstractAsyncContextManager[object]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How the pushes of an accepted request ended, by event id.
+
+    A push named in neither field was delivered for good. ``refused``: the
+    provider failed it for good after accepting it (dead-lettered with the
+    provider's reason, so ``dlq replay`` sends it after the fix).
+    ``unconfirmed``: the provider never said how it ended; it may have been shown.
+    """
+
+    refused: Mapping[str, ProviderRejected] = field(default_factory=dict)
+    unconfirmed: frozenset[str] = frozenset()
+
+
+Confirmation = Awaitable[Verdict]
+
+
 class PushProvider(Protocol):
     name: str
     limits: ProviderLimits
@@ -62,8 +89,16 @@ class PushProvider(Protocol):
         """The provider-side ids this job reaches; empty means it cannot be delivered."""
         ...
 
-    async def send(self, request: Sequence[Envelope]) -> None:
-        """Deliver one request; raise ``TransientError`` or ``ProviderRejected`` on failure."""
+    async def send(self, request: Sequence[Envelope]) -> Confirmation | None:
+        """Deliver one request; raise ``TransientError`` or ``ProviderRejected`` on failure.
+
+        Returns None when the answer is final, or a ``Confirmation`` covering every
+        job of the request when the provider decides later. A confirmation must
+        resolve (the provider bounds its own wait: an end it never learns is
+        ``unconfirmed``) and must not raise, except when it is cancelled because
+        the provider closes (its jobs then keep no outcome); its own calls count
+        through the provider's ``CallQuota``.
+        """
         ...
 
     async def aclose(self) -> None: ...

@@ -26,7 +26,7 @@ class DryRunProvider:
         self.sent: deque[Envelope] = deque(maxlen=keep)
 
     def coalesce_key(self, job: PushJob) -> Hashable:
-        return job.push.message
+        return job.message
 
     def recipients(self, job: PushJob) -> Sequence[str]:
         push_id = job.recipient.push_id.strip()

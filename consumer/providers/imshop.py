@@ -62,7 +62,7 @@ class ImshopProvider:
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     def coalesce_key(self, job: PushJob) -> Hashable:
-        return job.push.message
+        return job.message
 
     def recipients(self, job: PushJob) -> Sequence[str]:
         push_id = job.recipient.push_id.strip()

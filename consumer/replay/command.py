@@ -15,7 +15,9 @@ never commits, and records dead-lettered again during the replay lie after the
 captured ends, so a replay never loops. Filters: ``--reason``, ``--event-type``
 (read from the value's JSON, best effort: a value that is not JSON has none) and
 ``--since`` / ``--until`` (the ``dlq.time`` header, else the record timestamp).
-``--dry-run`` lists what would be replayed and publishes nothing.
+``--dry-run`` lists what would be replayed and publishes nothing. A dead letter
+whose value was cut to fit the topic (``dlq.truncated``) is never replayed: its
+original is still at ``dlq.source_*`` while that topic keeps it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ReplayReport:
     matched: int = 0
     replayed: int = 0
     skipped: int = 0  # matched, but no dlq.source_topic to send it to
+    cut: int = 0  # matched, but its value was cut to fit the dead-letter topic
     reasons: Counter[str] = field(default_factory=Counter)
 
 
@@ -110,10 +113,11 @@ class _Run:
         report = self.report
         report.scanned += 1
         if self.selection.matches(letter):
-            target = self.to_topic or letter.dlq.get("source_topic")
+            target = None if letter.cut else self.to_topic or letter.dlq.get("source_topic")
             report.matched += 1
             report.reasons[letter.reason] += 1
-            report.skipped += 0 if target else 1
+            report.cut += 1 if letter.cut else 0
+            report.skipped += 0 if target or letter.cut else 1
             if self.on_match is not None:
                 self.on_match(letter, target)
             if self.producer is not None and target:
@@ -223,10 +227,11 @@ def _lister(out: TextIO) -> Callable[[DeadLetter, str | None], None]:
 def print_report(report: ReplayReport, topic: str, *, dry_run: bool, out: TextIO) -> None:
     reasons = ", ".join(f"{name} {count}" for name, count in report.reasons.most_common())
     done = "would replay" if dry_run else "replayed"
-    count = report.matched - report.skipped if dry_run else report.replayed
+    count = report.matched - report.skipped - report.cut if dry_run else report.replayed
+    cut = f", {report.cut} not replayable (cut to fit the dead-letter topic)" if report.cut else ""
     print(
         f"{topic}: scanned {report.scanned}, matched {report.matched}"
         f"{f' ({reasons})' if reasons else ''}, {done} {count}, "
-        f"skipped {report.skipped} (no dlq.source_topic)",
+        f"skipped {report.skipped} (no dlq.source_topic){cut}",
         file=out,
     )

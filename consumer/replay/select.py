@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 
-from consumer.kafka.deadletter import HEADER_PREFIX
+from consumer.kafka.deadletter import HEADER_PREFIX, TRUNCATED_HEADER
 
 MARKER = HEADER_PREFIX + "replayed_from"
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -56,6 +56,11 @@ class DeadLetter:
     @property
     def reason(self) -> str:
         return self.dlq.get("reason", "unknown")
+
+    @property
+    def cut(self) -> str | None:
+        """What was cut to fit the dead-letter topic (such a record cannot be replayed)."""
+        return self.dlq.get(TRUNCATED_HEADER[len(HEADER_PREFIX) :])
 
     @property
     def event_type(self) -> str | None:
@@ -128,6 +133,12 @@ def describe(letter: DeadLetter, target: str | None) -> str:
         f"source={letter.dlq.get('source_topic', '?')}/{letter.dlq.get('source_partition', '?')}"
         f"@{letter.dlq.get('source_offset', '?')}",
         f"time={letter.dlq.get('time', '-')}",
-        f"-> {target or 'SKIPPED (no dlq.source_topic)'}",
+        f"-> {target or _why_skipped(letter)}",
     ]
     return "  ".join(parts)
+
+
+def _why_skipped(letter: DeadLetter) -> str:
+    if letter.cut is not None:
+        return "SKIPPED (cut to fit the dead-letter topic: replay the original from its source)"
+    return "SKIPPED (no dlq.source_topic)"

@@ -22,10 +22,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from consumer.mapping.contract import is_grouped, is_shared
+from liquid.template import BoundTemplate
+
+from consumer.mapping import usage
+from consumer.mapping.contract import is_grouped
 from consumer.mapping.parse import ttl_text
 from consumer.mapping.rules import Rule
-from consumer.mapping.usage import uses
 from consumer.push import PushClass
 from consumer.settings import ImshopSettings
 
@@ -38,26 +40,42 @@ class Volume:
     distinct: int | None = None  # grouped texts: how many different amounts, dates...
 
 
-def _paths(rule: Rule) -> list[str]:
-    """Every event field the request-wide text (title, summary, deeplink) shows."""
-    found: dict[str, None] = {}
-    for template in (rule.title, rule.summary, rule.deeplink):
-        if template is None:
-            continue
-        for use in uses(template.compiled):
-            if use.role != "tested":
-                found[use.path] = None
-    return list(found)
+def _texts(rule: Rule) -> list[BoundTemplate]:
+    """The request-wide text: title, summary, deeplink."""
+    return [t.compiled for t in (rule.title, rule.summary, rule.deeplink) if t is not None]
 
 
 def personal_paths(rule: Rule) -> list[str]:
     """Event fields that make the text differ from one customer to the next."""
-    return [p for p in _paths(rule) if not is_shared(p) and not is_grouped(p)]
+    return usage.personal_paths(_texts(rule))
 
 
 def grouped_paths(rule: Rule) -> list[str]:
     """Event fields whose equal values let pushes share a request."""
-    return [p for p in _paths(rule) if is_grouped(p)]
+    return [p for p in usage.shown_paths(_texts(rule)) if is_grouped(p)]
+
+
+def tier_of(rule: Rule, imshop: ImshopSettings) -> tuple[str, str]:
+    """The rule's cost tier (personal, grouped, shared) and what it costs, in words."""
+    n, w, m = imshop.rate_limit_requests, imshop.rate_limit_window_s, imshop.max_ids_per_request
+    personal, grouped = personal_paths(rule), grouped_paths(rule)
+    if personal:
+        return "personal", (
+            f"personal text ({', '.join(personal)}): 1 push per request, "
+            f"at most {n} pushes per {w:g} s"
+        )
+    if grouped:
+        return "grouped", (
+            f"grouped text ({', '.join(grouped)}): pushes with equal values share a "
+            f"request (up to {m} recipients); each distinct value costs a request"
+        )
+    return "shared", (
+        f"shared text: up to {m} recipients per request, up to {n * m} pushes per {w:g} s"
+    )
+
+
+def cost_line(rule: Rule, imshop: ImshopSettings) -> str:
+    return f"{rule.where}: {rule.id} — {tier_of(rule, imshop)[1]}"
 
 
 def cost_lines(
@@ -67,28 +85,30 @@ def cost_lines(
     volume: Volume | None = None,
     marketing_share: float = 0.2,
 ) -> list[str]:
-    n, w, m = imshop.rate_limit_requests, imshop.rate_limit_window_s, imshop.max_ids_per_request
+    """Per rule: what its text costs; with a shared variant, when it is sent and what it
+    costs; its quiet hours. With ``volume``, what a send of that size takes."""
     lines = []
     for rule in rules:
-        personal, grouped = personal_paths(rule), grouped_paths(rule)
-        if personal:
-            cost = (
-                f"personal text ({', '.join(personal)}): 1 push per request, "
-                f"at most {n} pushes per {w:g} s"
-            )
-        elif grouped:
-            cost = (
-                f"grouped text ({', '.join(grouped)}): pushes with equal values share a "
-                f"request (up to {m} recipients); each distinct value costs a request"
-            )
-        else:
-            cost = (
-                f"shared text: up to {m} recipients per request, up to {n * m} pushes per {w:g} s"
-            )
+        tier, cost = tier_of(rule, imshop)
         lines.append(f"{rule.where}: {rule.id} — {cost}")
         if volume is not None:
-            tier = "personal" if personal else "grouped" if grouped else "shared"
             lines.append(f"    {volume_line(rule, tier, volume, imshop, marketing_share)}")
+        shared = rule.as_shared()
+        if shared is not None and rule.shared is not None:
+            shared_tier, shared_cost = tier_of(shared, imshop)
+            lines.append(
+                f"    shared text ({rule.file}:{rule.shared.line}), sent instead when the "
+                f"personal push would go out more than {ttl_text(rule.personal_within_s)} "
+                f"after the event: {shared_cost.removeprefix('shared text: ')}"
+            )
+            if volume is not None:
+                figures = volume_line(shared, shared_tier, volume, imshop, marketing_share)
+                lines.append(f"      all as the shared text: {figures}")
+        if rule.quiet_hours is not None:
+            lines.append(
+                f"    quiet hours {rule.quiet_hours.text} in the recipient's time zone: "
+                "pushes wait until they end"
+            )
     return lines
 
 

@@ -6,8 +6,7 @@ shipped and the edited files.
 
 A rule may carry a second, *shared* variant of its texts (``shared:``: words
 that name nothing personal, so one provider request reaches many customers) and
-*quiet hours*. ``variants`` and ``quiet_hours`` read them when the rule has
-them, so both tools show them as soon as the rules do.
+*quiet hours*; ``variants`` and ``quiet_hours`` give them to both tools.
 
 ``as_sent`` and ``marked`` show a text as a phone gets it and with its
 non-breaking spaces visible, for every tool that prints pushes.
@@ -15,7 +14,6 @@ non-breaking spaces visible, for every tool that prints pushes.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from consumer.mapping.render import without_nulls
 from consumer.mapping.rules import Example, MappingSet, Rule
 from consumer.push import RenderedPush
 from consumer.settings import ImshopSettings, MappingSettings
-from consumer.studio.cost import cost_lines, grouped_paths, personal_paths
+from consumer.studio.cost import cost_line, grouped_paths, personal_paths
 
 PREVIEW_RECIPIENT = {"user_id": "preview-user"}
 SPACE_MARK = "°"  # how a non-breaking space is shown, as word processors do
@@ -99,38 +97,21 @@ class Outcome:
 def variants(rule: Rule, settings: MappingSettings) -> list[Variant]:
     """The rule's own texts, and its shared texts when it declares them."""
     found = [Variant("personal", rule)]
-    shared = getattr(rule, "shared", None)
+    shared = rule.as_shared()
     if shared is not None:
-        found.append(
-            Variant(
-                "shared",
-                dataclasses.replace(
-                    rule,
-                    title=shared.title,
-                    summary=shared.summary,
-                    deeplink=getattr(shared, "deeplink", None),
-                    examples=(),
-                ),
-            )
-        )
+        found.append(Variant("shared", shared))
     return found
 
 
 def quiet_hours(rule: Rule) -> str | None:
     """The rule's quiet hours as a reader writes them (``22:00–09:00``), if it has any."""
-    hours = getattr(rule, "quiet_hours", None)
-    if hours is None:
-        return None
-    start, end = getattr(hours, "start", None), getattr(hours, "end", None)
-    if isinstance(start, dt.time) and isinstance(end, dt.time):
-        return f"{start:%H:%M}–{end:%H:%M}"
-    return str(hours)
+    return rule.quiet_hours.text if rule.quiet_hours is not None else None
 
 
 def cost_of(rule: Rule, imshop: ImshopSettings) -> dict[str, str]:
     """The rule's cost tier (personal, grouped, shared) and the check's words for it."""
     tier = "personal" if personal_paths(rule) else "grouped" if grouped_paths(rule) else "shared"
-    (line,) = cost_lines([rule], imshop)
+    line = cost_line(rule, imshop)
     return {"tier": tier, "text": line.partition(" — ")[2] or line}
 
 
@@ -180,10 +161,8 @@ class Renderer:
         """A record's bytes as they came from Kafka (nothing filled in)."""
         try:
             event = parse_event(value, max_bytes=max_bytes, extra_types=self.mappings.extra_types)
-        except InvalidEvent as exc:
+        except InvalidEvent as exc:  # deep nesting included (parse_event says so)
             return Outcome(invalid=str(exc))
-        except RecursionError:  # the standard json decoder recurses per nesting level
-            return Outcome(invalid="the record is not JSON an event can be: nested too deeply")
         return self.parsed(event, now)
 
     def parsed(self, event: BaseEvent, now: dt.datetime | None = None) -> Outcome:

@@ -100,27 +100,8 @@ def _text(trial: Trial, draft: Draft) -> str:
         f"{trial.label}: "
         + (f"rule {trial.rule.id} ({trial.rule.where})" if trial.rule else "no push")
     ]
-    push = trial.push
-    if push is not None:
-        settings = draft.mappings.settings
-        for key, limit in (
-            ("title", settings.title_max_chars),
-            ("summary", settings.summary_max_chars),
-        ):
-            text = getattr(push.message, key)
-            size = f"{len(text)}/{limit}"
-            lines.append(f"  {key:<9}{marked(text)}  ({size})")
-            if len(text) > limit:
-                lines.append(f"  {'':<9}a phone gets «{marked(as_sent(text, limit))}»")
-        if push.message.deeplink:
-            lines.append(f"  {'deeplink':<9}{push.message.deeplink}")
-        details = f"{push.push_class.value}, ttl {ttl_text(push.ttl_s)}"
-        if push.collapse_key:
-            details += f", collapse key {push.collapse_key}"
-        lines.append(f"  {details}")
-        texts = f"{push.message.title}{push.message.summary}"
-        if marked(texts) != texts:
-            lines.append(f"  ({SPACE_MARK} marks a non-breaking space)")
+    if trial.push is not None:
+        lines += _push_lines(trial.push, draft)
     moment = f"  at {trial.now.isoformat()}"
     if trial.filled:
         moment += f"; filled in for the preview: {', '.join(trial.filled)}"
@@ -133,6 +114,55 @@ def _text(trial: Trial, draft: Draft) -> str:
         own = draft.problems_of(trial.rule)
         lines += [f"  rule problem: {problem}" for problem in own]
     return "\n".join(lines)
+
+
+def _push_lines(push: RenderedPush, draft: Draft) -> list[str]:
+    settings = draft.mappings.settings
+    lines = []
+    for key, limit in (
+        ("title", settings.title_max_chars),
+        ("summary", settings.summary_max_chars),
+    ):
+        text = getattr(push.message, key)
+        size = f"{len(text)}/{limit}"
+        lines.append(f"  {key:<9}{marked(text)}  ({size})")
+        if len(text) > limit:
+            lines.append(f"  {'':<9}a phone gets «{marked(as_sent(text, limit))}»")
+    if push.message.deeplink:
+        lines.append(f"  {'deeplink':<9}{push.message.deeplink}")
+    if push.shared is not None:
+        lines += _shared_lines(push, draft)
+    details = f"{push.push_class.value}, ttl {ttl_text(push.ttl_s)}"
+    if push.collapse_key:
+        details += f", collapse key {push.collapse_key}"
+    if push.quiet_hours is not None:
+        details += f", quiet hours {push.quiet_hours.text} (the customer's time zone)"
+    lines.append(f"  {details}")
+    texts = f"{push.message.title}{push.message.summary}"
+    if push.shared is not None:
+        texts += f"{push.shared.title}{push.shared.summary}"
+    if marked(texts) != texts:
+        lines.append(f"  ({SPACE_MARK} marks a non-breaking space)")
+    return lines
+
+
+def _shared_lines(push: RenderedPush, draft: Draft) -> list[str]:
+    """The shared text, sent instead when the personal push would go out too late."""
+    assert push.shared is not None
+    settings = draft.mappings.settings
+    lines = [
+        f"  shared text, sent instead when the personal push would go out more than "
+        f"{ttl_text(push.personal_within_s)} after the event:"
+    ]
+    for key, limit in (
+        ("title", settings.title_max_chars),
+        ("summary", settings.summary_max_chars),
+    ):
+        text = getattr(push.shared, key)
+        lines.append(f"    {key:<9}{marked(text)}  ({len(text)}/{limit})")
+    if push.shared.deeplink:
+        lines.append(f"    {'deeplink':<9}{push.shared.deeplink}")
+    return lines
 
 
 def _json(trial: Trial, draft: Draft) -> str:
@@ -167,4 +197,13 @@ def _push_json(push: RenderedPush) -> dict[str, Any]:
         "ttl_s": push.ttl_s,
         "collapse_key": push.collapse_key,
         "extras": dict(push.extras),
+        "shared": None
+        if push.shared is None
+        else {
+            "title": push.shared.title,
+            "summary": push.shared.summary,
+            "deeplink": push.shared.deeplink,
+            "personal_within_s": push.personal_within_s,
+        },
+        "quiet_hours": push.quiet_hours.text if push.quiet_hours is not None else None,
     }

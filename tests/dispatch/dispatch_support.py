@@ -8,19 +8,19 @@ import asyncio
 import datetime as dt
 import random
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from testkit import T0, RecordingSink
 
 from consumer.clock import FakeClock
-from consumer.dispatch.budget import Budget
+from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.dispatcher import Dispatcher
-from consumer.dispatch.scheduler import Scheduler
-from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected
+from consumer.dispatch.scheduler import Request, Scheduler
+from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, RateLimited
 from consumer.metrics import Metrics
-from consumer.providers.base import Envelope, ProviderLimits
-from consumer.push import PushJob
+from consumer.providers.base import Envelope, ProviderLimits, Verdict
+from consumer.push import Outcome, PushJob
 from consumer.settings import DispatchSettings
 
 
@@ -28,8 +28,25 @@ class LostAnswer(OutcomeUnknown):
     """A scripted result: the provider takes the request, but its answer is lost."""
 
 
+@dataclass(frozen=True)
+class Later:
+    """A scripted result: the provider accepts the request and gives its verdict on
+    every job ``after_s`` fake seconds later (None: never), as AppMetrica does."""
+
+    after_s: float | None = 1.0
+    refused: ProviderRejected | None = None  # the request failed after its acceptance
+    unconfirmed: bool = False  # the provider took it but never said how it ended
+    crash: bool = False  # the confirmation itself fails (a provider bug)
+
+
 # A scripted answer: a result, or a function of the request that gives one.
-Answer = ConsumerError | BaseException | None | Callable[[Sequence[Envelope]], BaseException | None]
+Answer = (
+    ConsumerError
+    | BaseException
+    | Later
+    | None
+    | Callable[[Sequence[Envelope]], BaseException | None]
+)
 
 
 @dataclass(frozen=True)
@@ -48,11 +65,13 @@ class Sent:
 
 
 class FakeProvider:
-    """Coalesces like IMSHOP; answers with the scripted results (None = success).
+    """Coalesces like IMSHOP; answers with the scripted results (None = success;
+    ``Later``: accepted now, confirmed later).
 
     ``delivered`` lists the jobs the provider took (a success, a ``LostAnswer``,
-    the jobs a partial refusal spared), in the order it took them: what the
-    customers were shown. ``sent`` keeps every request with its start and end.
+    the jobs a partial refusal spared, a confirmation that did not refuse), in the
+    order it took them: what the customers were shown. ``sent`` keeps every request
+    with its start and end.
     """
 
     name = "fake"
@@ -73,12 +92,12 @@ class FakeProvider:
         self.max_in_flight = 0
 
     def coalesce_key(self, job: PushJob) -> Hashable:
-        return job.push.message
+        return job.message
 
     def recipients(self, job: PushJob) -> Sequence[str]:
         return (job.recipient.push_id,)
 
-    async def send(self, request: Sequence[Envelope]) -> None:
+    async def send(self, request: Sequence[Envelope]) -> Awaitable[Verdict] | None:
         index = len(self.sent)
         self.sent.append(Sent(self.clock.monotonic(), self.clock.now(), tuple(request)))
         self.in_flight += 1
@@ -90,12 +109,31 @@ class FakeProvider:
                 await self.clock.sleep(self.latency_s)
             answer = self.results.popleft() if self.results else None
             result = answer(request) if callable(answer) else answer
-            self.sent[index] = replace(self.sent[index], ended=self.clock.monotonic(), error=result)
+            ended = self.clock.monotonic()
+            if isinstance(result, Later):  # accepted: the verdict comes later
+                self.sent[index] = replace(self.sent[index], ended=ended)
+                return self._verdict(tuple(request), result)
+            self.sent[index] = replace(self.sent[index], ended=ended, error=result)
             self._account(request, result)
         finally:
             self.in_flight -= 1
         if result is not None:
             raise result
+        return None
+
+    async def _verdict(self, request: tuple[Envelope, ...], later: Later) -> Verdict:
+        if later.after_s is None:
+            await asyncio.Event().wait()
+        await self.clock.sleep(later.after_s or 0.0)
+        jobs = [job for envelope in request for job in envelope.jobs]
+        ids = [job.event_id for job in jobs]
+        if later.crash:
+            raise RuntimeError("the confirmation crashed")
+        if later.refused is not None:
+            self.refused |= set(ids)
+            return Verdict(refused=dict.fromkeys(ids, later.refused))
+        self.delivered.extend(jobs)
+        return Verdict(unconfirmed=frozenset(ids) if later.unconfirmed else frozenset())
 
     def _account(self, request: Sequence[Envelope], result: BaseException | None) -> None:
         jobs = [job for envelope in request for job in envelope.jobs]
@@ -226,7 +264,7 @@ def make_scheduler(
     """The synchronous scheduler alone, addressing jobs as ``FakeProvider`` does."""
     return Scheduler(
         limits=ProviderLimits(max_messages, max_recipients),
-        coalesce_key=lambda job: job.push.message,
+        coalesce_key=lambda job: job.message,
         recipients=lambda job: (job.recipient.push_id,),
         settings=DispatchSettings(**dispatch),  # type: ignore[arg-type]
         rng=random.Random(0),
@@ -247,3 +285,107 @@ class StepClock:
 
     async def sleep(self, seconds: float) -> None:
         raise AssertionError("synchronous tests never sleep")
+
+
+class Harness:
+    """Drives the synchronous scheduler and a budget through time, as the dispatcher does.
+
+    ``results`` answers each request in turn (None: sent); answers arrive
+    ``latency_s`` after the start. Time jumps from one possible change to the
+    next, so a scenario of minutes runs in milliseconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = 10,
+        window_s: float = 60.0,
+        margin_s: float = 0.0,
+        full: bool = False,
+        max_recipients: int = 1000,
+        max_messages: int = 1,
+        settings: DispatchSettings | None = None,
+        latency_s: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.clock = StepClock()
+        self.budget = Budget(
+            limit=limit,
+            window_s=window_s,
+            clock=self.clock,
+            margin_s=margin_s,
+            assume_window_used=full,
+        )
+        self.prior_starts = [self.clock.t] * limit if full else []
+        self.scheduler = Scheduler(
+            limits=ProviderLimits(max_messages, max_recipients),
+            coalesce_key=lambda job: job.message,
+            recipients=lambda job: (job.recipient.push_id,),
+            settings=settings or DispatchSettings(),
+            rng=random.Random(seed),
+            budget=self.budget,
+        )
+        self.latency_s = latency_s
+        self.requests: list[tuple[float, Request, ConsumerError | None]] = []
+        self.outcomes: dict[str, list[tuple[Outcome, str, float]]] = {}
+
+    @property
+    def starts(self) -> list[float]:
+        return self.prior_starts + [at for at, _, _ in self.requests]
+
+    def run(
+        self,
+        arrivals: list[tuple[float, PushJob]],
+        results: Iterator[ConsumerError | None] | None = None,
+        max_steps: int = 100_000,
+    ) -> None:
+        start = self.clock.t  # arrival times are seconds from now
+        waiting = sorted(((start + at, job) for at, job in arrivals), key=lambda item: item[0])
+        flights: list[tuple[float, int, Request, ConsumerError | None, Slot]] = []
+        for step in range(max_steps):
+            now = self.clock.t
+            while waiting and waiting[0][0] <= now:
+                self.scheduler.add(waiting.pop(0)[1], now, self.clock.now())
+            flights.sort(key=lambda item: (item[0], item[1]))
+            while flights and flights[0][0] <= now:
+                _, _, request, error, slot = flights.pop(0)
+                self.budget.finish(slot)
+                self._settle(request, error)
+            self.scheduler.advance(now, self.clock.now())
+            while self.budget.can_start():
+                request = self.scheduler.next_request(now, self.clock.now())
+                if request is None:
+                    break
+                slot = self.budget.try_start()
+                assert slot is not None
+                error = next(results) if results is not None else None
+                self.requests.append((now, request, error))
+                flights.append((now + self.latency_s, step, request, error, slot))
+            self._collect()
+            times = [at for at, _ in waiting[:1]] + [at for at, *_ in flights]
+            if (wake := self.scheduler.next_wakeup(now, self.clock.now())) is not None:
+                times.append(wake)
+            if self.scheduler.has_ready() and (free := self.budget.next_start_at()) is not None:
+                times.append(free)
+            if not times:
+                return
+            self.clock.t = max(now, min(times))
+        raise AssertionError("the scenario did not settle")
+
+    def _settle(self, request: Request, error: ConsumerError | None) -> None:
+        now = self.clock.t
+        if error is None:
+            self.scheduler.on_sent(request)
+            return
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            self.budget.hold_until(now + error.retry_after)
+        self.scheduler.on_failed(request, error, now, self.clock.now())
+
+    def _collect(self) -> None:
+        for item in self.scheduler.pop_finished():
+            record = (item.outcome, item.reason, self.clock.t)
+            self.outcomes.setdefault(item.job.event_id, []).append(record)
+
+    def outcome(self, event_id: str) -> Outcome:
+        (only,) = self.outcomes[event_id]
+        return only[0]

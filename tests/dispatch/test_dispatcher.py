@@ -373,6 +373,7 @@ async def test_drain_after_a_fatal_answer_reports_what_is_left_without_raising()
             "logger_name": "consumer.dispatch.dispatcher",
             "left": 1,
             "in_flight": 0,
+            "confirming": 0,
         }
     ]
 
@@ -403,6 +404,7 @@ async def test_each_request_is_one_log_line_describing_it() -> None:
             "recipients": 3,
             "jobs": 3,
             "attempt": 1,
+            "variants": ["personal"],
         }
     ]
     (fatal,) = lines_of(logs, "push_provider_fatal")
@@ -415,6 +417,7 @@ async def test_each_request_is_one_log_line_describing_it() -> None:
         "recipients": 1,
         "jobs": 1,
         "attempt": 1,
+        "variants": ["personal"],
     }
     assert rig.metrics.value("push_requests_total", provider="fake", result="fatal") == 1
     assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1

@@ -2,13 +2,15 @@
 
 One schedule mixes what the other tests keep apart: provider failures of every
 kind (lost answers, outages, throttling, refusals of a whole request or of one
-job in it, a provider bug), retries, revokes with requests in flight and
-re-assignments (records read again), producer duplicates (the same event id in
-a new record), dead letters replayed into the running service, newer statuses
-of the same order, requests of several messages, and a sink that fails now and
-then. A small model of the Kafka side plays the source: it records each outcome
-as committed, gives partitions up the way the service does (settle, commit,
-drop) and reads uncommitted records again when a partition comes back.
+job in it, a provider bug), acceptances confirmed later (delivered, failed after
+acceptance, never confirmed, confirmed after a revoke's wait), retries, revokes
+with requests in flight and re-assignments (records read again), producer
+duplicates (the same event id in a new record), dead letters replayed into the
+running service, newer statuses of the same order, requests of several
+messages, and a sink that fails now and then. A small model of the Kafka side
+plays the source: it records each outcome as committed, gives partitions up the
+way the service does (settle, commit, drop) and reads uncommitted records again
+when a partition comes back.
 
 Throughout: no more than ``limit`` request starts in any window, no more than
 ``max_concurrent_requests`` requests in flight, no job on the wire past its
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import pytest
 from dispatch_support import (
     Answer,
+    Later,
     LostAnswer,
     Rig,
     Sent,
@@ -53,7 +56,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from consumer.push import Origin, Outcome, PushJob
+from consumer.push import Origin, Outcome, PushJob, Variant
 
 TOPIC = "orders"
 PARTITIONS = (0, 1)
@@ -61,6 +64,10 @@ ORDERS = 2  # order k is keyed to partition k % 2; its customer is c{k}
 
 ANSWERS: dict[str, Callable[[], Answer]] = {
     "ok": lambda: None,
+    "confirmed": lambda: Later(after_s=2.0),
+    "confirmed_late": lambda: Later(after_s=30.0),  # after any revoke's wait
+    "failed_later": lambda: Later(after_s=2.0, refused=ProviderRejected("transfer failed")),
+    "unconfirmed": lambda: Later(after_s=2.0, unconfirmed=True),
     "lost": lambda: LostAnswer("read timeout after the provider took it"),
     "unknown": lambda: OutcomeUnknown("HTTP 502"),
     "unavailable": lambda: ProviderUnavailable("connection refused"),
@@ -156,6 +163,7 @@ class KafkaModel(RecordingSink):
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         where = (origin.partition, origin.offset)
         if origin.partition not in self.assigned:

@@ -135,7 +135,7 @@ async def test_retries_go_on_until_the_ttl_ends_in_expired_not_dead_lettered() -
 def test_a_job_with_too_many_recipients_is_dead_lettered_at_once() -> None:
     scheduler = Scheduler(
         limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=1),
-        coalesce_key=lambda job: job.push.message,
+        coalesce_key=lambda job: job.message,
         recipients=lambda job: ("a", "b"),
         settings=DispatchSettings(),
     )

@@ -122,10 +122,13 @@ def encode(event: dict[str, Any]) -> bytes:
 
 
 async def produce(
-    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes | None]],
+    *,
+    max_bytes: int = 2_000_000,
 ) -> dict[TopicPartition, int]:
     """Publish (topic, key, value) records; return each partition's end offset after them."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=max_bytes)
     await producer.start()
     ends: dict[TopicPartition, int] = {}
     try:

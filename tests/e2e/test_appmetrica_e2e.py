@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from e2e_harness import (
     make_topics,
     order,
     produce,
+    read_all,
     running,
     total_outcomes,
     wait_committed,
@@ -23,8 +25,12 @@ from e2e_harness import (
 from consumer.app import Service
 from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
+from consumer.local.simulators.appmetrica_state import Faults
 from consumer.mapping.finish import NBSP
+from consumer.replay.command import replay
+from consumer.replay.select import ReplayFilter
 from consumer.reports.command import fetch
+from consumer.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -48,10 +54,15 @@ def with_devices(event: dict[str, Any], index: int) -> dict[str, Any]:
     return {**event, "recipient": {**event["recipient"], "devices": devices}}
 
 
-def delivered_devices(sim: AppMetricaSimulator) -> dict[str, set[tuple[str, str]]]:
-    """Android title -> the (id_type, id) pairs every sent transfer carried it to."""
+def delivered_devices(
+    sim: AppMetricaSimulator, *, only_sent: bool = False
+) -> dict[str, set[tuple[str, str]]]:
+    """Android title -> the (id_type, id) pairs every sent transfer carried it to
+    (every transfer must be sent, unless ``only_sent`` leaves the others out)."""
     seen: dict[str, set[tuple[str, str]]] = {}
     for transfer in sim.state.record():
+        if only_sent and transfer["status"] != "sent":
+            continue
         assert transfer["status"] == "sent", transfer
         for element in transfer["batch"]:
             title = element["messages"]["android"]["content"]["title"]
@@ -80,19 +91,7 @@ async def test_order_events_reach_every_device_of_every_recipient(
         kafka_bootstrap,
         [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in [*events, no_devices]],
     )
-    settings = e2e_settings(
-        kafka_bootstrap,
-        topics,
-        "http://unused.invalid/push",
-        service={"push_provider": "appmetrica"},
-        appmetrica={
-            "url": appmetrica.base_url,
-            "token": TOKEN,
-            "app_id": 4242,
-            "status_poll_initial_s": 0.05,
-            "status_poll_max_s": 0.2,
-        },
-    )
+    settings = appmetrica_settings(kafka_bootstrap, topics, appmetrica)
 
     async with running(Service(settings)) as service:
         await wait_until(lambda: total_outcomes(service) == len(events) + 1, what="all outcomes")
@@ -100,7 +99,7 @@ async def test_order_events_reach_every_device_of_every_recipient(
         skipped = service.metrics.value(
             "push_events_total", event_type="order.status_changed", outcome="skipped"
         )
-        # Sent on acceptance; the provider follows each transfer to its end meanwhile.
+        # Sent once AppMetrica validated them; the provider follows each transfer to its end.
         await wait_until(
             lambda: finished_transfers(service) == len(appmetrica.state.transfers),
             what="every transfer followed to its end",
@@ -129,6 +128,83 @@ async def test_order_events_reach_every_device_of_every_recipient(
         "orders.yaml:order_cancelled": 4 * 2,
         "orders.yaml:order_confirmed": 4 * 3,
     }
+
+
+async def test_a_failed_transfer_is_dead_lettered_with_appmetricas_errors_and_replayed(
+    kafka_bootstrap: str,
+    kafka_admin: AIOKafkaAdminClient,
+    topic_factory: Any,
+    unique_name: Callable[[str], str],
+    appmetrica: AppMetricaSimulator,
+) -> None:
+    """The runbook path for a transfer AppMetrica accepted and then failed (the app's
+    push credentials): its events are dead-lettered with AppMetrica's errors, not
+    committed as sent; after the fix, `dlq replay` into the running service delivers
+    every one (a replayed record is a new transfer, not a duplicate of the failed one)."""
+    topics: Topics = await make_topics(topic_factory, unique_name)
+    events = [
+        with_devices(order(f"fail-{i}", f"7999555{i:04d}", f"F-{i}", "delivered", 2), i)
+        for i in range(4)
+    ]
+    settings = appmetrica_settings(kafka_bootstrap, topics, appmetrica)
+    appmetrica.set_faults(Faults(fail_transfers_count=100))
+
+    async with running(Service(settings)) as service:
+        ends = await produce(
+            kafka_bootstrap,
+            [(topics.orders, e["order"]["id"].encode(), encode(e)) for e in events],
+        )
+        written = lambda: service.metrics.value(  # noqa: E731
+            "push_dead_letters_total", reason="provider_rejected"
+        )
+        await wait_until(lambda: written() == len(events), what="the failed pushes dead-lettered")
+        await wait_committed(kafka_admin, topics.group, ends)
+        dead = await read_all(kafka_bootstrap, topics.dlq, expected=len(events))
+        appmetrica.set_faults(Faults())  # the credentials are fixed
+
+        report = await replay(
+            settings.kafka, topics.dlq, ReplayFilter(reasons=frozenset({"provider_rejected"}))
+        )
+        assert report.replayed == len(events)
+        sent = lambda: service.metrics.value(  # noqa: E731
+            "push_events_total", event_type="order.status_changed", outcome="sent"
+        )
+        await wait_until(lambda: sent() == len(events), what="every replayed push sent")
+        superseded = service.metrics.value(
+            "push_events_total", event_type="order.status_changed", outcome="superseded"
+        )
+
+    assert superseded == 0
+    for record in dead:
+        headers = {name: raw.decode() for name, raw in record.headers}
+        assert headers["dlq.reason"] == "provider_rejected"
+        assert "Invalid push credentials for platform android" in headers["dlq.message"]
+    statuses = Counter(t["status"] for t in appmetrica.state.record())
+    assert statuses["sent"] >= 1
+    assert statuses["failed"] >= 1
+    delivered = delivered_devices(appmetrica, only_sent=True)
+    for event in events:
+        wanted = {(d["id_type"], d["id"]) for d in event["recipient"]["devices"]}
+        assert any(wanted <= devices for devices in delivered.values()), event["event_id"]
+    assert appmetrica.state.quota_violations == 0
+
+
+def appmetrica_settings(
+    bootstrap: str, topics: Topics, appmetrica: AppMetricaSimulator
+) -> Settings:
+    return e2e_settings(
+        bootstrap,
+        topics,
+        "http://unused.invalid/push",
+        service={"push_provider": "appmetrica"},
+        appmetrica={
+            "url": appmetrica.base_url,
+            "token": TOKEN,
+            "app_id": 4242,
+            "status_poll_initial_s": 0.05,
+            "status_poll_max_s": 0.2,
+        },
+    )
 
 
 def finished_transfers(service: Service) -> float:

@@ -142,6 +142,28 @@ async def test_jobs_without_an_item_keep_their_place_behind_waiting_ones(h: Harn
     assert h.released == ["a", "opted-out"]
 
 
+async def test_only_a_job_whose_item_is_written_may_go_out_as_its_shared_text(
+    h: Harness,
+) -> None:
+    # The shared text says «details are in your notifications»: true only once written.
+    written, opted_out, anonymous, refused = (
+        batch("written")
+        + batch("opted-out", history=None)
+        + batch("anonymous", user=None, install_id="i")
+        + batch("refused")
+    )
+    h.store.refused = {"refused"}
+    for one in (written, opted_out, anonymous, refused):
+        assert not one.in_history
+    h.writer.submit([written, opted_out, anonymous, refused])
+    await settle()
+
+    assert h.released == ["written", "opted-out", "anonymous"]
+    assert h.rejected == [("refused", "history_rejected")]
+    assert [written.in_history, opted_out.in_history, anonymous.in_history] == [True, False, False]
+    assert not refused.in_history
+
+
 async def test_while_the_database_is_down_nothing_goes_on_and_writes_back_off(
     h: Harness,
 ) -> None:

@@ -40,7 +40,7 @@ async def test_demo_ends_by_itself_with_every_event_accounted_for(
     summary = await run_demo(options, out)
 
     text = out.getvalue()
-    assert summary.produced == 60 + 40 + 2
+    assert summary.produced == 60 + 40 + 2 + options.rush + 3  # the rush, the trickle after
     assert summary.accounted == summary.produced, summary.outcomes
     assert summary.outcomes["dead_lettered"] == 2
     assert summary.dead_letters == 2
@@ -54,6 +54,16 @@ async def test_demo_ends_by_itself_with_every_event_accounted_for(
     assert "violations: 0" in text
     assert "result:             OK" in text
     assert "Notification history of customer 7999***" in text
+    # The rush: some customers told personally, the rest with the shared text at once;
+    # the orders after it personal again.
+    assert "A rush: 60 orders handed to the courier at once." in text
+    assert "[shared text] Ваш заказ передан курьеру — Курьер позвонит" in text
+    rush = " ".join(text.split("What the rush showed\n", 1)[1].split())
+    told = re.search(r"(\d+) customers got their own text .* and (\d+) the rule's shared one", rush)
+    assert told is not None, rush
+    personal, shared = int(told.group(1)), int(told.group(2))
+    assert (personal + shared, personal > 0, shared > 0) == (60, True, True)
+    assert "Then 3 orders a few seconds apart: 3 of them personal again." in rush
     assert re.search(r"POST /imshop/history, [1-9]\d* items, newest first", text)
     assert not [t for t in await kafka_admin.list_topics() if t.startswith(prefix)], (
         "the demo deletes its topics"

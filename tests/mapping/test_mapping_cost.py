@@ -74,7 +74,7 @@ def test_requests_needed(tier: str, volume: Volume, expected: tuple[int, int]) -
 def test_a_campaign_of_5000_with_37_amounts() -> None:
     shipped = load_mappings(SHIPPED, MappingSettings())
     (rule,) = [r for r in shipped.rules if r.id == "bonus_expiring"]
-    (_, line) = cost_lines([rule], IMSHOP, volume=Volume(5000, 37), marketing_share=0.2)
+    line = cost_lines([rule], IMSHOP, volume=Volume(5000, 37), marketing_share=0.2)[1]
     assert line == (
         "    5000 recipients, 37 distinct values: 37–41 requests; with the whole budget: the "
         "last request goes out after about 4 min, within its ttl 12h; at the marketing share "
@@ -101,7 +101,10 @@ def test_check_takes_a_volume(capsys: pytest.CaptureFixture[str]) -> None:
         f"  {SHIPPED}/bonus.yaml:"
     )
     assert out[3].startswith("      5000 recipients, 37 distinct values: 37–41 requests;")
-    assert len(out) == 4
+    assert out[4].startswith("      shared text (")
+    assert out[5].startswith("        all as the shared text: 5000 recipients: 5 requests;")
+    assert out[6].startswith("      quiet hours 22:00–09:00 in the recipient's time zone")
+    assert len(out) == 7
 
 
 def test_distinct_without_recipients_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

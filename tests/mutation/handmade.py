@@ -91,9 +91,9 @@ MUTANTS = [
         DISPATCHER,
         """        finally:
             self._budget.finish(slot)  # cancelled too: it may have arrived by now
-        self._settle(request, error)""",
+        if confirmation is None:""",
         """        self._budget.finish(slot)
-        self._settle(request, error)""",
+        if confirmation is None:""",
     ),
     Mutant(
         "an off-by-one in the duplicate memory",

@@ -9,6 +9,9 @@ fake clock, so "no quota answer" is checked second by second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from appmetrica_support import POLL, SEND, TOKEN, Rig, job, rig
@@ -17,8 +20,10 @@ from pydantic import SecretStr
 from consumer.dispatch import Dispatcher
 from consumer.dispatch.budget import provider_budget
 from consumer.errors import ConsumerError
+from consumer.local.simulators.appmetrica_state import Faults
+from consumer.providers.appmetrica import AppMetricaProvider
 from consumer.providers.registry import build_provider
-from consumer.push import Origin, Outcome
+from consumer.push import Origin, Outcome, Variant
 from consumer.settings import (
     AppMetricaSettings,
     DispatchSettings,
@@ -33,7 +38,9 @@ MAX_STEPS = 2_000  # 100 s of fake time: far more than any scenario here needs
 
 @dataclass
 class Sink:
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # by event id, the latest
+    errors: dict[str, str] = field(default_factory=dict)
+    records: set[Origin] = field(default_factory=set)
 
     def record(
         self,
@@ -44,9 +51,12 @@ class Sink:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
-        assert event_id not in self.outcomes, "one outcome per event"
+        assert origin not in self.records, "one outcome per record"
+        self.records.add(origin)
         self.outcomes[event_id or ""] = outcome
+        self.errors[event_id or ""] = f"{reason}: {error}"
 
 
 def settings_for(am: Rig, concurrency: int) -> Settings:
@@ -62,35 +72,55 @@ def settings_for(am: Rig, concurrency: int) -> Settings:
     )
 
 
+@asynccontextmanager
+async def wired(am: Rig, settings: Settings, sink: Sink) -> AsyncIterator[Wired]:
+    """The dispatcher running with the provider and budget as the service wires them."""
+    budget = provider_budget(settings, am.clock)
+    provider = build_provider(settings, am.http, clock=am.clock, metrics=am.metrics, quota=budget)
+    assert isinstance(provider, AppMetricaProvider)
+    dispatcher = Dispatcher(provider, settings.dispatch, budget, sink, am.clock, am.metrics)
+    start = asyncio.create_task(provider.start())
+    loop = asyncio.create_task(dispatcher.run())
+    try:
+        yield Wired(dispatcher, provider)
+        await start
+    finally:
+        start.cancel()  # nothing, once it has ended
+        await dispatcher.aclose()
+        loop.cancel()
+        await provider.aclose()
+
+
+@dataclass
+class Wired:
+    dispatcher: Dispatcher
+    provider: AppMetricaProvider
+
+    async def until(self, am: Rig, done: Callable[[], bool]) -> None:
+        """Move fake time on in small steps until ``done`` (bounded)."""
+        for _ in range(MAX_STEPS):
+            await am.quiet()
+            if done():
+                return
+            await am.clock.advance(STEP_S)
+        raise AssertionError("the scenario did not settle")
+
+
 async def test_at_high_concurrency_every_call_stays_within_appmetricas_quota() -> None:
     # Before: polls, lookups and group calls were free, and 32 requests in flight
     # polled right after their sends: the simulator answered 429 within the first second.
     async with rig() as am:
         settings, sink = settings_for(am, concurrency=32), Sink()
-        budget = provider_budget(settings, am.clock)
-        provider = build_provider(
-            settings, am.http, clock=am.clock, metrics=am.metrics, quota=budget
-        )
-        dispatcher = Dispatcher(provider, settings.dispatch, budget, sink, am.clock, am.metrics)
         jobs = [
             job(f"e{n}", [("android_push_token", f"a{n}")], rule=f"rule_{n // 2}", title=f"T{n}")
             for n in range(60)
         ]
-        start = asyncio.create_task(provider.start())  # type: ignore[attr-defined]
-        for each in jobs:
-            dispatcher.submit(each)
-        loop = asyncio.create_task(dispatcher.run())
-        try:
-            for _ in range(MAX_STEPS):
-                await am.quiet()
-                if len(sink.outcomes) == len(jobs) and not provider.tracker.tracked:  # type: ignore[attr-defined]
-                    break
-                await am.clock.advance(STEP_S)
-            await start
-        finally:
-            await dispatcher.aclose()
-            loop.cancel()
-            await provider.aclose()
+        async with wired(am, settings, sink) as run:
+            for each in jobs:
+                run.dispatcher.submit(each)
+            await run.until(
+                am, lambda: len(sink.outcomes) == len(jobs) and not run.provider.tracker.tracked
+            )
 
         assert set(sink.outcomes.values()) == {Outcome.SENT}
         assert len(sink.outcomes) == len(jobs)
@@ -98,3 +128,29 @@ async def test_at_high_concurrency_every_call_stays_within_appmetricas_quota() -
         assert am.calls(POLL) >= 30
         assert am.sim.state.quota_violations == 0
         assert am.metrics.value("appmetrica_transfers_total", status="sent") == 30
+
+
+async def test_only_the_events_of_a_failed_transfer_are_dead_lettered_and_a_replay_sends_them() -> (
+    None
+):
+    async with rig() as am:
+        settings, sink = settings_for(am, concurrency=4), Sink()
+        jobs = [job(f"e{n}", [("android_push_token", f"a{n}")], title=f"T{n}") for n in range(4)]
+        async with wired(am, settings, sink) as run:
+            am.sim.set_faults(Faults(fail_transfers_count=1))
+            for each in jobs:  # one rule, two texts per request: two transfers
+                run.dispatcher.submit(each)
+            await run.until(am, lambda: len(sink.outcomes) == len(jobs))
+            failed = {e for e, outcome in sink.outcomes.items() if outcome is Outcome.DEAD_LETTERED}
+            assert failed == {"e0", "e1"}  # the first transfer's
+            assert {sink.outcomes[e] for e in ("e2", "e3")} == {Outcome.SENT}
+            assert "Invalid push credentials for platform android" in sink.errors["e0"]
+
+            for each in jobs[:2]:  # `dlq replay`: the same events in new records
+                origin = dataclasses.replace(each.origin, offset=each.origin.offset + 100)
+                run.dispatcher.submit(dataclasses.replace(each, origin=origin, attempts=0))
+            await run.until(am, lambda: not run.dispatcher.size)
+
+        assert set(sink.outcomes.values()) == {Outcome.SENT}
+        assert [t["status"] for t in am.sim.state.record()] == ["failed", "sent", "sent"]
+        assert am.sim.state.quota_violations == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -121,3 +122,15 @@ def test_client_transfer_id_is_deterministic_63_bit_and_content_bound() -> None:
     assert client_transfer_id(jobs[:1], elements) != first
     other = plan_batch([job("e1", [("android_push_token", "z")])]).elements
     assert client_transfer_id(jobs, other) != first
+
+
+def test_a_replayed_record_gets_a_new_client_transfer_id() -> None:
+    # A dead letter replayed after a failed transfer is the same event in a new record:
+    # with the failed transfer's id, AppMetrica would refuse it as a duplicate (409).
+    original = [job("e1", [("android_push_token", "a")])]
+    elements = plan_batch(original).elements
+    replayed = [dataclasses.replace(original[0], origin=Origin("orders", 0, 99))]
+    read_again = [dataclasses.replace(original[0])]  # after a restart: the same record
+
+    assert client_transfer_id(replayed, elements) != client_transfer_id(original, elements)
+    assert client_transfer_id(read_again, elements) == client_transfer_id(original, elements)

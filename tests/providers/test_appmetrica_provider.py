@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
@@ -31,6 +32,7 @@ from consumer.errors import (
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
 from consumer.local.simulators.appmetrica_state import Faults
 from consumer.providers.appmetrica import AppMetricaProvider
+from consumer.providers.base import Verdict
 from consumer.push import PushClass
 from consumer.settings import AppMetricaSettings, DispatchSettings
 
@@ -127,7 +129,7 @@ async def test_send_returns_on_acceptance_and_the_tracker_polls_once_later(am: R
     provider = am.provider()
     await provider.start()
 
-    await provider.send([envelope(provider, job("e1", ANDROID))])
+    confirmation = await provider.send([envelope(provider, job("e1", ANDROID))])
 
     [transfer] = am.sim.state.record()
     assert transfer["status"] == "pending"  # accepted, not yet validated
@@ -138,18 +140,68 @@ async def test_send_returns_on_acceptance_and_the_tracker_polls_once_later(am: R
     assert am.calls(POLL) == 1
     assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
     assert provider.tracker.tracked == 0
+    assert await confirmation == Verdict()  # delivered
 
 
-async def test_a_failed_transfer_is_counted_and_logged_after_its_send(am: Rig) -> None:
+async def test_a_failed_transfer_refuses_its_events_with_appmetricas_errors(am: Rig) -> None:
     provider = am.provider()
     await provider.start()
     am.sim.set_faults(Faults(fail_transfers_count=1))
 
-    await provider.send([envelope(provider, job("e1", ANDROID))])  # accepted: the event is sent
-    await am.advance(2.0)
+    confirmation = await provider.send([envelope(provider, job("e1", ANDROID))])  # accepted
+    waiting = asyncio.ensure_future(confirmation)
+    await am.advance(1.9)
+    assert not waiting.done()  # no verdict before AppMetrica gave one
+    await am.advance(0.1)
 
+    verdict = await waiting
+    assert list(verdict.refused) == ["e1"]
+    assert str(verdict.refused["e1"]) == (
+        "AppMetrica failed transfer 1 of order_ready: Invalid push credentials for platform android"
+    )
     assert am.metrics.value("appmetrica_transfers_total", status="failed") == 1
     assert provider.tracker.tracked == 0
+
+
+async def test_the_verdict_comes_once_validation_passed_and_polls_go_on_to_sent() -> None:
+    config = SimulatorConfig(token=TOKEN, status_step_s=1.5)  # in_progress at 1.5 s, sent at 3
+    async with rig(config=config) as am:
+        provider = am.provider()
+        await provider.start()
+        waiting = asyncio.ensure_future(
+            await provider.send([envelope(provider, job("e1", ANDROID))])
+        )
+        await am.advance(2.0)  # the first poll says `in_progress`: it can no longer fail
+
+        assert waiting.done()
+        assert waiting.result() == Verdict()
+        assert provider.tracker.tracked == 1
+        await am.advance(4.0)
+        assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+
+
+async def test_a_transfer_never_final_leaves_its_events_unconfirmed(am: Rig) -> None:
+    provider = am.provider(status_timeout_s=10.0)
+    await provider.start()
+    am.sim.state.config = SimulatorConfig(token=TOKEN, status_step_s=1000.0)  # stays pending
+    confirmation = await provider.send([envelope(provider, job("e1", ANDROID))])
+    for _ in range(10):
+        await am.advance(1.0)
+
+    assert await confirmation == Verdict(unconfirmed=frozenset({"e1"}))
+    assert am.metrics.value("appmetrica_transfers_total", status="timed_out") == 1
+
+
+async def test_a_closing_provider_leaves_its_confirmations_without_a_verdict(am: Rig) -> None:
+    provider = am.provider()
+    await provider.start()
+    waiting = asyncio.ensure_future(await provider.send([envelope(provider, job("e1", ANDROID))]))
+    await am.advance(0.0)
+
+    await provider.aclose()
+
+    with pytest.raises(asyncio.CancelledError):
+        await waiting  # the dispatcher records no outcome: uncommitted, sent after a restart
 
 
 async def test_polls_back_off_and_tracking_gives_up_after_the_status_timeout(am: Rig) -> None:
@@ -193,10 +245,13 @@ async def test_a_too_large_text_is_refused_alone(am: Rig) -> None:
         "e2", [("android_push_token", "a2")], title="Big", extras={"iOS": {"data": "x" * 4000}}
     )
 
-    with pytest.raises(ProviderRejected, match="3968-byte limit") as caught:
-        await provider.send([envelope(provider, good, big)])
+    confirmation = await provider.send([envelope(provider, good, big)])  # the good one goes
+    await am.advance(2.0)
+    verdict = await confirmation
 
-    assert caught.value.event_ids == frozenset({"e2"})
+    assert list(verdict.refused) == ["e2"]
+    assert "3968-byte limit" in str(verdict.refused["e2"])
+    assert not verdict.unconfirmed
     [transfer] = am.sim.state.transfers.values()
     assert transfer.devices() == 1
     assert transfer.batch[0]["devices"][0]["id_values"] == ["a1"]
@@ -242,12 +297,29 @@ async def test_a_retry_after_a_lost_answer_does_not_push_twice(am: Rig, drop_mod
     with pytest.raises(OutcomeUnknown):
         await provider.send(request)
     await am.advance(0.0)  # the tracker looks the transfer up at once: AppMetrica has it
-    await provider.send(request)  # the dispatcher's retry: nothing to send
+    confirmation = await provider.send(request)  # the dispatcher's retry: nothing to send
 
     assert len(am.sim.state.transfers) == 1
     assert (am.calls(SEND), am.calls(LOOKUP)) == (1, 1)
     await am.advance(2.0)  # the found transfer is followed to its end like any other
     assert am.metrics.value("appmetrica_transfers_total", status="sent") == 1
+    assert await confirmation == Verdict()
+
+
+async def test_a_retry_waits_for_the_verdict_on_the_transfer_its_lookup_found(am: Rig) -> None:
+    provider = am.provider(timeout_s=0.3)
+    await provider.start()
+    am.sim.set_faults(Faults(drop_after_accept_count=1, fail_transfers_count=1))
+    request = [envelope(provider, job("e1", ANDROID))]
+    with pytest.raises(OutcomeUnknown):
+        await provider.send(request)
+    await am.advance(0.0)  # found
+
+    confirmation = await provider.send(request)
+    await am.advance(2.0)
+
+    assert "Invalid push credentials" in str((await confirmation).refused["e1"])
+    assert am.calls(SEND) == 1
 
 
 async def test_a_retry_after_a_request_that_was_never_processed_sends_it(am: Rig) -> None:

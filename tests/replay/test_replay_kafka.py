@@ -20,9 +20,9 @@ from consumer.errors import FatalError
 from consumer.kafka.deadletter import DeadLetterWriter, build_producer
 from consumer.metrics import Metrics
 from consumer.push import Origin
-from consumer.replay.command import replay
+from consumer.replay.command import print_report, replay
 from consumer.replay.progress import ProgressBar
-from consumer.replay.select import MARKER, DeadLetter, ReplayFilter, parse_time
+from consumer.replay.select import MARKER, DeadLetter, ReplayFilter, describe, parse_time
 from consumer.settings import KafkaSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
@@ -244,6 +244,28 @@ async def test_the_command_line_dry_run(kafka_bootstrap: str, setup: dict[str, s
         "skipped 0 (no dlq.source_topic)"
     )
     assert await read_topic(kafka_bootstrap, setup["orders"]) == []
+
+
+async def test_a_dead_letter_cut_to_fit_is_not_replayed(
+    kafka_bootstrap: str, setup: dict[str, str]
+) -> None:
+    big = Origin(setup["orders"], 0, 20, b"A-big", b"{" + b" " * 2_000_000 + b"}", (), 5)
+    await dead_letter(kafka_bootstrap, setup["dlq"], [(big, "too_large")])
+    listed: list[str] = []
+
+    report = await replay(
+        KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        setup["dlq"],
+        ReplayFilter(reasons=frozenset({"too_large"})),
+        on_match=lambda letter, target: listed.append(describe(letter, target)),
+    )
+
+    assert (report.matched, report.replayed, report.cut, report.skipped) == (1, 0, 1, 0)
+    assert "SKIPPED (cut to fit the dead-letter topic" in listed[0]
+    assert await read_topic(kafka_bootstrap, setup["orders"]) == []
+    out = io.StringIO()
+    print_report(report, setup["dlq"], dry_run=False, out=out)
+    assert "1 not replayable (cut to fit the dead-letter topic)" in out.getvalue()
 
 
 async def test_a_missing_topic_fails_clearly_and_is_not_created(

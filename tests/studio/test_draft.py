@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from conftest import FIXTURE, SHIPPED, edit
 
 from consumer.errors import MappingLoadError
 from consumer.mapping import load_mappings
-from consumer.mapping.render import build_environment
-from consumer.mapping.rules import Rule, Template
 from consumer.push import Message
 from consumer.settings import ImshopSettings, MappingSettings
 from consumer.studio.draft import Problem, load_draft
@@ -109,47 +106,32 @@ def test_a_missing_directory_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     ]
 
 
-# Rules do not have `shared:` or quiet hours yet; the adapter reads them when they do.
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Texts:
-    title: Template
-    summary: Template
-    deeplink: Template | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _QuietHours:
-    start: dt.time
-    end: dt.time
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _RuleWithShared(Rule):
-    shared: _Texts | None = None
-    quiet_hours: _QuietHours | None = None
-
-
-def _template(name: str, source: str, line: int) -> Template:
-    return Template(name, source, build_environment().from_string(source), line)
-
-
-def test_a_shared_variant_and_quiet_hours_are_shown_when_a_rule_has_them() -> None:
-    draft = load_draft(FIXTURE, SETTINGS)
+def test_a_shared_variant_and_quiet_hours_are_shown_when_a_rule_has_them(mappings: Path) -> None:
+    orders = mappings / "orders.yaml"
+    edit(
+        orders,
+        '    deeplink: "imshop://orders/{{ order.id | url_encode }}"\n    examples:\n'
+        "      - name: with number and total\n",
+        '    deeplink: "imshop://orders/{{ order.id | url_encode }}"\n'
+        "    shared:\n"
+        "      title: Ваш заказ оформлен\n"
+        "      summary: Подробности — в уведомлениях.\n"
+        "      deeplink: imshop://orders\n"
+        "    examples:\n"
+        "      - name: with number and total\n"
+        "        shared:\n"
+        "          title: Ваш заказ оформлен\n"
+        "          summary: Подробности — в уведомлениях.\n"
+        "          deeplink: imshop://orders\n",
+    )
+    draft = load_draft(mappings, SETTINGS)
+    assert draft.ok, draft.problems
     rule = next(r for r in draft.rules if r.id == "order_created")
-    shared = _Texts(
-        title=_template("title", "Ваш заказ оформлен", rule.line),
-        summary=_template("summary", "Подробности — в уведомлениях.", rule.line),
-        deeplink=_template("deeplink", "imshop://notifications", rule.line),
-    )
-    with_shared = _RuleWithShared(
-        **{f.name: getattr(rule, f.name) for f in dataclasses.fields(Rule)},
-        shared=shared,
-        quiet_hours=_QuietHours(dt.time(22), dt.time(9)),
-    )
-    assert [v.name for v in variants(rule, SETTINGS)] == ["personal"]
-    assert quiet_hours(rule) is None
-    assert quiet_hours(with_shared) == "22:00–09:00"
-    personal, shared_variant = variants(with_shared, SETTINGS)
+    plain = next(r for r in draft.rules if r.id == "order_confirmed")
+    accrued = next(r for r in draft.rules if r.id == "bonus_accrued")
+    assert [v.name for v in variants(plain, SETTINGS)] == ["personal"]
+    assert (quiet_hours(plain), quiet_hours(accrued)) == (None, "22:00–09:00")
+    personal, shared_variant = variants(rule, SETTINGS)
     assert (
         cost_of(personal.rule, IMSHOP)["tier"],
         cost_of(shared_variant.rule, IMSHOP)["tier"],
@@ -157,7 +139,7 @@ def test_a_shared_variant_and_quiet_hours_are_shown_when_a_rule_has_them() -> No
         "personal",
         "shared",
     )
-    outcome = Renderer(draft.mappings, SETTINGS).example(with_shared, with_shared.examples[0])
+    outcome = Renderer(draft.mappings, SETTINGS).example(rule, rule.examples[0])
     texts = {p.variant: p.push.message if p.push else p.error for p in outcome.pushes}
     assert texts == {
         "personal": Message(
@@ -165,9 +147,7 @@ def test_a_shared_variant_and_quiet_hours_are_shown_when_a_rule_has_them() -> No
             "Спасибо за покупку! Сумма заказа — 4\xa0990\xa0₽. Сообщим, когда заказ подтвердят.",
             "imshop://orders/8f3a1c",
         ),
-        "shared": Message(
-            "Ваш заказ оформлен", "Подробности — в уведомлениях.", "imshop://notifications"
-        ),
+        "shared": Message("Ваш заказ оформлен", "Подробности — в уведомлениях.", "imshop://orders"),
     }
 
 
@@ -176,7 +156,7 @@ def test_a_record_nested_too_deeply_is_an_invalid_event_not_a_crash() -> None:
     deep = '{"event_type": "bonus.accrued", "x": ' + "[" * 30_000 + "]" * 30_000 + "}"
     outcome = Renderer(draft.mappings, SETTINGS).raw(deep.encode(), max_bytes=100_000)
     assert outcome.invalid is not None
-    assert "nested too deeply" in outcome.invalid
+    assert "nested more than 200 levels deep" in outcome.invalid
 
 
 def test_an_event_is_matched_at_its_own_moment_too() -> None:

@@ -1,4 +1,4 @@
-"""``python -m consumer bench``: ingest, budget efficiency, latency, memory and AppMetrica.
+"""``python -m consumer bench``: ingest, budget, latency, memory, AppMetrica, history, reach.
 
 Not part of the tests' pass/fail: it measures, prints a summary and optionally
 writes every figure as JSON. It starts its own Kafka broker (``LocalKafka``)
@@ -18,13 +18,14 @@ from typing import Any
 from consumer.local.bench.report import environment, summary
 from consumer.settings import bootstrap_servers_arg
 
-SECTIONS = ("ingest", "budget", "latency", "memory", "appmetrica", "history")
+SECTIONS = ("ingest", "budget", "latency", "memory", "appmetrica", "history", "reach")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="measure ingest, budget efficiency, latency, memory, AppMetrica and history lookups",
+        help="measure ingest, budget efficiency, latency, memory, AppMetrica, history lookups "
+        "and reach in a rush hour",
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few minutes)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -55,7 +56,7 @@ async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str,
     from consumer.local.bench.support import own_topics_deleted
     from consumer.local.kafka import LocalKafka
 
-    if not set(sections) & {"ingest", "latency", "memory"}:
+    if not set(sections) & {"ingest", "latency", "memory", "reach"}:
         return await _sections("", quick, sections)  # budget and history need no broker
     if bootstrap is not None:
         async with own_topics_deleted(bootstrap):
@@ -65,7 +66,7 @@ async def _bench(bootstrap: str | None, quick: bool, sections: Any) -> dict[str,
 
 
 async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any]:
-    from consumer.local.bench import appmetrica, budget, history, ingest, latency, memory
+    from consumer.local.bench import appmetrica, budget, history, ingest, latency, memory, reach
 
     figures: dict[str, Any] = {"quick": quick, **environment()}
     if "ingest" in sections:
@@ -89,6 +90,11 @@ async def _sections(bootstrap: str, quick: bool, sections: Any) -> dict[str, Any
         _progress("history")
         figures |= await history.measure(
             items_total=200_000 if quick else 1_000_000, lookups=500 if quick else 2_000
+        )
+    if "reach" in sections:
+        _progress("reach")
+        figures |= await reach.measure(
+            bootstrap, rates=(500,) if quick else (500, 5000), minutes=20.0 if quick else 40.0
         )
     return figures
 

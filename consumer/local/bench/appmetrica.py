@@ -7,9 +7,10 @@ rules, two devices each, to the AppMetrica simulator over HTTP. The simulator
 enforces AppMetrica's 30 requests per second and moves each transfer to `sent`
 after 2 s (its default steps). The same backlog goes out with
 ``MAX_CONCURRENT_REQUESTS`` 4 (the default) and 32, interleaved; the figures
-are the events per second until every event has its outcome, the time until
-every transfer was seen final, the requests by kind, and the simulator's quota
-answers (429), which must be none.
+are the events per second until every event has its outcome (an event's
+outcome waits for its transfer's verdict: the first status poll, 2 s after the
+send), the time until every transfer was seen final, the requests by kind, and
+the simulator's quota answers (429), which must be none.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from consumer.local.simulators.appmetrica import AppMetricaSimulator
 from consumer.local.simulators.appmetrica_model import SimulatorConfig
 from consumer.metrics import Metrics
 from consumer.providers.registry import build_provider
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import (
     AppMetricaSettings,
     DispatchSettings,
@@ -60,6 +61,7 @@ class _Counter:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 

@@ -26,7 +26,7 @@ from consumer.local.bench.support import optimal_requests
 from consumer.local.simulators.imshop import ImshopSimulator, SimulatorConfig
 from consumer.metrics import Metrics
 from consumer.providers.imshop import ImshopProvider
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush
+from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 from consumer.settings import DispatchSettings, ImshopSettings
 
 LIMIT, WINDOW_S, MARGIN_S, CAP = 10, 2.0, 0.05, 1000
@@ -63,6 +63,7 @@ class _Counter:
         event_type: str | None = None,
         reason: str | None = None,
         error: ConsumerError | None = None,
+        variant: Variant | None = None,
     ) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 

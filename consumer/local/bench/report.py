@@ -97,11 +97,32 @@ _LINES = (
     ("history_postgresql_lookup_p99_ms", "history: PostgreSQL lookup p99 ms (target <= 10)"),
     ("history_postgresql_http_p99_ms", "history: PostgreSQL, whole HTTP request p99 ms"),
     ("history_postgresql", "history: PostgreSQL"),
+    *(
+        (f"reach_{rate}_{run}_{key}", f"reach {rate}/h, {label}: {text}")
+        for rate in (500, 5000)
+        for run, label in (("shared", "shared texts"), ("personal_only", "personal only"))
+        for key, text in (
+            ("p50_min", "delay p50, real-world min"),
+            ("p90_min", "delay p90, real-world min (target <= 2 at 500/h, <= 5 at 5000/h)"),
+            ("max_min", "delay max, real-world min"),
+            ("informed_in_ttl", "informed within ttl (target >= 0.99 at 500/h)"),
+            ("personal_share", "share sent personal"),
+            ("requests", "requests used"),
+            ("violations", "rate-limit violations (must be 0)"),
+        )
+    ),
 )
 
 
 def summary(figures: dict[str, Any]) -> str:
     width = max(len(text) for _, text in _LINES)
     lines = [f"{'quick' if figures.get('quick') else 'full'} run on {figures['machine']}"]
-    lines += [f"  {text:<{width}}  {figures[key]}" for key, text in _LINES if key in figures]
+    lines += [
+        f"  {text:<{width}}  {_shown(figures[key])}" for key, text in _LINES if key in figures
+    ]
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> Any:
+    """A figure as printed; None is a delay no percentile of customers was told within."""
+    return "— (not told within the ttl)" if value is None else value

@@ -48,8 +48,10 @@ def quiet_logs() -> None:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 3) -> str:
-    """Create ``name`` and wait (30 s at most) until every partition has a leader."""
-    await create_topics(bootstrap, {name: partitions})
+    """Create ``name`` and its dead-letter topic ``name-dlq`` (the service checks that
+    one at start: brokers without topic auto-creation would refuse it) and wait (30 s
+    at most) until every partition has a leader."""
+    await create_topics(bootstrap, {name: partitions, f"{name}-dlq": 1})
     return name
 
 

@@ -228,12 +228,20 @@ class PushPrinter:
     """Prints the simulator's accepted pushes that were not shown yet."""
 
     def __init__(
-        self, simulator: ImshopSimulator, out: TextIO, *, window_s: float, quiet: bool
+        self,
+        simulator: ImshopSimulator,
+        out: TextIO,
+        *,
+        window_s: float,
+        quiet: bool,
+        label: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> None:
+        """``label``: a word to show with a push (the demo marks shared texts)."""
         self._simulator = simulator
         self._out = out
         self._window_s = window_s
         self._quiet = quiet
+        self._label = label
         self._shown = 0
 
     def show_new(self) -> None:
@@ -254,10 +262,11 @@ class PushPrinter:
         more = f" +{len(ids) - SHOWN_RECIPIENTS} more" if len(ids) > SHOWN_RECIPIENTS else ""
         noun = "recipient" if len(ids) == 1 else "recipients"
         message = push["message"]
+        label = self._label(push) if self._label is not None else None
         lines = [
             f"{push['at']:7.1f}s  request {number:<3} {len(ids):>4} {noun:<10}  "
             f"budget {in_window}/{limit} in {self._window_s:g} s   {shown}{more}",
-            f"{'':10}{message['title']} — {message['summary']}",
+            f"{'':10}{f'[{label}] ' if label else ''}{message['title']} — {message['summary']}",
         ]
         if push.get("deeplink"):
             lines.append(f"{'':10}-> {push['deeplink']}")

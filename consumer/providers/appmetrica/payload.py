@@ -60,7 +60,7 @@ def text_key(job: PushJob) -> str:
 
     Used in-process only (recipient ids, batch counting), so Python's hash does.
     """
-    return format(hash((job.push.message, extras_key(job))) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
+    return format(hash((job.message, extras_key(job))) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
 
 
 def deliveries(job: PushJob) -> tuple[str, ...]:
@@ -114,7 +114,7 @@ def device_groups(jobs: Iterable[PushJob]) -> list[dict[str, Any]]:
 
 def text_elements(jobs: Sequence[PushJob]) -> list[dict[str, Any]]:
     """The batch elements of one text: its devices, five device groups per element."""
-    messages = platform_messages(jobs[0].push.message, job_extras(jobs[0]))
+    messages = platform_messages(jobs[0].message, job_extras(jobs[0]))
     groups = device_groups(jobs)
     return [
         {"messages": messages, "devices": groups[i : i + MAX_DEVICE_GROUPS]}
@@ -127,7 +127,7 @@ def plan_batch(jobs: Iterable[PushJob]) -> BatchPlan:
     cannot be sent is refused alone."""
     texts: dict[tuple[Message, str], list[PushJob]] = {}
     for job in jobs:
-        texts.setdefault((job.push.message, extras_key(job)), []).append(job)
+        texts.setdefault((job.message, extras_key(job)), []).append(job)
     elements: list[dict[str, Any]] = []
     sent_jobs: list[PushJob] = []
     refused: list[tuple[tuple[PushJob, ...], str]] = []
@@ -147,14 +147,18 @@ def count_devices(elements: Iterable[Mapping[str, Any]]) -> int:
 
 
 def client_transfer_id(jobs: Iterable[PushJob], elements: Iterable[Mapping[str, Any]]) -> int:
-    """A deterministic, non-zero 63-bit id for this exact content and set of events.
+    """A deterministic, non-zero 63-bit id for this exact content and set of records.
 
-    The same logical send (a retry with the same jobs) gets the same id, so
-    AppMetrica's per-group uniqueness of `client_transfer_id` refuses a duplicate.
+    The same logical send (a retry with the same jobs, the same records read
+    again after a restart) gets the same id, so AppMetrica's per-group uniqueness
+    of `client_transfer_id` refuses a duplicate. A record is its event at its
+    place in Kafka: a dead letter replayed after a failed transfer is a new record,
+    so its send is new too (the failed transfer's id would be refused as a duplicate).
     """
+    records = {(j.event_id, j.origin.topic, j.origin.partition, j.origin.offset) for j in jobs}
     canonical = json.dumps(
         {
-            "events": sorted({job.event_id for job in jobs}),
+            "events": sorted(records),
             "batch": sorted(json.dumps(e, sort_keys=True, ensure_ascii=False) for e in elements),
         },
         sort_keys=True,

@@ -6,12 +6,17 @@
 - A request carries one rule's pushes (``batching``): its group is the class's,
   its tag the rule id, so the push-campaign report's rows are the rules.
 - ``send(request)`` makes one API call, the `send-batch`, and returns once
-  AppMetrica accepted the transfer: the event is ``sent``. The transfer's
-  validation and dispatch happen afterwards; the ``TransferTracker`` follows
-  it to `sent` or `failed` outside the dispatcher's request, every poll under
-  the provider's quota (``CallQuota``, the budget the dispatcher uses too).
+  AppMetrica accepted the transfer, with a confirmation (``confirmation``).
+  The transfer's validation and dispatch happen afterwards; the
+  ``TransferTracker`` follows it to `sent` or `failed` outside the
+  dispatcher's request, every poll under the provider's quota (``CallQuota``,
+  the budget the dispatcher uses too). The confirmation resolves once a poll
+  says how the transfer's validation ended: the events are ``sent``, or
+  dead-lettered with AppMetrica's errors when it failed. Texts refused before
+  any transfer (too large, a 400 for the request) are in its verdict too,
+  when some other text of the request went out.
 - Idempotency: each transfer carries a deterministic ``client_transfer_id`` (a
-  hash of its events and content), remembered per event before the request.
+  hash of its records and content), remembered per event before the request.
   When a send goes unanswered (timeout, 5xx), the tracker looks that id up at
   once; the dispatcher's retry then drops the jobs AppMetrica has and sends
   the others, so a retry never pushes twice. If the lookup has no answer yet,
@@ -45,6 +50,7 @@ from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.providers.appmetrica.batching import RuleBatches, group_name
 from consumer.providers.appmetrica.client import AppMetricaClient, Conflict
+from consumer.providers.appmetrica.confirmation import Taken, TransferConfirmation
 from consumer.providers.appmetrica.payload import (
     BatchPlan,
     client_transfer_id,
@@ -126,23 +132,31 @@ class AppMetricaProvider:
         """One delivery per device (its text to ``{id_type}:{id}``); no devices -> empty."""
         return deliveries(job)
 
-    async def send(self, request: Sequence[Envelope]) -> None:
+    async def send(self, request: Sequence[Envelope]) -> TransferConfirmation:
+        """Hand the request to AppMetrica; raise if none of it was accepted, else return
+        the confirmation that waits for the verdict on each of its jobs."""
         jobs = [job for envelope in request for job in envelope.jobs]
         push_class, rule = _one_rule(jobs)
         # Known since start(); only a provider never started finds its groups here.
         group_id = (await self._ensure_groups())[push_class]
         self._track()
-        remaining = self._after_earlier_attempts(jobs)
+        remaining, taken = self._after_earlier_attempts(jobs)
         plan = plan_batch(remaining)
         refusals = [_Refusal(same_text, reason) for same_text, reason in plan.refused]
         if plan.elements:
             try:
-                await self._submit(group_id, rule, plan)
+                taken.append((plan.sent_jobs, await self._submit(group_id, rule, plan)))
             except ProviderRejected as exc:
                 refusals.append(_Refusal(plan.sent_jobs, str(exc), exc))
         self._forget(jobs)
-        if refusals:
+        if refusals and not taken:
             raise _rejection(jobs, refusals)
+        refused = {
+            job.event_id: refusal.error or ProviderRejected(refusal.reason)
+            for refusal in refusals
+            for job in refusal.jobs
+        }
+        return TransferConfirmation(taken, refused)
 
     async def aclose(self) -> None:
         if self._tracking is not None:
@@ -194,26 +208,30 @@ class AppMetricaProvider:
         if self._tracking is None:
             self._tracking = asyncio.create_task(self.tracker.run(), name="appmetrica-tracker")
 
-    def _after_earlier_attempts(self, jobs: Sequence[PushJob]) -> list[PushJob]:
-        """Drop the jobs of earlier sends AppMetrica has; keep those it has not.
+    def _after_earlier_attempts(self, jobs: Sequence[PushJob]) -> tuple[list[PushJob], list[Taken]]:
+        """Split off the jobs of earlier sends AppMetrica has (with the transfer that
+        carries them: its ending is theirs); the others are to be sent.
 
         Raises ``ProviderUnavailable`` (no call made) while an earlier send's lookup
         has no answer yet: sending those jobs now could push them twice.
         """
         remaining: list[PushJob] = []
+        found: dict[int, tuple[list[PushJob], Transfer]] = {}
         for job in jobs:
             ctid = self._attempts.get(job.event_id)
-            state = None if ctid is None else self.tracker.lookup(ctid)
-            if state is Lookup.PENDING:
+            earlier = None if ctid is None else self.tracker.lookup(ctid)
+            if earlier is None or earlier.looked_up is Lookup.NOT_FOUND:
+                remaining.append(job)
+            elif earlier.looked_up is Lookup.FOUND:
+                found.setdefault(earlier.client_transfer_id, ([], earlier))[0].append(job)
+            else:
                 raise ProviderUnavailable(
                     f"AppMetrica has not yet said whether it accepted the unanswered send "
                     f"with client_transfer_id {ctid}; its jobs go again once it has"
                 )
-            if state is not Lookup.FOUND:
-                remaining.append(job)
-        return remaining
+        return remaining, list(found.values())
 
-    async def _submit(self, group_id: int, rule: str, plan: BatchPlan) -> None:
+    async def _submit(self, group_id: int, rule: str, plan: BatchPlan) -> Transfer:
         """The one call of a ``send``; the dispatcher's budget slot counts it."""
         devices = count_devices(plan.elements)
         if devices > self._settings.max_devices_per_request:
@@ -256,6 +274,7 @@ class AppMetricaProvider:
         log.info("appmetrica_transfer_accepted", **transfer.fields())
         self.tracker.follow(transfer)
         self._forget(plan.sent_jobs)
+        return transfer
 
     def _remember(self, jobs: Sequence[PushJob], ctid: int) -> None:
         for job in jobs:

@@ -1,0 +1,287 @@
+"""Which text each push goes out with, and quiet hours: single cases on the scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from dispatch_support import Harness
+from reach_support import push_job
+from testkit import T0
+
+from consumer.dispatch.scheduler import Request
+from consumer.push import Outcome, PushClass
+from consumer.quiet import QuietHours
+from consumer.settings import DispatchSettings
+
+NIGHT = QuietHours(dt.time(22), dt.time(9))
+KAMCHATKA = ZoneInfo("Asia/Kamchatka")  # T0 (09:00 UTC) is 21:00 there: quiet at 22:00
+
+
+def seconds(count: float) -> dt.timedelta:
+    return dt.timedelta(seconds=count)
+
+
+def sent(harness: Harness) -> list[tuple[float, str, list[str]]]:
+    """Each request: seconds from the start, the text's variant, the events it carried."""
+    start = harness.requests[0][0] if harness.requests else 0.0
+    return [
+        (at - start, _variant(r), [e.job.event_id for e in r.entries])
+        for at, r, _ in harness.requests
+    ]
+
+
+def _variant(request: Request) -> str:
+    (variant,) = {e.job.variant.value for e in request.entries}
+    return variant
+
+
+def test_with_a_free_budget_every_push_goes_personal() -> None:
+    harness = Harness(limit=10, window_s=60)
+    harness.run([(0.0, push_job(f"e{i}", order=i)) for i in range(8)])
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 8
+
+
+def test_a_burst_goes_shared_at_once_beyond_what_goes_out_personal_in_time() -> None:
+    # 2 requests a minute; 2 minutes to go personal: requests 0-5 start by 120 s
+    harness = Harness(limit=2, window_s=60)
+    harness.run([(0.0, push_job(f"e{i}", order=i, within_s=120)) for i in range(20)])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0"]),
+        (0.0, "personal", ["e1"]),
+        (60.0, "personal", ["e2"]),
+        (60.0, "personal", ["e3"]),
+        (120.0, "personal", ["e4"]),
+        (120.0, "personal", ["e5"]),
+        (180.0, "shared", [f"e{i}" for i in range(6, 20)]),  # one request tells the rest
+    ]
+
+
+def test_pushes_go_personal_again_as_soon_as_the_budget_keeps_up() -> None:
+    harness = Harness(limit=2, window_s=60)
+    burst = [(0.0, push_job(f"b{i}", order=i, within_s=60)) for i in range(10)]
+    later = [
+        (
+            at,
+            push_job(
+                f"q{i}", order=100 + i, within_s=60, occurred_at=T0 + dt.timedelta(seconds=at)
+            ),
+        )
+        for i, at in enumerate((600.0, 660.0, 720.0))
+    ]
+    harness.run(burst + later)
+    variants = {e: v for _, v, events in sent(harness) for e in events}
+    assert [variants[f"b{i}"] for i in range(10)] == ["personal"] * 4 + ["shared"] * 6
+    assert [variants[f"q{i}"] for i in range(3)] == ["personal"] * 3
+
+
+def test_a_full_shared_request_counts_as_one_request_more_for_those_behind_it() -> None:
+    # Two recipients a request: the late ones need two shared requests, so the push
+    # after them would wait for both and goes shared too.
+    harness = Harness(limit=1, window_s=60, max_recipients=2)
+    burst = [(0.0, push_job(f"e{i}", order=i, within_s=60)) for i in range(6)]
+    other = (0.0, push_job("x", order=99, rule="other", within_s=200))
+    harness.run([*burst, other])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0"]),
+        (60.0, "personal", ["e1"]),
+        (120.0, "shared", ["e2", "e3"]),
+        (180.0, "shared", ["e4", "e5"]),
+        (240.0, "shared", ["x"]),  # personal at 240 s, past its 200 s: shared, alone
+    ]
+
+
+def test_pushes_held_by_quiet_hours_are_not_counted_ahead_of_those_in_line() -> None:
+    harness = Harness(limit=1, window_s=60)
+    harness.clock.t += 3600  # 22:00 in Kamchatka, 10:00 in Moscow
+    now = T0 + dt.timedelta(hours=1)
+    held = [
+        (
+            0.0,
+            push_job(
+                f"h{i}",
+                order=i,
+                push_class=PushClass.MARKETING,
+                quiet=NIGHT,
+                zone=KAMCHATKA,
+                ttl_s=86_400,
+                occurred_at=now,
+            ),
+        )
+        for i in range(5)
+    ]
+    awake = [
+        (
+            1.0,
+            push_job(
+                f"m{i}",
+                order=10 + i,
+                push_class=PushClass.MARKETING,
+                quiet=NIGHT,
+                within_s=90,
+                occurred_at=now + dt.timedelta(seconds=1),
+            ),
+        )
+        for i in range(2)
+    ]
+    harness.run(held + awake)
+    carried = {e: v for _, v, events in sent(harness) for e in events}
+    assert (carried["m0"], carried["m1"]) == ("personal", "personal")
+
+
+def test_a_push_already_shared_goes_personal_again_when_the_queue_ahead_shrinks() -> None:
+    harness = Harness(limit=2, window_s=60)
+    burst = [(0.0, push_job(f"e{i}", order=i, version=1, within_s=60)) for i in range(8)]
+    # a second later orders 2 and 3 move on: their first statuses leave the queue
+    newer = [
+        (
+            1.0,
+            push_job(
+                f"e{i}v2",
+                order=i,
+                version=2,
+                rule="delivered",
+                within_s=300,
+                occurred_at=T0 + seconds(1),
+            ),
+        )
+        for i in (2, 3)
+    ]
+    harness.run(burst + newer)
+    assert sent(harness) == [
+        (0.0, "personal", ["e0"]),
+        (0.0, "personal", ["e1"]),
+        # e4 and e5 were shared at 0 s (four requests ahead of them); now in time
+        (60.0, "personal", ["e4"]),
+        (60.0, "personal", ["e5"]),
+        (120.0, "shared", ["e6", "e7"]),
+        (120.0, "personal", ["e2v2"]),
+        (180.0, "personal", ["e3v2"]),
+    ]
+
+
+def test_a_push_whose_history_is_not_written_never_goes_shared() -> None:
+    harness = Harness(limit=1, window_s=60)
+    harness.run(
+        [(0.0, push_job(f"e{i}", order=i, within_s=60, in_history=False)) for i in range(4)]
+    )
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 4
+    assert [at for at, _, _ in sent(harness)] == [0.0, 60.0, 120.0, 180.0]
+
+
+def test_a_rule_without_shared_text_waits_its_turn() -> None:
+    harness = Harness(limit=1, window_s=60)
+    harness.run([(0.0, push_job(f"e{i}", order=i, within_s=60, shared=False)) for i in range(3)])
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 3
+
+
+def test_with_shared_variants_switched_off_everything_goes_personal() -> None:
+    harness = Harness(limit=1, window_s=60, settings=DispatchSettings(shared_variants=False))
+    harness.run([(0.0, push_job(f"e{i}", order=i, within_s=60)) for i in range(3)])
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 3
+
+
+def test_the_estimate_counts_shared_groups_already_ahead() -> None:
+    # Two rules burst; each rule's late pushes share one request, counted where the
+    # rule's oldest late push stands, so what comes after waits for both.
+    harness = Harness(limit=1, window_s=60)
+    jobs = [(0.0, push_job(f"a{i}", order=i, rule="a", within_s=60)) for i in range(4)]
+    jobs += [(0.0, push_job(f"b{i}", order=10 + i, rule="b", within_s=60)) for i in range(4)]
+    harness.run(jobs)
+    assert sent(harness) == [
+        (0.0, "personal", ["a0"]),
+        (60.0, "personal", ["a1"]),
+        (120.0, "shared", ["a2", "a3"]),
+        (180.0, "shared", ["b0", "b1", "b2", "b3"]),
+    ]
+
+
+def test_a_newer_status_replaces_an_older_one_whatever_text_either_has() -> None:
+    harness = Harness(limit=1, window_s=60)
+    jobs = [(0.0, push_job(f"e{i}", order=i, within_s=30)) for i in range(3)]
+    # order 2's next status arrives while its shared push waits
+    jobs.append((30.0, push_job("e2v2", order=2, version=2, rule="delivered", within_s=30)))
+    for _, job in jobs[:3]:
+        job.version = 1
+    harness.run(jobs)
+    assert harness.outcome("e2") is Outcome.SUPERSEDED
+    assert harness.outcome("e2v2") is Outcome.SENT
+    carried = {e: v for _, v, events in sent(harness) for e in events}
+    assert carried["e2v2"] == "shared"  # 30 s after it: past its personal_within
+
+
+def test_a_push_that_expires_while_it_waits_is_expired_whatever_its_text() -> None:
+    harness = Harness(limit=1, window_s=600)
+    jobs = [
+        (0.0, push_job(f"e{i}", order=i, within_s=60, ttl_s=300 if i else 3600)) for i in range(3)
+    ]
+    harness.run(jobs)
+    assert harness.outcome("e0") is Outcome.SENT
+    assert harness.outcome("e1") is Outcome.EXPIRED
+    assert harness.outcome("e2") is Outcome.EXPIRED
+
+
+def test_a_marketing_push_waits_out_its_recipient_s_quiet_hours() -> None:
+    # 21:59:00 in Kamchatka: the first goes now; one a minute later waits until 09:00
+    harness = Harness(limit=10, window_s=60)
+    start = T0 + dt.timedelta(seconds=59 * 60)
+    early, late = (
+        push_job(e, push_class=PushClass.MARKETING, quiet=NIGHT, zone=KAMCHATKA, ttl_s=86_400)
+        for e in ("early", "late")
+    )
+    early.occurred_at = late.occurred_at = start
+    harness.clock.t += 59 * 60
+    harness.run([(0.0, early), (60.0, late)])
+    starts = {r.entries[0].job.event_id: at for at, r, _ in harness.requests}
+    assert starts["early"] == harness.requests[0][0]
+    ends = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert starts["late"] - starts["early"] == (ends - start).total_seconds()
+
+
+def test_order_news_ignores_quiet_hours() -> None:
+    harness = Harness(limit=10, window_s=60)
+    harness.clock.t += 3600  # 22:00 in Kamchatka
+    job = push_job("news", quiet=NIGHT, zone=KAMCHATKA, occurred_at=T0 + dt.timedelta(hours=1))
+    start = harness.clock.t
+    harness.run([(0.0, job)])
+    assert harness.outcome("news") is Outcome.SENT
+    assert harness.requests[0][0] == start
+
+
+def test_a_push_waiting_when_its_quiet_hours_begin_waits_until_they_end() -> None:
+    # The budget is spent for a window; the push is still waiting at 22:00 Kamchatka.
+    harness = Harness(limit=1, window_s=3600, full=True)
+    start = T0 + dt.timedelta(minutes=30)  # 21:30 there
+    harness.clock.t += 30 * 60
+    job = push_job(
+        "held",
+        push_class=PushClass.MARKETING,
+        quiet=NIGHT,
+        zone=KAMCHATKA,
+        occurred_at=start,
+        ttl_s=86_400,
+    )
+    harness.run([(0.0, job)])
+    ((at, request, _),) = harness.requests
+    sent_wall = T0 + dt.timedelta(seconds=at - 1_000.0)
+    assert sent_wall == dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert request.entries[0].job.event_id == "held"
+
+
+def test_a_held_push_whose_ttl_ends_overnight_expires_at_release() -> None:
+    harness = Harness(limit=10, window_s=60)
+    harness.clock.t += 3600  # 22:00 in Kamchatka
+    job = push_job(
+        "stale",
+        push_class=PushClass.MARKETING,
+        quiet=NIGHT,
+        zone=KAMCHATKA,
+        ttl_s=3 * 3600,
+        occurred_at=T0 + dt.timedelta(hours=1),
+    )
+    harness.run([(0.0, job)])
+    assert harness.requests == []
+    ((outcome, reason, at),) = harness.outcomes["stale"]
+    assert (outcome, reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    assert at == pytest.approx(1_000.0 + 4 * 3600, abs=0.01)  # at 01:00 there, while held
