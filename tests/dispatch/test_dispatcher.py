@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dispatch_support import Rig, advance, make_rig, max_starts_in_window, settle
+from dispatch_support import Later, Rig, advance, make_rig, max_starts_in_window, settle
 from structlog.testing import capture_logs
 from testkit import RecordingSink, make_job
 
@@ -440,4 +440,48 @@ async def test_a_provider_crash_and_a_sink_failure_are_logged_with_what_they_hit
 
     assert lines_of(logs, "push_send_crashed") == [{"provider": "fake"}]
     assert lines_of(logs, "outcome_sink_failed") == [{"event_id": "e1"}]
+    await rig.close()
+
+
+async def test_wait_in_flight_waits_for_requests_on_the_wire_and_verdicts_awaited() -> None:
+    """The drain's wait: one request accepted and awaiting its verdict, one still
+    on the wire; it ends when both have ended, and not before."""
+    rig = await make_rig(limit=10)
+    rig.provider.results.append(Later(after_s=5.0))
+    rig.dispatcher.submit(make_job("e1", user="u1", text="A"))
+    await settle()
+    rig.provider.gate = asyncio.Event()
+    rig.dispatcher.submit(make_job("e2", user="u2", text="B"))
+    await settle()
+
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight(30.0))
+    await advance(rig.clock, 2.0)
+    assert not waiting.done(), "both are under way"
+    rig.provider.gate.set()
+    await advance(rig.clock, 1.0)
+    assert not waiting.done(), "the verdict is still awaited"
+    await advance(rig.clock, 2.0)
+
+    assert waiting.done()
+    assert waiting.result() is True
+    assert rig.clock.monotonic() == 1_005.0
+    await rig.close()
+
+
+async def test_the_oldest_pending_age_is_kept_per_class_and_zero_without_any() -> None:
+    rig = await make_rig(limit=1, full=True)  # the budget is spent: pushes wait
+    rig.dispatcher.submit(make_job("e1", user="u1", push_class=PushClass.TRANSACTIONAL))
+    await advance(rig.clock, 5.0)
+
+    rig.dispatcher.submit(make_job("e2", user="u2", push_class=PushClass.TRANSACTIONAL))
+    await settle()  # the loop's turn updates the gauges
+
+    def age(push_class: PushClass) -> float:
+        name = "push_pending_oldest_age_seconds"
+        return rig.metrics.value(name, push_class=push_class.value)
+
+    assert (age(PushClass.TRANSACTIONAL), age(PushClass.MARKETING)) == (5.0, 0.0)
+    await advance(rig.clock, 120.0)  # the budget frees twice: both go out
+    assert rig.sink.count(Outcome.SENT) == 2
+    assert age(PushClass.TRANSACTIONAL) == 0.0
     await rig.close()

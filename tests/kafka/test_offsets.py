@@ -301,3 +301,25 @@ def test_metadata_that_fits_exactly_is_within_the_limit() -> None:
 
     assert offsets.metadata_fits(size)
     assert not offsets.metadata_fits(size - 1)
+
+
+def test_before_any_position_is_known_nothing_is_finished() -> None:
+    offsets = PartitionOffsets()
+
+    assert not offsets.should_skip(0)
+    assert not offsets.should_skip(5)
+
+
+def test_a_record_below_the_committed_position_delivered_again_is_skipped() -> None:
+    offsets = PartitionOffsets(low=10)
+
+    assert offsets.fetched(3) is False, "finished before the restart: not sent again"
+    assert offsets.fetched(10) is True
+
+
+def test_metadata_exactly_at_the_limit_is_kept_whole() -> None:
+    runs = [(12, 14), (20, 21), (40, 45)]
+    whole = encode_runs(10, runs)
+
+    assert encode_runs(10, runs, limit=len(whole)) == whole
+    assert decode_runs(10, encode_runs(10, runs, limit=len(whole) - 1)) == runs[:2]
