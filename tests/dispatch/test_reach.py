@@ -6,12 +6,13 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from dispatch_support import Harness
+from dispatch_support import Harness, advance, make_rig
 from reach_support import push_job
 from testkit import T0
 
 from consumer.dispatch.scheduler import Request
-from consumer.push import Outcome, PushClass
+from consumer.errors import ProviderUnavailable
+from consumer.push import Outcome, PushClass, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
@@ -285,3 +286,19 @@ def test_a_held_push_whose_ttl_ends_overnight_expires_at_release() -> None:
     ((outcome, reason, at),) = harness.outcomes["stale"]
     assert (outcome, reason) == (Outcome.EXPIRED, "ttl_elapsed")
     assert at == pytest.approx(1_000.0 + 4 * 3600, abs=0.01)  # at 01:00 there, while held
+
+
+async def test_a_push_back_from_a_failed_request_goes_shared_when_its_retry_is_too_late() -> None:
+    """The planner follows a retried push's deadline as it does a new one's: the next
+    place in the budget (120 s) is past its 90 s for the personal text."""
+    rig = await make_rig(limit=1, window_s=120, retry_initial_backoff_s=1.0)
+    rig.provider.results.append(ProviderUnavailable("connection refused"))
+    rig.dispatcher.submit(push_job("e1", within_s=90))
+
+    await advance(rig.clock, 200)
+
+    first, second = rig.provider.sent
+    assert (first.started, second.started) == (1_000.0, 1_120.0)
+    assert [job.variant for job in second.jobs] == [Variant.SHARED]
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    await rig.close()
