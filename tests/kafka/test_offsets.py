@@ -323,3 +323,38 @@ def test_metadata_exactly_at_the_limit_is_kept_whole() -> None:
 
     assert encode_runs(10, runs, limit=len(whole)) == whole
     assert decode_runs(10, encode_runs(10, runs, limit=len(whole) - 1)) == runs[:2]
+
+
+def test_pending_holds_what_was_handed_out_until_it_is_done() -> None:
+    offsets = PartitionOffsets(low=5)
+    offsets.fetched(5)
+    offsets.fetched(6)
+
+    offsets.done(5)
+
+    assert offsets.pending == frozenset({6})
+
+
+def test_the_book_skips_what_its_partition_finished_and_nothing_of_others() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 10)
+
+    assert book.should_skip(TP, 3)
+    assert not book.should_skip(TP, 12)
+    assert not book.should_skip(("orders", 1), 3), "a partition not assigned here"
+
+
+def test_a_restart_starts_the_partition_afresh_and_commits_it_again() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 10)
+    book.fetched(TP, 10)
+    book.done(TP, 10)
+    book.committed(TP, 11, "")
+
+    book.restart(TP, 11)  # Kafka reset the position: the same offset, to be committed
+
+    assert book.commit_map() == {TP: (11, "")}
+    fresh: OffsetBook[tuple[str, int]] = OffsetBook()
+    fresh.assign(TP, None)
+    assert fresh.restart(TP, 4).low_watermark == 4
+    assert fresh.commit_map() == {TP: (4, "")}

@@ -1,5 +1,7 @@
-"""The survivors of the last ``make mutation`` run, one line each: the mutant, its change,
-and the reason it is left when a rule below knows one (docs/testing.md lists them).
+"""The score of the last ``make mutation`` run per area, then its survivors one line each:
+the mutant, its change, and why it is left when a rule below knows one (docs/testing.md
+has both). The score counts timeouts as killed and leaves equivalent mutants out:
+killed / (killed + survived + no test - equivalent).
 
     .venv/bin/python tests/mutation/survivors.py [--recheck FILE]
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +38,51 @@ REASONS: list[tuple[str, str]] = [
     (r"_leave\(entry, None\)", "equivalent: None and DONE are both 'not waiting'"),
     (r"shift >= 70|shift > 71", "equivalent: 14 digits exceed 64 bits either way (other message)"),
     (r"min\(max\(0, attempts - 1\), 65\)", "equivalent: 2**64 steps are past any cap"),
+    (
+        r"metadata__mutmut.*\) < limit",
+        "equivalent: encode_runs gives the whole metadata when it fits exactly",
+    ),
+    (r"revoke__mutmut", "equivalent: assign sets or clears the last commit anyway"),
+    (r"_leave\(\w+, None\)", "equivalent: None and DONE are both 'not waiting'"),
+    (r"fetched__mutmut.*offset >= self\._next_fetch", "equivalent: an empty run is not added"),
+    (
+        r"_race__mutmut.*(delay < 0|and event\.is_set)",
+        "equivalent: a set event or no delay returns at once either way",
+    ),
+    (
+        r"_wake_at__mutmut.*<= self\._max_concurrent",
+        "equivalent: only an extra wake-up when every place is taken",
+    ),
+    (
+        r"_prune__mutmut.*\+ keep < now",
+        "equivalent: next_start_at gives the same instant either way",
+    ),
+    (r"float\(\"-INF\"\)", "equivalent: float() reads it the same"),
+    (
+        r"_release__mutmut.*key is not None or key in",
+        "equivalent: a settled keyed job is always in flight",
+    ),
+    (
+        r"_encoded: str \| None = \"\"|self\._encoded = \"\"",
+        "equivalent: only whether the metadata cache is used",
+    ),
+    (
+        r"Budget\.__init____mutmut",
+        "left: the budget's own argument check (settings validate these first)",
+    ),
+    (
+        r"_compact__mutmut",
+        "left: the heaps' compaction beyond its bound is reached by one test only",
+    ),
+    (
+        r"reach\.track|_retry__mutmut.*reach",
+        "left: matters only once the planner's heap was compacted while the push was in flight",
+    ),
+    (r"refused=len|unconfirmed=len|\*\*fields|fields = ", "left: log wording no test reads"),
+    (
+        r"metadata\[:8[01]\]|where: str = \"XXXX\"|metadata: str = \"XXXX\"",
+        "left: wording of an error message",
+    ),
     (r"log\.|\"push_|\"event_|logger|delay_s=|retry_in_s", "left: log wording no test reads"),
 ]
 
@@ -54,6 +102,18 @@ def change(name: str) -> str:
     return f"{' / '.join(minus)} -> {' / '.join(plus) or '(removed)'}"
 
 
+AREAS = {
+    "dispatch": "consumer.dispatch.",
+    "offsets": "consumer.kafka.offsets.",
+    "outcomes": "consumer.outcomes.",
+    "renderer": "consumer.mapping.render.",
+}
+
+
+def area(name: str) -> str:
+    return next((label for label, prefix in AREAS.items() if name.startswith(prefix)), "other")
+
+
 def main(argv: list[str]) -> int:
     rechecked: set[str] = set()
     if argv[:1] == ["--recheck"]:
@@ -61,20 +121,44 @@ def main(argv: list[str]) -> int:
             name, _, verdict = line.partition("\t")
             if verdict == "killed":
                 rechecked.add(name)
-    survivors = [
-        line.split(":")[0].strip()
-        for line in run("results").splitlines()
-        if line.strip().endswith(": survived")
-    ]
-    for name in survivors:
-        if name in rechecked:
+    statuses: dict[str, str] = {}
+    for line in run("results", "--all", "true").splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            statuses[name] = "killed" if name in rechecked else status
+    counts: dict[str, Counter[str]] = {label: Counter() for label in [*AREAS, "other"]}
+    rows = []
+    for name, status in statuses.items():
+        counts[area(name)][status] += 1
+        if status not in ("survived", "no tests"):
             continue
         text = change(name)
         reason = next(
-            (why for pattern, why in REASONS if re.search(pattern, f"{name} {text}")), "left"
+            (why for pattern, why in REASONS if re.search(pattern, f"{name} {text}")),
+            "left" if status == "survived" else "left: no fast test reaches it",
         )
+        counts[area(name)]["equivalent"] += reason.startswith("equivalent")
         short = name.replace("consumer.", "").replace("xǁ", "").replace("ǁ", ".")
-        print(f"| `{short}` | `{text[:110]}` | {reason} |")
+        rows.append(f"| `{short}` | `{text[:110]}` | {reason} |")
+    print(
+        "| Area | Mutants | Killed (timeouts) | Survived | No test | Not run | Equivalent | Score |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, count in counts.items():
+        if not count:
+            continue
+        killed = count["killed"] + count["timeout"]
+        left = count["survived"] + count["no tests"] - count["equivalent"]
+        score = f"{100 * killed / (killed + left):.1f} %" if killed + left else "-"
+        print(
+            f"| {label} | {sum(v for k, v in count.items() if k != 'equivalent')} "
+            f"| {killed} ({count['timeout']}) | {count['survived']} | {count['no tests']} "
+            f"| {count['not checked']} | {count['equivalent']} | {score} |"
+        )
+    print()
+    print("| Mutant | Change | Why it is left |")
+    print("|---|---|---|")
+    print("\n".join(rows))
     return 0
 
 
