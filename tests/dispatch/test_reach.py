@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +13,7 @@ from testkit import T0
 
 from consumer.dispatch.scheduler import Request
 from consumer.errors import ProviderUnavailable
+from consumer.events import Recipient
 from consumer.push import Outcome, PushClass, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
@@ -301,4 +303,26 @@ async def test_a_push_back_from_a_failed_request_goes_shared_when_its_retry_is_t
     assert (first.started, second.started) == (1_000.0, 1_120.0)
     assert [job.variant for job in second.jobs] == [Variant.SHARED]
     assert rig.sink.outcome("e1") is Outcome.SENT
+    await rig.close()
+
+
+async def test_a_push_beyond_the_walk_rides_an_in_time_request_of_its_own_text() -> None:
+    """A backlog longer than ``personal_within``: the walk stops before the last push,
+    which is late for a request of its own but has the first push's personal text,
+    so it goes personal in that push's request."""
+    rig = await make_rig(limit=1, window_s=60)
+    first = push_job("e0", within_s=90)
+    pushes = [first, *(push_job(f"e{i}", within_s=90, offset=i) for i in (1, 2, 3))]
+    rider = replace(first, event_id="x", recipient=Recipient(user_id="u-x"))
+    for job in [*pushes, replace(rider, origin=replace(first.origin, offset=4))]:
+        rig.dispatcher.submit(job)
+
+    await advance(rig.clock, 200)
+
+    at, request = rig.provider.requests[0]
+    assert at == 1_000.0
+    assert {job.event_id: job.variant for e in request for job in e.jobs} == {
+        "e0": Variant.PERSONAL,
+        "x": Variant.PERSONAL,
+    }
     await rig.close()
