@@ -43,6 +43,7 @@ def plant(name: str, root: Path) -> None:
         raise SystemExit(f"{name}: not a mutant name")
     text = (root / path).read_text(encoding="utf-8")
     start = text.index(f"def {function.group(1)}(")
+    start = text.rfind("\n", 0, start) + 1  # the line's start: the def line may be mutated
     for indent in ("    ", ""):  # methods are shown one level out
         before = "\n".join(indent + line if line else line for line in old)
         after = "\n".join(indent + line if line else line for line in new)
@@ -76,7 +77,11 @@ def killed(name: str, tests: list[str]) -> bool:
 def main(argv: list[str]) -> int:
     tests, names = argv[0].split(","), argv[1:]
     for name in names:
-        print(f"{name}\t{'killed' if killed(name, tests) else 'survived'}", flush=True)
+        try:
+            verdict = "killed" if killed(name, tests) else "survived"
+        except SystemExit as cannot:  # one mutant that cannot be planted ends only itself
+            verdict = f"not planted: {cannot}"
+        print(f"{name}\t{verdict}", flush=True)
     return 0
 
 
