@@ -239,6 +239,8 @@ class KafkaSource:
         timeout = self._commit_timeout_s if timeout_s is None else timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if timeout <= 0:  # no time to take the lock: no commit is started
+            return False
         try:  # the commit loop may hold the lock while it waits for a hung commit
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
             # that comes as the lock is handed over, and the cancelled loop goes on.
