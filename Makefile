@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CACHE := $(HOME)/.cache/order-push-consumer
 TMP := $(or $(TMPDIR),/tmp)
 
-.PHONY: install test lint format demo check-mappings clean clean-jars
+.PHONY: install test test-fast mutation mutation-handmade lint format demo check-mappings clean clean-jars
 
 # setuptools ends every editable install with a notice to mind folders named like the
 # package in the working directory; here that folder is the package itself.
@@ -22,6 +22,28 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest
+
+# The tests that need no Kafka broker, browser or database server, on two cores (under a
+# minute; docs/testing.md).
+FAST := -m "not kafka and not browser and not postgres"
+test-fast: install
+	$(PY) -m pytest $(FAST) -q -n 2
+
+# Mutation testing (slow, not in CI; docs/testing.md has the score and the time): mutmut
+# mutates the dispatch, offset, outcome and rendering code ([tool.mutmut] in pyproject.toml)
+# and runs the fast tests that reach each mutant; `mutmut show NAME` shows a survivor. A
+# mutant that makes a test wait forever ends at pytest's timeout: 30 s here (the two long
+# tests mark their own).
+# MUTATION_JOBS: mutants tested at once (one per core).
+MUTATION_JOBS ?= 2
+mutation: install
+	PYTEST_ADDOPTS=--timeout=30 $(PY) -m mutmut run --max-children $(MUTATION_JOBS)
+	$(PY) -m mutmut results
+	$(PY) tests/mutation/handmade.py
+
+# The dispatch bugs of issue 18, planted one at a time: the fast tests must fail on each.
+mutation-handmade: install
+	$(PY) tests/mutation/handmade.py
 
 lint: install
 	$(PY) -m ruff check consumer tests
@@ -42,7 +64,7 @@ demo: install
 # Kafka brokers that a killed run left behind (a running broker's is kept). Not the
 # broker's jars: fetching them again takes minutes (`make clean-jars` removes them).
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf $(CACHE)/demo
 	@for dir in $(TMP)/localkafka-*; do \

@@ -46,9 +46,9 @@ from consumer.events import BaseEvent, OrderStatusChanged, parse_event
 from consumer.health import HealthServer
 from consumer.history.lifecycle import History, open_history
 from consumer.kafka.client_logs import ClientLogSummary
-from consumer.kafka.clients import aiokafka_c_extension_problem, connect
-from consumer.kafka.deadletter import DeadLetterWriter, build_producer, check_dead_letter_topic
-from consumer.kafka.source import MAX_POLL_RECORDS, KafkaSource
+from consumer.kafka.clients import aiokafka_c_extension_problem
+from consumer.kafka.edge import BrokerEdge, KafkaEdge, Source
+from consumer.kafka.source import MAX_POLL_RECORDS
 from consumer.logs import configure_logging, flush_lines, get_logger
 from consumer.mapping import MappingReloader, MappingSet
 from consumer.metrics import Metrics
@@ -78,11 +78,15 @@ class Service:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         provider: PushProvider | None = None,
+        kafka: KafkaEdge | None = None,
     ) -> None:
+        """``provider`` and ``kafka`` replace the configured provider and the broker
+        (tests, the demo); by default they are built from ``settings``."""
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self._provider_override = provider
+        self._kafka = kafka or BrokerEdge(settings, self.metrics, self.clock)
         self._stopping = False
         self._deadline: float | None = None
         self._consume_task: asyncio.Task[None] | None = None
@@ -163,15 +167,10 @@ class Service:
         start: Callable[[], Awaitable[Any]] | None = getattr(provider, "start", None)
         if start is not None:
             await start()
-        producer = build_producer(settings.kafka)
-        # The first Kafka client: an unreachable broker ends the start here, in one line.
-        await connect(producer.start, producer.stop, settings.kafka.bootstrap_servers)
-        stack.push_async_callback(self._within_grace, "dead_letter_producer", producer.stop)
-        # A dead-letter topic that cannot be written stops the start, not the first dead letter.
-        await check_dead_letter_topic(producer.client, settings.kafka)
+        dead_letters = await self._kafka.dead_letters(stack, self._within_grace)
         recorder = OutcomeRecorder(
             mark_done=lambda origin: source.done(origin.topic, origin.partition, origin.offset),
-            dead_letters=DeadLetterWriter(producer, settings.kafka.dlq_topic, self.metrics),
+            dead_letters=dead_letters,
             metrics=self.metrics,
             clock=self.clock,
         )
@@ -193,10 +192,7 @@ class Service:
             release=dispatcher.submit_many,
             reject=_history_refused(recorder),
         )
-        source = KafkaSource(
-            settings.kafka,
-            self.metrics,
-            self.clock,
+        source = self._kafka.source(
             on_revoking=_settler(dispatcher, settings.dispatch.rebalance_settle_s),
             on_revoked=_dropper(dispatcher, history),
         )
@@ -359,8 +355,11 @@ class Service:
         """
         interval = self.settings.kafka.commit_interval_s
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that comes as the event is set, and the shutdown then waits for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(parts.recorder.sent_since_commit.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await parts.recorder.sent_since_commit.wait()
             parts.recorder.sent_since_commit.clear()
             await parts.source.commit()
 
@@ -489,7 +488,7 @@ class _Parts:
     reloader: MappingReloader
     recorder: OutcomeRecorder
     dispatcher: Dispatcher
-    source: KafkaSource
+    source: Source
     history: History | None
 
 

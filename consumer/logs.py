@@ -3,7 +3,7 @@
 Log events are snake_case facts (``push_sent``) with fields. Per-event context
 (topic, partition, offset, event_id, event_type) is bound with ``event_context``
 and carried by contextvars across awaits. Values of keys that look secret are
-replaced before rendering.
+replaced before rendering, at any depth (``redact_secrets``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 import orjson
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretBytes, SecretStr
 from structlog.typing import FilteringBoundLogger
 
 from consumer.settings import LogFormat
@@ -33,12 +33,17 @@ REDACTED = "[redacted]"
 
 # Values of these exact types hold nothing to hide unless their key looks secret.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_SECRET_TYPES = (SecretStr, SecretBytes)
+_CONTAINERS = frozenset({tuple, list, set, frozenset})  # rebuilt as the same type
+_MAX_DEPTH = 32
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Hide values under secret-looking keys, and any pydantic SecretStr, at any depth."""
+    """Hide values under secret-looking keys, and any pydantic secret, at any depth:
+    in dicts, lists, tuples and sets, and the value of a ``(name, value)`` pair whose
+    name looks secret (header lists)."""
     for key, value in event_dict.items():
         # Most fields are plain scalars under ordinary keys: skipping the general
         # walk for them halves the cost of this step (it runs for every line).
@@ -55,12 +60,29 @@ def _secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-def _redacted(key: str, value: Any) -> Any:
-    if isinstance(value, SecretStr) or (_secret_key(key) and value not in (None, "")):
+def _redacted(key: str, value: Any, depth: int = 0) -> Any:
+    if isinstance(value, _SECRET_TYPES) or (_secret_key(key) and value not in (None, "")):
         return REDACTED
-    if isinstance(value, dict):
-        return {k: _redacted(str(k), v) for k, v in value.items()}
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if depth >= _MAX_DEPTH:
+        return REDACTED  # too deep to check: a secret could hide below
+    if isinstance(value, Mapping):
+        return {k: _redacted(str(k), v, depth + 1) for k, v in value.items()}
+    if isinstance(value, tuple | list) and len(value) == 2 and _names_secret(value[0]):
+        # A (name, value) pair, as header lists carry them: [("Authorization", "Bearer …")]
+        return [value[0], REDACTED] if kind is list else (value[0], REDACTED)
+    if isinstance(value, tuple | list | set | frozenset):
+        items = (_redacted("", item, depth + 1) for item in value)
+        return kind(items) if kind in _CONTAINERS else list(items)
     return value
+
+
+def _names_secret(name: Any) -> bool:
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
+    return isinstance(name, str) and _secret_key(name)
 
 
 # Types orjson would render differently from ``json.dumps`` go to ``default`` (repr),

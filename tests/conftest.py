@@ -11,6 +11,10 @@ silently.
 server of ``$HISTORY_TEST_DATABASE_URL``, whose user may create databases);
 ``fresh_postgres_url`` makes a new database on it per test. Without PostgreSQL
 those tests skip, unless ``REQUIRE_POSTGRES=1`` (CI) makes that a failure.
+
+A test that drives a browser or a database server is marked ``browser`` or
+``postgres`` here, from the fixtures it uses. The *fast tests* are the rest:
+``pytest -m "not kafka and not browser and not postgres"`` (``make test-fast``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +31,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from consumer.kafka.client_logs import ClientLogSummary
@@ -33,6 +40,16 @@ from consumer.local.kafka import KafkaUnavailable, LocalKafka
 from consumer.local.postgres import LocalPostgres, PostgresUnavailable
 
 TopicFactory = Callable[..., Awaitable[str]]
+
+# `--hypothesis-profile=mutation`: the same examples every run and no saved failures,
+# so a mutant's verdict depends on the mutant alone, and no shrinking: the first
+# failing example kills the mutant (make mutation).
+hypothesis_settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 _KAFKA_MARK = "kafka"
 _kafka_items: set[str] = set()
@@ -189,6 +206,33 @@ async def _admin_sql(url: str, statement: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port another socket listens on: binding it fails as "in use"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: connecting to it is refused at once."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+# Fixtures that start something outside the process, and the mark their users get.
+_MARK_BY_FIXTURE = {"browser": "browser", "postgres_server": "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & _MARK_BY_FIXTURE.keys():
+            item.add_marker(_MARK_BY_FIXTURE[fixture])
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,14 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, _, _ in settings_table():
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port bound but not listening: connecting to it is refused at once."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        yield held.getsockname()[1]
 
 
 def _environ(**variables: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -486,7 +485,7 @@ async def test_image_entrypoint_serves_healthz_and_stops_on_sigterm(
     kafka_bootstrap: str, topic_factory: Any, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     """ENTRYPOINT + CMD with the image's variables, run by this Python (no Docker here)."""
-    port = _free_port()
+    (port,) = free_ports(1)
     topic = await topic_factory(prefix="image", partitions=1)
     env = {
         **os.environ,
@@ -565,9 +564,3 @@ def _image_user() -> str:
 def _seconds(duration: str) -> float:
     assert duration.endswith("s"), duration
     return float(duration[:-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -78,6 +78,97 @@ def test_secrets_are_redacted_at_any_depth() -> None:
     assert line["note"] == "nothing secret"
 
 
+def test_secrets_inside_lists_tuples_and_header_pairs_are_redacted() -> None:
+    out = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=out)
+
+    get_logger("test").info(
+        "request_sent",
+        headers=[("Authorization", "Bearer h-1"), ("Accept", "json")],
+        raw_headers=((b"x-api-key", b"h-2"),),
+        clients=[{"name": "imshop", "api_key": "h-3"}, {"name": "dry"}],
+        nested={"layers": [[{"token": SecretStr("h-4")}]]},
+        one_pair=("sasl_password", "h-5"),
+    )
+
+    text = out.getvalue()
+    for secret in ("h-1", "h-2", "h-3", "h-4", "h-5"):
+        assert secret not in text, f"{secret} logged in clear: {text}"
+    (line,) = lines(out)
+    assert line["headers"] == [["Authorization", "[redacted]"], ["Accept", "json"]]
+    assert line["clients"] == [{"name": "imshop", "api_key": "[redacted]"}, {"name": "dry"}]
+    assert line["nested"] == {"layers": [[{"token": "[redacted]"}]]}
+    assert line["one_pair"] == ["sasl_password", "[redacted]"]
+
+
+SECRET = "s3cr3t"  # planted only where it must be hidden; no plain text can contain it
+SECRET_NAMES = ["api_key", "X-Api-Key", "Authorization", "db_password", "refresh_token", "secret"]
+PLAIN_NAMES = ["headers", "items", "name", "note", "id", "user", "body", "value"]
+plain_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text("abc xyz-é", max_size=8)
+)
+
+
+def nested(leaves: st.SearchStrategy[object], with_secrets: bool) -> st.SearchStrategy[object]:
+    """Dicts, lists, tuples and (name, value) pairs of ``leaves``, any depth; with
+    ``with_secrets``, secrets planted under secret names, in pairs and as SecretStr."""
+    if with_secrets:
+        leaves = st.one_of(leaves, st.builds(SecretStr, st.just(SECRET)))
+
+    def extend(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+        plain = st.dictionaries(st.sampled_from(PLAIN_NAMES), inner, max_size=3)
+        parts = [
+            plain,
+            st.lists(inner, max_size=4),
+            st.lists(inner, max_size=4).map(tuple),
+            st.tuples(st.sampled_from(PLAIN_NAMES), inner),
+        ]
+        if with_secrets:
+            hidden = st.one_of(inner, st.just(SECRET))
+            secret = st.dictionaries(st.sampled_from(SECRET_NAMES), hidden, min_size=1, max_size=2)
+            parts.append(st.builds(lambda a, b: a | b, plain, secret))
+            parts.append(st.tuples(st.sampled_from(SECRET_NAMES), hidden))
+        return st.one_of(parts)
+
+    return st.recursive(leaves, extend, max_leaves=30)
+
+
+def logged(value: object) -> dict[str, object]:
+    out = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=out)
+    get_logger("test").info("nested_value", field=value)
+    assert SECRET not in out.getvalue(), out.getvalue()
+    (line,) = lines(out)
+    return line
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=nested(plain_leaf, with_secrets=True))
+def test_no_secret_survives_in_any_nesting(value: object) -> None:
+    logged(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=nested(plain_leaf, with_secrets=False))
+def test_values_without_secrets_are_logged_unchanged(value: object) -> None:
+    line = logged(value)
+
+    assert line["field"] == json.loads(json.dumps(value))
+
+
+def test_a_value_that_contains_itself_is_logged_not_walked_forever() -> None:
+    out = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=out)
+    loop: list[object] = [{"api_key": SECRET}]
+    loop.append(loop)
+
+    get_logger("test").info("looped", field=loop)
+
+    assert SECRET not in out.getvalue()
+    (line,) = lines(out)
+    assert "[redacted]" in json.dumps(line["field"])
+
+
 def test_level_filters_lower_levels() -> None:
     out = io.StringIO()
     configure_logging("warning", LogFormat.JSON, stream=out)

@@ -239,8 +239,13 @@ class KafkaSource:
         timeout = self._commit_timeout_s if timeout_s is None else timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if timeout <= 0:  # no time to take the lock: no commit is started
+            return False
         try:  # the commit loop may hold the lock while it waits for a hung commit
-            await asyncio.wait_for(self._commit_lock.acquire(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that comes as the lock is handed over, and the cancelled loop goes on.
+            async with asyncio.timeout(timeout):
+                await self._commit_lock.acquire()
         except TimeoutError:
             return False
         try:

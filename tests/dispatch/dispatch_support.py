@@ -1,4 +1,6 @@
-"""Builders shared by the dispatch tests: jobs, an in-memory provider, a recording sink."""
+"""Builders shared by the dispatch tests: jobs, an in-memory provider, a recording sink,
+and ``Rig``: the real async ``Dispatcher`` running on a fake clock, which ``play``
+drives through a schedule of arrivals (a scenario of minutes runs in milliseconds)."""
 
 from __future__ import annotations
 
@@ -6,53 +8,20 @@ import asyncio
 import datetime as dt
 import random
 from collections import deque
-from collections.abc import Awaitable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from testkit import T0, RecordingSink
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget, Slot
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
 from consumer.errors import ConsumerError, OutcomeUnknown, ProviderRejected, RateLimited
-from consumer.events import Recipient
 from consumer.metrics import Metrics
 from consumer.providers.base import Envelope, ProviderLimits, Verdict
-from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
+from consumer.push import Outcome, PushJob
 from consumer.settings import DispatchSettings
-
-T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
-
-
-def make_job(
-    event_id: str,
-    *,
-    user: str = "u1",
-    text: str = "T",
-    push_class: PushClass = PushClass.TRANSACTIONAL,
-    ttl_s: float = 3600.0,
-    collapse_key: str | None = None,
-    version: int | None = None,
-    occurred_at: dt.datetime = T0,
-    topic: str = "orders",
-    partition: int = 0,
-    offset: int = 0,
-) -> PushJob:
-    push = RenderedPush(
-        rule_id=f"rule-{text}",
-        message=Message(title=text, summary=f"summary {text}"),
-        push_class=push_class,
-        ttl_s=ttl_s,
-        collapse_key=collapse_key,
-    )
-    return PushJob(
-        origin=Origin(topic=topic, partition=partition, offset=offset),
-        event_id=event_id,
-        event_type="order.status_changed",
-        recipient=Recipient(user_id=user),
-        push=push,
-        occurred_at=occurred_at,
-        version=version,
-    )
 
 
 class LostAnswer(OutcomeUnknown):
@@ -70,13 +39,39 @@ class Later:
     crash: bool = False  # the confirmation itself fails (a provider bug)
 
 
+# A scripted answer: a result, or a function of the request that gives one.
+Answer = (
+    ConsumerError
+    | BaseException
+    | Later
+    | None
+    | Callable[[Sequence[Envelope]], BaseException | None]
+)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request as the provider saw it."""
+
+    started: float  # monotonic
+    at: dt.datetime  # wall time at the start
+    envelopes: tuple[Envelope, ...]
+    ended: float | None = None
+    error: BaseException | None = None
+
+    @property
+    def jobs(self) -> list[PushJob]:
+        return [job for envelope in self.envelopes for job in envelope.jobs]
+
+
 class FakeProvider:
     """Coalesces like IMSHOP; answers with the scripted results (None = success;
     ``Later``: accepted now, confirmed later).
 
-    ``delivered`` lists what the provider took (a success, a ``LostAnswer``, or a
-    confirmation that did not refuse), in the order it took it: what the customers
-    were shown.
+    ``delivered`` lists the jobs the provider took (a success, a ``LostAnswer``,
+    the jobs a partial refusal spared, a confirmation that did not refuse), in the
+    order it took them: what the customers were shown. ``sent`` keeps every request
+    with its start and end.
     """
 
     name = "fake"
@@ -86,11 +81,15 @@ class FakeProvider:
     ) -> None:
         self.limits = ProviderLimits(max_messages, max_recipients)
         self.clock = clock
-        self.requests: list[tuple[float, tuple[Envelope, ...]]] = []
-        self.delivered: list[Envelope] = []
-        self.results: deque[ConsumerError | Later | None] = deque()
+        self.sent: list[Sent] = []
+        self.delivered: list[PushJob] = []
+        self.refused: set[str] = set()  # event ids a refusal named (or all of its request)
+        self.crashed: set[str] = set()  # event ids of requests that met a provider bug
+        self.results: deque[Answer] = deque()
         self.gate: asyncio.Event | None = None
         self.latency_s = 0.0  # fake seconds each request takes
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def coalesce_key(self, job: PushJob) -> Hashable:
         return job.message
@@ -99,16 +98,25 @@ class FakeProvider:
         return (job.recipient.push_id,)
 
     async def send(self, request: Sequence[Envelope]) -> Awaitable[Verdict] | None:
-        self.requests.append((self.clock.monotonic(), tuple(request)))
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.latency_s:
-            await self.clock.sleep(self.latency_s)
-        result = self.results.popleft() if self.results else None
-        if isinstance(result, Later):
-            return self._verdict(tuple(request), result)
-        if result is None or isinstance(result, LostAnswer):
-            self.delivered.extend(request)
+        index = len(self.sent)
+        self.sent.append(Sent(self.clock.monotonic(), self.clock.now(), tuple(request)))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.latency_s:
+                await self.clock.sleep(self.latency_s)
+            answer = self.results.popleft() if self.results else None
+            result = answer(request) if callable(answer) else answer
+            ended = self.clock.monotonic()
+            if isinstance(result, Later):  # accepted: the verdict comes later
+                self.sent[index] = replace(self.sent[index], ended=ended)
+                return self._verdict(tuple(request), result)
+            self.sent[index] = replace(self.sent[index], ended=ended, error=result)
+            self._account(request, result)
+        finally:
+            self.in_flight -= 1
         if result is not None:
             raise result
         return None
@@ -117,55 +125,44 @@ class FakeProvider:
         if later.after_s is None:
             await asyncio.Event().wait()
         await self.clock.sleep(later.after_s or 0.0)
-        ids = [job.event_id for envelope in request for job in envelope.jobs]
+        jobs = [job for envelope in request for job in envelope.jobs]
+        ids = [job.event_id for job in jobs]
         if later.crash:
             raise RuntimeError("the confirmation crashed")
         if later.refused is not None:
+            self.refused |= set(ids)
             return Verdict(refused=dict.fromkeys(ids, later.refused))
-        self.delivered.extend(request)
+        self.delivered.extend(jobs)
         return Verdict(unconfirmed=frozenset(ids) if later.unconfirmed else frozenset())
+
+    def _account(self, request: Sequence[Envelope], result: BaseException | None) -> None:
+        jobs = [job for envelope in request for job in envelope.jobs]
+        if isinstance(result, ProviderRejected):
+            named = result.event_ids
+            refused = {job.event_id for job in jobs if named is None or job.event_id in named}
+            self.refused |= refused
+            self.delivered.extend(job for job in jobs if job.event_id not in refused)
+        elif result is None or isinstance(result, LostAnswer):
+            self.delivered.extend(jobs)
+        elif not isinstance(result, ConsumerError):
+            self.crashed |= {job.event_id for job in jobs}
 
     async def aclose(self) -> None:
         pass
 
     @property
+    def requests(self) -> list[tuple[float, tuple[Envelope, ...]]]:
+        return [(sent.started, sent.envelopes) for sent in self.sent]
+
+    @property
     def start_times(self) -> list[float]:
-        return [at for at, _ in self.requests]
+        return [sent.started for sent in self.sent]
 
 
-@dataclass
-class Recorded:
-    outcome: Outcome
-    reason: str | None
-    error: ConsumerError | None
-    at: float
-
-
-@dataclass
-class RecordingSink:
-    clock: FakeClock | None = None
-    outcomes: dict[str, list[Recorded]] = field(default_factory=dict)
-
-    def record(
-        self,
-        origin: Origin,
-        outcome: Outcome,
-        *,
-        event_id: str | None = None,
-        event_type: str | None = None,
-        reason: str | None = None,
-        error: ConsumerError | None = None,
-        variant: Variant | None = None,
-    ) -> None:
-        at = self.clock.monotonic() if self.clock else 0.0
-        self.outcomes.setdefault(event_id or "", []).append(Recorded(outcome, reason, error, at))
-
-    def outcome(self, event_id: str) -> Outcome:
-        (only,) = self.outcomes[event_id]
-        return only.outcome
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for records in self.outcomes.values() for r in records if r.outcome is outcome)
+def refuse_first(request: Sequence[Envelope]) -> ProviderRejected:
+    """A partial refusal, as AppMetrica gives one: the request's first job only."""
+    first = request[0].jobs[0].event_id
+    return ProviderRejected(f"{first}: bad device", status=400, event_ids=frozenset({first}))
 
 
 async def settle() -> None:
@@ -206,6 +203,7 @@ class Rig:
     provider: FakeProvider
     sink: RecordingSink
     metrics: Metrics
+    budget: Budget
     dispatcher: Dispatcher
     runner: asyncio.Task[None]
 
@@ -219,21 +217,58 @@ async def make_rig(
     limit: int = 3,
     window_s: float = 60,
     full: bool = False,
+    margin_s: float = 0.0,
     sink: RecordingSink | None = None,
+    max_messages: int = 1,
+    max_recipients: int = 1000,
     **dispatch: float,
 ) -> Rig:
     clock = FakeClock()
-    provider = FakeProvider(clock)
+    provider = FakeProvider(clock, max_recipients=max_recipients, max_messages=max_messages)
     if sink is None:
         sink = RecordingSink()
     sink.clock = clock
     metrics = Metrics()
-    budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=full)
+    budget = Budget(
+        limit=limit, window_s=window_s, clock=clock, margin_s=margin_s, assume_window_used=full
+    )
     settings = DispatchSettings(**dispatch)  # type: ignore[arg-type]
     dispatcher = Dispatcher(provider, settings, budget, sink, clock, metrics, rng=random.Random(7))
     runner = asyncio.create_task(dispatcher.run())
     await settle()
-    return Rig(clock, provider, sink, metrics, dispatcher, runner)
+    return Rig(clock, provider, sink, metrics, budget, dispatcher, runner)
+
+
+async def play(rig: Rig, arrivals: Sequence[tuple[float, PushJob]], *, then_s: float = 0) -> None:
+    """Submit each job at its time (seconds from now), then let everything finish:
+    time runs until nothing is held, or ``then_s`` longer if that is later."""
+    start = rig.clock.monotonic()
+    for at, job in sorted(arrivals, key=lambda item: item[0]):
+        if start + at > rig.clock.monotonic():  # jobs arriving together are submitted together
+            await advance(rig.clock, start + at - rig.clock.monotonic())
+        rig.dispatcher.submit(job)
+    await settle()
+    for _ in range(10_000):  # bounded: each turn reaches the next wake-up
+        wake = rig.clock.next_wakeup
+        if (rig.dispatcher.size == 0 and not rig.provider.in_flight) or wake is None:
+            break
+        await advance(rig.clock, wake - rig.clock.monotonic())
+    else:
+        raise AssertionError("the schedule did not settle")
+    await advance(rig.clock, max(0.0, start + then_s - rig.clock.monotonic()))
+
+
+def make_scheduler(
+    *, max_messages: int = 1, max_recipients: int = 1000, **dispatch: float
+) -> Scheduler:
+    """The synchronous scheduler alone, addressing jobs as ``FakeProvider`` does."""
+    return Scheduler(
+        limits=ProviderLimits(max_messages, max_recipients),
+        coalesce_key=lambda job: job.message,
+        recipients=lambda job: (job.recipient.push_id,),
+        settings=DispatchSettings(**dispatch),  # type: ignore[arg-type]
+        rng=random.Random(0),
+    )
 
 
 class StepClock:

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from dispatch_support import T0
+from testkit import T0
 
 from consumer.dispatch.pending import Entry, State
 from consumer.events import Recipient

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from dispatch_support import Rig, advance, make_job, make_rig, max_starts_in_window, settle
+from dispatch_support import Later, Rig, advance, make_rig, max_starts_in_window, settle
+from structlog.testing import capture_logs
+from testkit import RecordingSink, make_job
 
 from consumer.errors import (
     FatalError,
@@ -137,18 +140,41 @@ async def test_a_push_expires_while_the_budget_is_spent() -> None:
     await rig.runner
 
 
+async def test_at_most_max_concurrent_requests_are_in_flight() -> None:
+    rig = await make_rig(limit=10, max_concurrent_requests=4)
+    rig.provider.gate = asyncio.Event()
+    for i in range(6):  # the budget would let all six start
+        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    await settle()
+
+    assert len(rig.provider.sent) == 4
+    assert rig.provider.in_flight == 4
+    rig.provider.gate.set()
+    await settle()
+    assert len(rig.provider.sent) == 6, "the other two start as the first ones end"
+    assert rig.provider.max_in_flight == 4
+    assert rig.sink.count(Outcome.SENT) == 6
+    await rig.close()
+
+
 async def test_high_and_low_water_count_jobs_in_flight() -> None:
     rig = await make_rig(limit=10, pending_max_events=4, pending_resume_ratio=0.5)
     rig.provider.gate = asyncio.Event()
-    for i in range(4):
-        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    rig.dispatcher.submit(make_job("e0", user="u0", text="t0"))
     await settle()
-    assert len(rig.provider.requests) == 4  # default concurrency 4: all in flight
+    assert rig.dispatcher.below_low_water()  # 1 of 4: below half
+    for i in (1, 2):
+        rig.dispatcher.submit(make_job(f"e{i}", user=f"u{i}", text=f"t{i}"))
+    assert not rig.dispatcher.above_high_water()  # 3 of 4
+    rig.dispatcher.submit(make_job("e3", user="u3", text="t3"))
+    await settle()
+    assert rig.provider.in_flight == 4  # default concurrency 4: all in flight
     assert rig.dispatcher.above_high_water()
     assert not rig.dispatcher.below_low_water()
 
-    assert rig.dispatcher.below_low_water(held_elsewhere=-4)
-    assert rig.dispatcher.above_high_water(held_elsewhere=-1) is False
+    assert rig.dispatcher.below_low_water(held_elsewhere=-3)
+    assert not rig.dispatcher.below_low_water(held_elsewhere=-2), "resume below half, not at it"
+    assert not rig.dispatcher.above_high_water(held_elsewhere=-1)
 
     rig.provider.gate.set()
     await settle()
@@ -156,8 +182,8 @@ async def test_high_and_low_water_count_jobs_in_flight() -> None:
     assert rig.dispatcher.size == 0
     assert rig.dispatcher.below_low_water()
     assert not rig.dispatcher.below_low_water(held_elsewhere=2)
-    await rig.dispatcher.aclose()
-    await rig.runner
+    assert rig.dispatcher.above_high_water(held_elsewhere=4)
+    await rig.close()
 
 
 async def test_drop_partitions_forgets_waiting_jobs_without_outcomes() -> None:
@@ -186,11 +212,44 @@ async def test_drain_sends_what_the_budget_allows_then_stops() -> None:
     assert rig.runner.done()
 
 
-async def test_drain_returns_early_once_everything_has_an_outcome(rig: Rig) -> None:
+async def test_drain_returns_early_once_everything_has_an_outcome() -> None:
+    rig = await make_rig(limit=1, window_s=60, full=True)
     rig.dispatcher.submit(make_job("e1"))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=600))
 
-    assert await rig.dispatcher.drain(deadline_s=60) == 0
-    assert rig.clock.monotonic() == 1_000.0
+    await advance(rig.clock, 59)
+    assert not drained.done(), "the budget frees its slot at 60 s"
+    await advance(rig.clock, 1)
+
+    assert drained.done(), "drain waited on for its deadline with nothing left"
+    assert drained.result() == 0
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert rig.runner.done()
+
+
+async def test_drain_with_nothing_held_returns_at_once(rig: Rig) -> None:
+    rig.dispatcher.submit(make_job("e1"))
+    drained = asyncio.create_task(rig.dispatcher.drain(deadline_s=60))
+    await settle()  # no time passes
+
+    assert drained.done()
+    assert drained.result() == 0
+    assert rig.sink.outcome("e1") is Outcome.SENT
+
+
+async def test_a_request_cancelled_at_shutdown_still_counts_against_the_window() -> None:
+    rig = await make_rig(limit=1, window_s=60)
+    rig.provider.gate = asyncio.Event()  # the request hangs
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    assert rig.budget.used() == 1
+
+    await advance(rig.clock, 5)
+    await rig.close()  # cancels the request: it may have reached the provider
+
+    assert rig.sink.outcomes == {}, "no outcome: its offset stays uncommitted"
+    assert rig.budget.used() == 1
+    assert rig.budget.next_start_at() == pytest.approx(rig.clock.monotonic() + 60)
 
 
 async def test_a_fatal_provider_error_stops_the_loop_and_keeps_the_jobs(rig: Rig) -> None:
@@ -292,3 +351,154 @@ async def test_a_provider_crash_is_dead_lettered_at_once_not_retried(rig: Rig) -
     assert (record.outcome, record.reason) == (Outcome.DEAD_LETTERED, "unexpected_error")
     assert "a provider bug" in str(record.error)
     assert len(rig.provider.requests) == 1
+
+
+async def test_waiting_for_requests_in_flight_gives_up_at_its_timeout(rig: Rig) -> None:
+    rig.provider.gate = asyncio.Event()  # the request hangs
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight(timeout_s=5))
+
+    await advance(rig.clock, 4.9)
+    assert not waiting.done()
+    await advance(rig.clock, 0.1)
+
+    assert waiting.done()
+    assert waiting.result() is False
+    assert await rig.dispatcher.wait_in_flight(0) is False
+    rig.provider.gate.set()
+    await settle()
+    assert await rig.dispatcher.wait_in_flight(0) is True
+
+
+async def test_drain_after_a_fatal_answer_reports_what_is_left_without_raising() -> None:
+    rig = await make_rig()
+    await rig.close()  # drain() runs the loop itself
+    rig.provider.results.append(FatalError("IMSHOP answered HTTP 401"))
+    rig.dispatcher.submit(make_job("e1"))
+
+    with capture_logs() as logs:
+        left = await rig.dispatcher.drain(deadline_s=60)
+
+    assert left == 1
+    assert rig.clock.monotonic() == 1_000, "it stopped at the fatal answer, not the deadline"
+    drained = [entry for entry in logs if entry["event"] == "dispatcher_drained"]
+    assert drained == [
+        {
+            "event": "dispatcher_drained",
+            "log_level": "info",
+            "logger_name": "consumer.dispatch.dispatcher",
+            "left": 1,
+            "in_flight": 0,
+            "confirming": 0,
+        }
+    ]
+
+
+def lines_of(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    drop = ("event", "log_level", "logger_name", "exc_info")
+    return [{k: v for k, v in e.items() if k not in drop} for e in logs if e["event"] == event]
+
+
+async def test_each_request_is_one_log_line_describing_it() -> None:
+    rig = await make_rig(limit=10, max_messages=2)
+    rig.provider.results.extend([None, FatalError("IMSHOP answered HTTP 401")])
+    for number, (user, text) in enumerate([("a", "x"), ("b", "x"), ("c", "y")]):
+        push_class = PushClass.MARKETING if text == "y" else PushClass.TRANSACTIONAL
+        rig.dispatcher.submit(make_job(f"e{number}", user=user, text=text, push_class=push_class))
+
+    with capture_logs() as logs:
+        await settle()
+        rig.dispatcher.submit(make_job("e9", user="d", text="z"))
+        await settle()
+
+    assert lines_of(logs, "push_sent") == [
+        {
+            "provider": "fake",
+            "rules": ["rule-x", "rule-y"],
+            "push_class": "transactional",
+            "messages": 2,
+            "recipients": 3,
+            "jobs": 3,
+            "attempt": 1,
+            "variants": ["personal"],
+        }
+    ]
+    (fatal,) = lines_of(logs, "push_provider_fatal")
+    assert fatal == {
+        "provider": "fake",
+        "error": "IMSHOP answered HTTP 401",
+        "rules": ["rule-z"],
+        "push_class": "transactional",
+        "messages": 1,
+        "recipients": 1,
+        "jobs": 1,
+        "attempt": 1,
+        "variants": ["personal"],
+    }
+    assert rig.metrics.value("push_requests_total", provider="fake", result="fatal") == 1
+    assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
+    with pytest.raises(FatalError):
+        await rig.runner
+    rig.runner = asyncio.create_task(asyncio.sleep(0))
+
+
+async def test_a_provider_crash_and_a_sink_failure_are_logged_with_what_they_hit() -> None:
+    class FailingSink(RecordingSink):
+        def record(self, origin: Any, outcome: Outcome, **fields: Any) -> None:
+            raise RuntimeError("the sink's bug")
+
+    rig = await make_rig(sink=FailingSink())
+    rig.provider.results.append(KeyError("a provider bug"))
+
+    with capture_logs() as logs:
+        rig.dispatcher.submit(make_job("e1"))
+        await settle()
+
+    assert lines_of(logs, "push_send_crashed") == [{"provider": "fake"}]
+    assert lines_of(logs, "outcome_sink_failed") == [{"event_id": "e1"}]
+    await rig.close()
+
+
+async def test_wait_in_flight_waits_for_requests_on_the_wire_and_verdicts_awaited() -> None:
+    """The drain's wait: one request accepted and awaiting its verdict, one still
+    on the wire; it ends when both have ended, and not before."""
+    rig = await make_rig(limit=10)
+    rig.provider.results.append(Later(after_s=5.0))
+    rig.dispatcher.submit(make_job("e1", user="u1", text="A"))
+    await settle()
+    rig.provider.gate = asyncio.Event()
+    rig.dispatcher.submit(make_job("e2", user="u2", text="B"))
+    await settle()
+
+    waiting = asyncio.create_task(rig.dispatcher.wait_in_flight(30.0))
+    await advance(rig.clock, 2.0)
+    assert not waiting.done(), "both are under way"
+    rig.provider.gate.set()
+    await advance(rig.clock, 1.0)
+    assert not waiting.done(), "the verdict is still awaited"
+    await advance(rig.clock, 2.0)
+
+    assert waiting.done()
+    assert waiting.result() is True
+    assert rig.clock.monotonic() == 1_005.0
+    await rig.close()
+
+
+async def test_the_oldest_pending_age_is_kept_per_class_and_zero_without_any() -> None:
+    rig = await make_rig(limit=1, full=True)  # the budget is spent: pushes wait
+    rig.dispatcher.submit(make_job("e1", user="u1", push_class=PushClass.TRANSACTIONAL))
+    await advance(rig.clock, 5.0)
+
+    rig.dispatcher.submit(make_job("e2", user="u2", push_class=PushClass.TRANSACTIONAL))
+    await settle()  # the loop's turn updates the gauges
+
+    def age(push_class: PushClass) -> float:
+        name = "push_pending_oldest_age_seconds"
+        return rig.metrics.value(name, push_class=push_class.value)
+
+    assert (age(PushClass.TRANSACTIONAL), age(PushClass.MARKETING)) == (5.0, 0.0)
+    await advance(rig.clock, 120.0)  # the budget frees twice: both go out
+    assert rig.sink.count(Outcome.SENT) == 2
+    assert age(PushClass.TRANSACTIONAL) == 0.0
+    await rig.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dispatch_support import make_job
+from testkit import make_job
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import provider_budget

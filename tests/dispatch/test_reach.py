@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
-from dispatch_support import T0, Harness
+from dispatch_support import Harness, advance, make_rig
 from reach_support import push_job
+from testkit import T0
 
 from consumer.dispatch.scheduler import Request
-from consumer.push import Outcome, PushClass
+from consumer.errors import ProviderUnavailable
+from consumer.events import Recipient
+from consumer.push import Outcome, PushClass, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
@@ -284,3 +288,41 @@ def test_a_held_push_whose_ttl_ends_overnight_expires_at_release() -> None:
     ((outcome, reason, at),) = harness.outcomes["stale"]
     assert (outcome, reason) == (Outcome.EXPIRED, "ttl_elapsed")
     assert at == pytest.approx(1_000.0 + 4 * 3600, abs=0.01)  # at 01:00 there, while held
+
+
+async def test_a_push_back_from_a_failed_request_goes_shared_when_its_retry_is_too_late() -> None:
+    """The planner follows a retried push's deadline as it does a new one's: the next
+    place in the budget (120 s) is past its 90 s for the personal text."""
+    rig = await make_rig(limit=1, window_s=120, retry_initial_backoff_s=1.0)
+    rig.provider.results.append(ProviderUnavailable("connection refused"))
+    rig.dispatcher.submit(push_job("e1", within_s=90))
+
+    await advance(rig.clock, 200)
+
+    first, second = rig.provider.sent
+    assert (first.started, second.started) == (1_000.0, 1_120.0)
+    assert [job.variant for job in second.jobs] == [Variant.SHARED]
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    await rig.close()
+
+
+async def test_a_push_beyond_the_walk_rides_an_in_time_request_of_its_own_text() -> None:
+    """A backlog longer than ``personal_within``: the walk stops before the last push,
+    which is late for a request of its own but has the first push's personal text,
+    so it goes personal in that push's request."""
+    rig = await make_rig(limit=1, window_s=60)
+    first = push_job("e0", within_s=90)
+    pushes = [first, *(push_job(f"e{i}", within_s=90, offset=i) for i in (1, 2, 3))]
+    rider = replace(first, event_id="x", recipient=Recipient(user_id="u-x"))
+    for job in [*pushes, replace(rider, origin=replace(first.origin, offset=4))]:
+        rig.dispatcher.submit(job)
+
+    await advance(rig.clock, 200)
+
+    at, request = rig.provider.requests[0]
+    assert at == 1_000.0
+    assert {job.event_id: job.variant for e in request for job in e.jobs} == {
+        "e0": Variant.PERSONAL,
+        "x": Variant.PERSONAL,
+    }
+    await rig.close()

@@ -5,28 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
+import datetime as dt
 
-from dispatch_support import T0, advance, make_job, make_rig, settle
+import pytest
+from dispatch_support import advance, make_rig, make_scheduler, settle
+from structlog.testing import capture_logs
+from testkit import T0, make_job
 
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import OutcomeUnknown, ProviderRejected
-from consumer.providers.base import ProviderLimits
+from consumer.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from consumer.push import Outcome, PushJob
-from consumer.settings import DispatchSettings
 
 NOW = 1_000.0
 PARTITION = {("orders", 0)}
 
 
-def scheduler() -> Scheduler:
-    return Scheduler(
-        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=1000),
-        coalesce_key=lambda job: job.push.message,
-        recipients=lambda job: (job.recipient.push_id,),
-        settings=DispatchSettings(retry_initial_backoff_s=1.0, retry_max_backoff_s=1.0),
-        rng=random.Random(0),
-    )
+def scheduler(**dispatch: float) -> Scheduler:
+    return make_scheduler(retry_initial_backoff_s=1.0, retry_max_backoff_s=1.0, **dispatch)
 
 
 def send_next(s: Scheduler, at: float = NOW) -> Request:
@@ -92,8 +87,10 @@ def test_a_given_up_request_whose_record_comes_back_is_retried() -> None:
     assert outcomes(s) == [("e1", Outcome.SENT)]
 
 
-def order_status(event_id: str, version: int, text: str) -> PushJob:
-    return make_job(event_id, text=text, collapse_key="A-1", version=version, offset=version)
+def order_status(event_id: str, version: int, text: str, ttl_s: float = 3600.0) -> PushJob:
+    return make_job(
+        event_id, text=text, collapse_key="A-1", version=version, offset=version, ttl_s=ttl_s
+    )
 
 
 def test_a_newer_status_waits_while_an_older_one_of_the_order_is_in_flight() -> None:
@@ -111,7 +108,7 @@ def test_a_newer_status_waits_while_an_older_one_of_the_order_is_in_flight() -> 
     assert outcomes(s) == [("v1", Outcome.SENT), ("v2", Outcome.SENT)]
 
 
-def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
+def test_held_back_statuses_are_superseded_by_a_newer_one() -> None:
     s = scheduler()
     s.add(order_status("v1", 1, "confirmed"), NOW, T0)
     first = send_next(s)
@@ -123,6 +120,51 @@ def test_a_held_back_status_still_expires_and_can_be_superseded() -> None:
 
     assert [job.event_id for e in request.envelopes for job in e.jobs] == ["v3"]
     assert sorted(outcomes(s)) == [("v1", Outcome.SUPERSEDED), ("v2", Outcome.SUPERSEDED)]
+
+
+async def test_a_held_back_status_expires_on_time_while_its_order_is_on_the_wire() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 120  # the request carrying v1 hangs for two minutes
+    rig.dispatcher.submit(order_status("v1", 1, "confirmed"))
+    await settle()
+    rig.dispatcher.submit(order_status("v2", 2, "shipped", ttl_s=30))  # held back behind v1
+
+    await advance(rig.clock, 31)
+
+    (record,) = rig.sink.outcomes["v2"]
+    assert (record.outcome, record.reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    assert record.at == pytest.approx(1_030, abs=0.01)
+    await advance(rig.clock, 120)
+    assert rig.sink.outcome("v1") is Outcome.SENT
+    assert [job.event_id for sent in rig.provider.sent for job in sent.jobs] == ["v1"]
+    await rig.close()
+
+
+def test_the_duplicate_memory_holds_exactly_the_last_n_event_ids() -> None:
+    s = scheduler(dedupe_memory_events=3)
+    for number in range(4):
+        s.add(make_job(f"e{number}", text=f"t{number}", offset=number), NOW, T0)
+        s.on_sent(send_next(s))
+    assert outcomes(s) == [(f"e{number}", Outcome.SENT) for number in range(4)]
+
+    s.add(make_job("e1", text="t1", offset=11), NOW, T0)  # e1, e2, e3 are remembered
+    assert outcomes(s) == [("e1", Outcome.SKIPPED)]
+    s.add(make_job("e0", text="t0", offset=10), NOW, T0)  # e0 was forgotten: it goes again
+    assert outcomes(s) == []
+    assert s.pending.size == 1
+
+
+def test_a_status_without_a_version_is_ordered_by_when_it_happened() -> None:
+    s = scheduler()
+    versioned = make_job("v3", text="a", collapse_key="A-1", version=3, occurred_at=T0)
+    later = T0 + dt.timedelta(seconds=5)
+    unversioned = make_job("late", text="b", collapse_key="A-1", occurred_at=later, offset=1)
+
+    s.add(versioned, NOW, T0)
+    s.add(unversioned, NOW, T0)
+
+    assert outcomes(s) == [("v3", Outcome.SUPERSEDED)]
+    assert [job.event_id for e in send_next(s).envelopes for job in e.jobs] == ["late"]
 
 
 def test_a_dead_lettered_event_replayed_after_a_fix_is_sent_not_skipped() -> None:
@@ -227,14 +269,23 @@ async def test_on_revoke_the_partitions_requests_in_flight_end_and_are_recorded_
     rig.dispatcher.submit(make_job("waiting", text="c", partition=0))  # the budget is spent
     await settle()
 
-    settling = asyncio.create_task(rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10))
-    await advance(rig.clock, 2)
+    with capture_logs() as logs:
+        settling = asyncio.create_task(
+            rig.dispatcher.settle_partitions({("orders", 0)}, timeout_s=10)
+        )
+        await advance(rig.clock, 2)
 
     assert settling.done()
     assert settling.result() is True
     assert rig.sink.outcome("p0") is Outcome.SENT  # before the commit that follows
     assert "waiting" not in rig.sink.outcomes, "a waiting job is left to the next owner"
-    rig.dispatcher.drop_partitions({("orders", 0)})
+    assert logged(logs, "revoked_requests_settled") == {
+        "partitions": [("orders", 0)],
+        "forgotten": 1,
+    }
+    with capture_logs() as logs:
+        assert rig.dispatcher.drop_partitions({("orders", 0)}) == 0  # forgotten already
+    assert logs == []
     await advance(rig.clock, 120)
     assert [e.jobs[0].event_id for _, (e,) in rig.provider.requests] == ["p0", "p1"]
     await rig.close()
@@ -246,10 +297,17 @@ async def test_on_revoke_the_wait_is_bounded_and_a_late_result_is_not_recorded()
     rig.dispatcher.submit(make_job("slow"))
     await settle()
 
-    settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
-    await advance(rig.clock, 5)
+    with capture_logs() as logs:
+        settling = asyncio.create_task(rig.dispatcher.settle_partitions(PARTITION, timeout_s=5))
+        await advance(rig.clock, 5)
     assert settling.done()
     assert settling.result() is False
+    assert logged(logs, "revoked_requests_unsettled") == {
+        "requests": 1,
+        "timeout_s": 5,
+        "partitions": [("orders", 0)],
+        "forgotten": 0,
+    }
     rig.dispatcher.drop_partitions(PARTITION)
     await advance(rig.clock, 30)
 
@@ -273,3 +331,169 @@ async def test_while_a_revoke_waits_a_failed_request_of_the_partition_is_not_ret
     assert rig.sink.outcomes == {}
     assert rig.dispatcher.size == 0
     await rig.close()
+
+
+def logged(logs: list[dict[str, object]], event: str) -> dict[str, object]:
+    """The fields of the one line logged as ``event``."""
+    (line,) = [entry for entry in logs if entry["event"] == event]
+    return {k: v for k, v in line.items() if k not in ("event", "log_level", "logger_name")}
+
+
+async def test_dropping_waiting_jobs_is_logged_with_their_count() -> None:
+    rig = await make_rig(limit=1, full=True)
+    for number in range(3):
+        rig.dispatcher.submit(make_job(f"e{number}", text=f"t{number}", offset=number))
+
+    with capture_logs() as logs:
+        assert rig.dispatcher.drop_partitions(PARTITION) == 3
+
+    assert logged(logs, "pending_dropped") == {"jobs": 3, "partitions": [("orders", 0)]}
+    await rig.close()
+
+
+def test_a_result_of_an_earlier_assignment_is_not_recorded_after_several_rebalances() -> None:
+    s = scheduler()
+    s.pending.drop(PARTITION)  # the first assignment ends
+    s.add(make_job("e1", offset=5), NOW, T0)  # read in the second
+    request = send_next(s)
+    s.pending.drop(PARTITION)  # the second ends with e1 in flight
+
+    s.on_sent(request)
+
+    assert outcomes(s) == [], "the third assignment's owner decides e1"
+
+
+def test_partitions_closed_one_after_the_other_all_stay_closed() -> None:
+    s = scheduler()
+    other = ("orders", 1)
+    s.add(make_job("p0", offset=1), NOW, T0)
+    s.add(make_job("p1", text="other", partition=1, offset=1), NOW, T0)
+    first, second = send_next(s), send_next(s)
+
+    s.pending.close(PARTITION)
+    s.pending.close({other})
+    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    s.on_failed(second, OutcomeUnknown("timeout"), NOW + 1, T0)
+
+    assert s.next_request(NOW + 60, T0) is None, "neither partition's push is retried"
+    assert outcomes(s) == []
+
+
+def test_a_waiting_job_forgotten_by_the_duplicate_memory_can_still_be_dropped() -> None:
+    s = scheduler(dedupe_memory_events=1)
+    s.add(make_job("e1", offset=1), NOW, T0)
+    s.add(make_job("e2", text="other", offset=2), NOW, T0)  # the memory keeps e2 only
+
+    assert s.pending.drop(PARTITION) == 2
+    assert s.pending.size == 0
+
+
+def test_of_two_statuses_that_happened_at_once_the_later_read_wins() -> None:
+    s = scheduler()
+    s.add(make_job("first", text="a", collapse_key="A-1", offset=1), NOW, T0)
+    s.add(make_job("second", text="b", collapse_key="A-1", offset=2), NOW, T0)
+
+    assert outcomes(s) == [("first", Outcome.SUPERSEDED)]
+
+
+async def test_a_push_whose_request_outlives_its_ttl_expires_when_the_request_fails() -> None:
+    rig = await make_rig(limit=10, window_s=1)
+    rig.provider.latency_s = 60  # answers exactly when the push expires
+    rig.provider.results.append(OutcomeUnknown("read timeout"))
+    rig.dispatcher.submit(make_job("e1", ttl_s=60))
+
+    with capture_logs() as logs:
+        await advance(rig.clock, 60)
+
+    (record,) = rig.sink.outcomes["e1"]
+    assert (record.outcome, record.reason, str(record.error)) == (
+        Outcome.EXPIRED,
+        "ttl_elapsed",
+        "read timeout",
+    )
+    assert record.at == 1_060
+    assert len(rig.provider.sent) == 1
+    assert not [entry for entry in logs if entry["event"] == "push_retry_scheduled"]
+    assert rig.metrics.value("push_retries_total", provider="fake", reason="outcome_unknown") == 0
+    await rig.close()
+
+
+async def test_a_request_is_retried_if_any_of_its_jobs_still_waits() -> None:
+    rig = await make_rig(limit=10, window_s=1, retry_initial_backoff_s=2, retry_max_backoff_s=2)
+    rig.provider.latency_s = 30
+    rig.provider.results.append(ProviderUnavailable("HTTP 503"))
+    rig.dispatcher.submit(make_job("long", user="a", text="sale", ttl_s=600))
+    rig.dispatcher.submit(make_job("short", user="b", text="sale", ttl_s=20))  # rides along
+
+    with capture_logs() as logs:
+        await advance(rig.clock, 30)
+
+    assert rig.sink.outcome("short") is Outcome.EXPIRED
+    (retry,) = [entry for entry in logs if entry["event"] == "push_retry_scheduled"]
+    assert {k: retry[k] for k in ("provider", "reason", "error", "jobs", "attempt")} == {
+        "provider": "fake",
+        "reason": "provider_unavailable",
+        "error": "HTTP 503",
+        "jobs": 2,
+        "attempt": 1,
+    }
+    assert 1 <= retry["delay_s"] <= 2  # type: ignore[operator]
+    assert rig.metrics.value("push_retries_total", provider="fake", reason="provider_unavailable")
+    assert rig.metrics.value("push_requests_total", provider="fake", result="provider_unavailable")
+    await advance(rig.clock, 60)
+    assert rig.sink.outcome("long") is Outcome.SENT
+    await rig.close()
+
+
+def test_an_older_status_after_a_lost_answer_of_a_newer_one_is_not_sent() -> None:
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped"), NOW, T0)
+    s.on_failed(send_next(s), OutcomeUnknown("read timeout"), NOW, T0)  # may have been shown
+
+    s.add(order_status("v1", 1, "confirmed"), NOW + 1, T0)
+
+    assert outcomes(s) == [("v1", Outcome.SUPERSEDED)]
+
+
+def test_a_refused_result_of_an_earlier_assignment_leaves_the_record_to_be_read_again() -> None:
+    s = scheduler()
+    s.add(make_job("e1", offset=5), NOW, T0)
+    request = send_next(s)
+    s.pending.drop(PARTITION)
+    s.on_failed(request, ProviderRejected("HTTP 400"), NOW + 1, T0)
+    assert outcomes(s) == [], "not dead-lettered: the partition is someone else's now"
+
+    s.add(make_job("e1", offset=5), NOW + 2, T0)  # its next owner (us again) reads it
+
+    assert outcomes(s) == [], "not a duplicate of itself"
+    assert s.pending.size == 1
+
+
+def test_results_of_an_earlier_assignment_whose_ids_were_forgotten_are_dropped_quietly() -> None:
+    s = scheduler(dedupe_memory_events=1)
+    s.add(make_job("e1", offset=1), NOW, T0)
+    s.add(make_job("e2", text="other", offset=2), NOW, T0)
+    first, second = send_next(s), send_next(s)
+    s.add(make_job("e3", text="third", offset=3), NOW, T0)  # the memory keeps e3 only
+    s.pending.drop(PARTITION)
+
+    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    s.on_failed(second, ProviderRejected("HTTP 400"), NOW + 1, T0)
+
+    assert outcomes(s) == []
+    assert s.pending.size == 0
+
+
+def test_a_push_retried_hundreds_of_times_keeps_the_heaps_small_and_still_expires() -> None:
+    s = scheduler()  # a retry a second
+    s.add(make_job("e1", ttl_s=3600), NOW, T0)
+    for step in range(400):  # each retry leaves stale heap items behind
+        at = NOW + 2 * step
+        request = send_next(s, at)
+        s.on_failed(request, OutcomeUnknown("timeout"), at, T0 + dt.timedelta(seconds=2 * step))
+
+    heaps = [s.pending._expiry, s.pending._delayed, *s.pending._ready.values()]
+    heaps += s.pending._aging.values()
+    assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64 + 1, "stale items pruned"
+    s.advance(NOW + 3_601, T0 + dt.timedelta(seconds=3_601))  # it waits for a retry
+    assert outcomes(s) == [("e1", Outcome.EXPIRED)]

@@ -1,130 +1,154 @@
-"""Single decisions of the scheduler, one case each."""
+"""Single decisions of the scheduler, one case each: through the running dispatcher
+on a fake clock (``play``), or asked of the scheduler directly."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import random
 
 import pytest
-from dispatch_support import T0, Harness, make_job
+from dispatch_support import make_rig, make_scheduler, play
+from testkit import T0, make_job
 
 from consumer.dispatch.retry import RetryPolicy
+from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected, RateLimited
+from consumer.providers.base import ProviderLimits
 from consumer.push import Outcome, PushClass
 from consumer.settings import DispatchSettings
 
 
-def test_a_duplicate_event_id_is_skipped() -> None:
-    harness = Harness()
-    harness.run([(0.0, make_job("e1")), (0.0, make_job("e1", user="other", offset=7))])
+async def test_a_duplicate_event_id_is_skipped() -> None:
+    rig = await make_rig(limit=10)
 
-    assert sorted(o[:2] for o in harness.outcomes["e1"]) == [
+    await play(rig, [(0.0, make_job("e1")), (0.0, make_job("e1", user="other", offset=7))])
+
+    assert [(r.outcome, r.reason) for r in rig.sink.outcomes["e1"]] == [
+        (Outcome.SKIPPED, "duplicate"),  # at once, while the first goes out
         (Outcome.SENT, "sent"),
-        (Outcome.SKIPPED, "duplicate"),
     ]
-    assert harness.requests[0][1].envelopes[0].recipients == ("u1",)
+    assert [sent.envelopes[0].recipients for sent in rig.provider.sent] == [("u1",)]
+    await rig.close()
 
 
-def test_a_recipient_appears_once_and_both_its_jobs_ride_along() -> None:
-    harness = Harness(max_recipients=2)
+async def test_a_recipient_appears_once_and_both_its_jobs_ride_along() -> None:
+    rig = await make_rig(limit=10, max_recipients=2, full=True)
     jobs = [(0.0, make_job(f"e{i}", user=u)) for i, u in enumerate(["a", "b", "a", "c", "b"])]
 
-    harness.run(jobs)
+    await play(rig, jobs)
 
-    first = harness.requests[0][1].envelopes[0]
+    first, second = (sent.envelopes[0] for sent in rig.provider.sent)
     assert first.recipients == ("a", "b")
     assert [job.event_id for job in first.jobs] == ["e0", "e1", "e2", "e4"]
-    assert harness.requests[1][1].envelopes[0].recipients == ("c",)
+    assert second.recipients == ("c",)
+    await rig.close()
 
 
-def test_a_provider_with_several_messages_gets_several_groups_per_request() -> None:
-    harness = Harness(max_recipients=3, max_messages=2)
+async def test_a_provider_with_several_messages_gets_several_groups_per_request() -> None:
+    rig = await make_rig(limit=10, max_recipients=3, max_messages=2, full=True)
     texts = ["x", "y", "x", "z", "z"]
     jobs = [(0.0, make_job(f"e{i}", user=f"u{i}", text=t)) for i, t in enumerate(texts)]
 
-    harness.run(jobs)
+    await play(rig, jobs)
 
-    first = harness.requests[0][1]
+    first, second = rig.provider.sent
     assert [e.message.title for e in first.envelopes] == ["x", "y"]
-    assert first.recipients == 3
-    assert [e.message.title for e in harness.requests[1][1].envelopes] == ["z"]
+    assert [e.recipients for e in first.envelopes] == [("u0", "u2"), ("u1",)]
+    assert [e.message.title for e in second.envelopes] == ["z"]
+    assert rig.sink.count(Outcome.SENT) == 5
+    await rig.close()
 
 
-def test_without_versions_the_later_occurrence_supersedes() -> None:
-    harness = Harness(full=True)  # nothing can go out for a window: both wait
+async def test_without_versions_the_later_occurrence_supersedes() -> None:
+    rig = await make_rig(full=True)  # nothing can go out for a window: both wait
     late = make_job("late", text="b", collapse_key="k", occurred_at=T0 + dt.timedelta(seconds=5))
     early = make_job("early", text="a", collapse_key="k", occurred_at=T0)
 
-    harness.run([(0.0, late), (1.0, early)])
+    await play(rig, [(0.0, late), (1.0, early)])
 
-    assert harness.outcomes["early"][0][:2] == (Outcome.SUPERSEDED, "newer_pending")
-    assert harness.outcome("late") is Outcome.SENT
+    (early_end,) = rig.sink.outcomes["early"]
+    assert (early_end.outcome, early_end.reason) == (Outcome.SUPERSEDED, "newer_pending")
+    assert rig.sink.outcome("late") is Outcome.SENT
+    await rig.close()
 
 
-def test_an_equal_version_after_one_was_sent_is_superseded() -> None:
-    harness = Harness()
+async def test_an_equal_version_after_one_was_sent_is_superseded() -> None:
+    rig = await make_rig()
     first = make_job("a", text="a", collapse_key="k", version=3)
     again = make_job("b", text="b", collapse_key="k", version=3)
 
-    harness.run([(0.0, first), (10.0, again)])
+    await play(rig, [(0.0, first), (10.0, again)])
 
-    assert harness.outcome("a") is Outcome.SENT
-    assert harness.outcomes["b"][0][:2] == (Outcome.SUPERSEDED, "older_than_sent")
+    assert rig.sink.outcome("a") is Outcome.SENT
+    (end,) = rig.sink.outcomes["b"]
+    assert (end.outcome, end.reason) == (Outcome.SUPERSEDED, "older_than_sent")
+    await rig.close()
 
 
-def test_a_retried_job_keeps_its_age_and_coalesces_with_new_arrivals() -> None:
-    settings = DispatchSettings(retry_initial_backoff_s=10, retry_max_backoff_s=10)
-    harness = Harness(limit=1, window_s=30, settings=settings)
-    answers = iter([OutcomeUnknown("timeout"), None, None, None])
+async def test_a_retried_job_keeps_its_age_and_coalesces_with_new_arrivals() -> None:
+    rig = await make_rig(limit=1, window_s=30, retry_initial_backoff_s=10, retry_max_backoff_s=10)
+    rig.provider.results.append(OutcomeUnknown("timeout"))
     jobs = [
         (0.0, make_job("old", user="a", text="shared")),
         (2.0, make_job("new", user="b", text="shared")),
     ]
 
-    harness.run(jobs, answers)
+    await play(rig, jobs)
 
-    assert [at - 1000 for at, _, _ in harness.requests] == [0, 30]
-    retry = harness.requests[1][1]
-    assert [job.event_id for job in retry.envelopes[0].jobs] == ["old", "new"]
-    assert harness.outcome("old") is Outcome.SENT
+    assert [at - 1000 for at in rig.provider.start_times] == [0, 30]
+    retry = rig.provider.sent[1].envelopes[0]
+    assert [job.event_id for job in retry.jobs] == ["old", "new"]
+    assert rig.sink.outcome("old") is Outcome.SENT
+    await rig.close()
 
 
-def test_a_partial_refusal_dead_letters_only_the_named_jobs() -> None:
-    harness = Harness()
+async def test_a_partial_refusal_dead_letters_only_the_named_jobs() -> None:
+    rig = await make_rig()
     refusal = ProviderRejected("bad device", status=400, event_ids=frozenset({"e1"}))
+    rig.provider.results.append(refusal)
     jobs = [(0.0, make_job(f"e{i}", user=f"u{i}")) for i in range(3)]
 
-    harness.run(jobs, iter([refusal]))
+    await play(rig, jobs)
 
-    assert [harness.outcome(f"e{i}") for i in range(3)] == [
+    assert len(rig.provider.sent) == 1, "the jobs it took are not sent again"
+    assert [rig.sink.outcome(f"e{i}") for i in range(3)] == [
         Outcome.SENT,
         Outcome.DEAD_LETTERED,
         Outcome.SENT,
     ]
+    await rig.close()
 
 
-def test_retries_go_on_until_the_ttl_ends_in_expired_not_dead_lettered() -> None:
-    harness = Harness(limit=100, window_s=1)
+async def test_retries_go_on_until_the_ttl_ends_in_expired_not_dead_lettered() -> None:
+    rig = await make_rig(limit=100, window_s=1)
+    rig.provider.results.extend([OutcomeUnknown("timeout")] * 1_000)
 
-    harness.run([(0.0, make_job("e1", ttl_s=60))], itertools.repeat(OutcomeUnknown("timeout")))
+    await play(rig, [(0.0, make_job("e1", ttl_s=60))])
 
-    assert len(harness.requests) > 5
-    assert all(at < 1_060 for at, _, _ in harness.requests), "nothing goes out after its TTL"
-    assert harness.outcomes["e1"][0][:2] == (Outcome.EXPIRED, "ttl_elapsed")
+    assert len(rig.provider.sent) > 5
+    assert all(at < 1_060 for at in rig.provider.start_times), "nothing goes out after its TTL"
+    (end,) = rig.sink.outcomes["e1"]
+    assert (end.outcome, end.reason) == (Outcome.EXPIRED, "ttl_elapsed")
+    await rig.close()
 
 
 def test_a_job_with_too_many_recipients_is_dead_lettered_at_once() -> None:
-    harness = Harness(max_recipients=1)
-    harness.scheduler._recipients = lambda job: ("a", "b")
-    harness.run([(0.0, make_job("e1"))])
+    scheduler = Scheduler(
+        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=1),
+        coalesce_key=lambda job: job.message,
+        recipients=lambda job: ("a", "b"),
+        settings=DispatchSettings(),
+    )
 
-    assert harness.outcomes["e1"][0][:2] == (Outcome.DEAD_LETTERED, "too_many_recipients")
+    scheduler.add(make_job("e1"), 1_000.0, T0)
+
+    ((job, outcome, reason),) = [(f.job, f.outcome, f.reason) for f in scheduler.pop_finished()]
+    assert (job.event_id, outcome, reason) == ("e1", Outcome.DEAD_LETTERED, "too_many_recipients")
+    assert scheduler.pending.size == 0
 
 
 def test_dropping_partitions_forgets_waiting_jobs_but_not_those_in_flight() -> None:
-    harness = Harness(limit=1, window_s=60)
-    scheduler, now = harness.scheduler, harness.clock.t
+    scheduler, now = make_scheduler(), 1_000.0
     for i, partition in enumerate([0, 1, 1, 2]):
         scheduler.add(make_job(f"e{i}", text=f"t{i}", partition=partition), now, T0)
     in_flight = scheduler.next_request(now, T0)
@@ -135,11 +159,11 @@ def test_dropping_partitions_forgets_waiting_jobs_but_not_those_in_flight() -> N
     assert scheduler.pop_finished() == []
     scheduler.add(make_job("e1", text="t1", partition=1), now, T0)  # assigned back to us
     assert scheduler.pop_finished() == []  # not taken for a duplicate
+    assert scheduler.pending.size == 3
 
 
 def test_oldest_age_is_per_class() -> None:
-    harness = Harness(full=True)
-    scheduler, now = harness.scheduler, harness.clock.t
+    scheduler, now = make_scheduler(), 1_000.0
     scheduler.add(make_job("m", push_class=PushClass.MARKETING), now, T0)
     scheduler.add(make_job("t", user="b"), now + 5, T0)
 

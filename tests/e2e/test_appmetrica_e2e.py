@@ -15,12 +15,12 @@ from e2e_harness import (
     make_topics,
     order,
     produce,
-    read_all,
     running,
     total_outcomes,
     wait_committed,
     wait_until,
 )
+from testkit import read_records
 
 from consumer.app import Service
 from consumer.local.simulators.appmetrica import AppMetricaSimulator
@@ -159,7 +159,7 @@ async def test_a_failed_transfer_is_dead_lettered_with_appmetricas_errors_and_re
         )
         await wait_until(lambda: written() == len(events), what="the failed pushes dead-lettered")
         await wait_committed(kafka_admin, topics.group, ends)
-        dead = await read_all(kafka_bootstrap, topics.dlq, expected=len(events))
+        dead = await read_records(kafka_bootstrap, topics.dlq, len(events))
         appmetrica.set_faults(Faults())  # the credentials are fixed
 
         report = await replay(

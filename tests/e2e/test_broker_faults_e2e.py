@@ -28,13 +28,13 @@ from e2e_harness import (
     encode,
     order,
     produce,
-    read_all,
     running,
     total_outcomes,
     wait_committed,
     wait_until,
 )
 from test_service_resilience_e2e import service_env, service_process
+from testkit import read_records
 
 from consumer.app import Service
 from consumer.local.kafka import LocalKafka
@@ -340,7 +340,7 @@ async def test_a_huge_record_is_read_dead_lettered_cut_and_the_queue_moves_on(
         await wait_until(lambda: total_outcomes(service) == 5, timeout_s=60, what="all outcomes")
         await wait_committed(admin, topics.group, ends)
 
-    letters = await read_all(bootstrap, topics.dlq, 2)
+    letters = await read_records(bootstrap, topics.dlq, 2)
     assert [dict(r.headers)["dlq.source_offset"] for r in letters] == [b"1", b"3"]
     for letter, value in zip(letters, huge, strict=True):
         headers = dict(letter.headers)

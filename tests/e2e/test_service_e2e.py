@@ -18,12 +18,12 @@ from e2e_harness import (
     now_iso,
     order,
     produce,
-    read_all,
     running,
     total_outcomes,
     wait_committed,
     wait_until,
 )
+from testkit import read_records
 
 from consumer.app import Service
 from consumer.local.simulators.imshop import Faults, ImshopSimulator
@@ -152,7 +152,7 @@ async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(
             ready = await http.get("/readyz")
             metrics = (await http.get("/metrics")).text
 
-    dead = await read_all(kafka_bootstrap, topics.dlq, expected=len(bad))
+    dead = await read_records(kafka_bootstrap, topics.dlq, len(bad))
     assert len(dead) == len(bad)
     by_key = {record.key: record for record in dead}
     for index, (value, reason) in enumerate(bad):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -35,6 +34,7 @@ from e2e_harness import (
 )
 
 from consumer.app import Service
+from consumer.local.kafka_process import free_ports
 from consumer.local.simulators.imshop import Faults, ImshopSimulator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -143,7 +143,10 @@ async def test_kill_9_and_restart_resends_only_what_was_in_flight(
     duplicated = {key for key, count in counts.items() if count > 1}
     assert duplicated <= set(in_flight), "only requests in flight at the kill were sent twice"
     assert all(count <= 2 for count in counts.values())
-    assert imshop.stats()["violations"] == 0, "the budget held across the restart"
+    # Within each process. The restart takes longer than the 1 s window, so a burst
+    # across it cannot show here: the budget starting spent is tested in
+    # tests/dispatch/test_provider_registry.py.
+    assert imshop.stats()["violations"] == 0, "no more than the limit in any window"
 
 
 async def test_second_instance_takes_over_when_the_first_stops(
@@ -211,12 +214,6 @@ async def test_a_backlog_larger_than_the_pending_bound_pauses_and_resumes(
     assert imshop.stats()["violations"] == 0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def pending_events(port: int) -> float:
     async with httpx.AsyncClient() as http:
         try:
@@ -243,7 +240,7 @@ async def start_with_pending_pushes(
     """Three pushes the budget will not let out: it starts spent, for a 60 s window."""
     events = [order(f"g-{i}", f"7999888{i:04d}", f"G-{i}", "delivered", 1) for i in range(3)]
     ends = await produce(kafka_bootstrap, [(topics.orders, b"g", encode(e)) for e in events])
-    port = free_port()
+    (port,) = free_ports(1)
     env = {
         **service_env(kafka_bootstrap, topics, imshop.url),
         "IMSHOP_RATE_LIMIT_WINDOW_S": "60",

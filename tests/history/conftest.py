@@ -13,7 +13,7 @@ from consumer.history.store import SqlHistoryStore
 from consumer.metrics import Metrics
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """``HISTORY_DATABASE_URL`` of an empty database of each kind."""
     if request.param == "sqlite":

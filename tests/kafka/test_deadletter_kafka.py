@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from testkit import read_records
 
 from consumer.clock import FakeClock
 from consumer.kafka.deadletter import (
@@ -26,6 +24,8 @@ from consumer.kafka.deadletter import (
 from consumer.metrics import Metrics
 from consumer.push import Origin
 from consumer.settings import KafkaSettings
+
+BIG = 4 * 1024 * 1024  # fetch_max_bytes for the two-megabyte record
 
 
 def test_truncation_keeps_whole_characters_within_the_byte_limit() -> None:
@@ -49,20 +49,6 @@ async def writer_and_topic(
         yield DeadLetterWriter(producer, topic, metrics, clock=FakeClock()), topic, metrics
     finally:
         await producer.stop()
-
-
-async def _read_one(bootstrap: str, topic: str) -> Any:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                return records[0]
-        raise AssertionError(f"no dead-letter record in {topic}")
-    finally:
-        await consumer.stop()
 
 
 @pytest.mark.kafka
@@ -89,7 +75,7 @@ async def test_dead_letter_record_carries_original_bytes_and_all_headers(
         event_id="e-1",
     )
 
-    record = await _read_one(kafka_bootstrap, topic)
+    (record,) = await read_records(kafka_bootstrap, topic, 1, timeout_s=30)
     assert record.key == origin.key
     assert record.value == origin.value
     headers = list(record.headers)
@@ -179,7 +165,7 @@ async def test_a_two_megabyte_record_is_dead_lettered_cut_and_the_next_one_whole
     )
     await writer.write(small, reason="not_an_object", error_class="X", message="m", event_id=None)
 
-    first, second = await _read(kafka_bootstrap, topic, 2)
+    first, second = await read_records(kafka_bootstrap, topic, 2, timeout_s=30, fetch_max_bytes=BIG)
     assert big.value is not None
     assert first.value == big.value[: len(first.value)]
     assert _ours(first.headers)["dlq.source_offset"] == "5"
@@ -202,7 +188,7 @@ async def test_a_topic_taking_less_than_kafkas_default_gets_the_dead_letter_with
     finally:
         await producer.stop()
 
-    (record,) = await _read(kafka_bootstrap, topic, 1)
+    (record,) = await read_records(kafka_bootstrap, topic, 1, timeout_s=30)
     assert record.value is None
     assert record.key == b"k"
     headers = _ours(record.headers)
@@ -210,21 +196,3 @@ async def test_a_topic_taking_less_than_kafkas_default_gets_the_dead_letter_with
     assert headers["dlq.truncated"].startswith(
         "value of 50000 bytes and original headers left out: the broker refused"
     )
-
-
-async def _read(bootstrap: str, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_bytes=4 * 1024 * 1024
-    )
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        records: list[Any] = []
-        deadline = time.monotonic() + 30
-        while len(records) < count:
-            assert time.monotonic() < deadline, f"{len(records)} of {count} records in {topic}"
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()

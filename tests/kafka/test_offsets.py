@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from consumer.kafka.offsets import (
     PREFIX,
@@ -118,6 +119,7 @@ def test_any_metadata_text_never_crashes_and_never_skips_below_the_watermark(
     assert not offsets.should_skip(committed)
 
 
+@pytest.mark.timeout(300)  # a million offsets: slow under mutation testing's tracing
 def test_a_long_run_of_finished_offsets_costs_a_few_bytes() -> None:
     offsets = PartitionOffsets.from_commit(100, "")
     for offset in range(100, 1_000_101):
@@ -235,3 +237,124 @@ def test_metadata_over_the_limit_flags_the_partition_and_commits_a_fitting_prefi
         book.done(TP, offset)
     assert book.over_limit() == set()
     assert book.commit_map()[TP] == (40, "")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ("o1:A!", "unexpected character '!' at 1"),
+        ("o1:" + "g" * 15, "number too long"),
+        ("o1:Ag", "truncated number at the end"),
+        ("o1:A", "odd count of numbers (gap without length)"),
+        ("v2:AA", "unknown format (expected prefix 'o1:')"),
+        ("o1:" + "_" * 12 + "P" + "A", "offset beyond the 64-bit range"),
+    ],
+)
+def test_malformed_metadata_says_what_is_wrong_and_for_which_partition(
+    metadata: str, problem: str
+) -> None:
+    with pytest.raises(MalformedMetadata) as raised:
+        decode_runs(5, metadata)
+    assert str(raised.value) == problem
+
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    with capture_logs() as logs:
+        book.assign(TP, 5, metadata)
+
+    (warning,) = logs
+    assert warning["event"] == "commit_metadata_ignored"
+    assert (warning["partition"], warning["committed"]) == ("('orders', 0)", 5)
+    assert warning["problem"] == problem
+
+
+def test_a_partition_without_a_committed_offset_commits_where_it_starts() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    other = ("orders", 1)
+    book.assign(other, None)  # nothing delivered yet: no position to commit
+    book.assign(TP, -1)  # what Kafka answers for a group that never committed
+    assert book.commit_map() == {}
+    book.fetched(TP, 7)
+
+    assert book.commit_map() == {TP: (7, "")}
+    assert book.commit_map(only={other}) == {}
+    assert book.done(TP, 7) is True
+    assert book.commit_map(only={TP}) == {TP: (8, "")}
+    book.revoke(other)  # never committed: nothing to forget
+    book.revoke(("orders", 9))  # never assigned
+
+
+def test_a_partition_assigned_again_without_a_commit_forgets_the_old_one() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 5, "")
+    book.assign(TP, None)  # the group's offset was deleted meanwhile
+    book.fetched(TP, 5)
+
+    assert book.commit_map() == {TP: (5, "")}, "5 must be committed again"
+
+
+def test_metadata_that_fits_exactly_is_within_the_limit() -> None:
+    offsets = PartitionOffsets.from_commit(0, "")
+    for offset in range(4):
+        offsets.fetched(offset)
+    offsets.done(2)
+    size = offsets.encoded_size()
+
+    assert offsets.metadata_fits(size)
+    assert not offsets.metadata_fits(size - 1)
+
+
+def test_before_any_position_is_known_nothing_is_finished() -> None:
+    offsets = PartitionOffsets()
+
+    assert not offsets.should_skip(0)
+    assert not offsets.should_skip(5)
+
+
+def test_a_record_below_the_committed_position_delivered_again_is_skipped() -> None:
+    offsets = PartitionOffsets(low=10)
+
+    assert offsets.fetched(3) is False, "finished before the restart: not sent again"
+    assert offsets.fetched(10) is True
+
+
+def test_metadata_exactly_at_the_limit_is_kept_whole() -> None:
+    runs = [(12, 14), (20, 21), (40, 45)]
+    whole = encode_runs(10, runs)
+
+    assert encode_runs(10, runs, limit=len(whole)) == whole
+    assert decode_runs(10, encode_runs(10, runs, limit=len(whole) - 1)) == runs[:2]
+
+
+def test_pending_holds_what_was_handed_out_until_it_is_done() -> None:
+    offsets = PartitionOffsets(low=5)
+    offsets.fetched(5)
+    offsets.fetched(6)
+
+    offsets.done(5)
+
+    assert offsets.pending == frozenset({6})
+
+
+def test_the_book_skips_what_its_partition_finished_and_nothing_of_others() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 10)
+
+    assert book.should_skip(TP, 3)
+    assert not book.should_skip(TP, 12)
+    assert not book.should_skip(("orders", 1), 3), "a partition not assigned here"
+
+
+def test_a_restart_starts_the_partition_afresh_and_commits_it_again() -> None:
+    book: OffsetBook[tuple[str, int]] = OffsetBook()
+    book.assign(TP, 10)
+    book.fetched(TP, 10)
+    book.done(TP, 10)
+    book.committed(TP, 11, "")
+
+    book.restart(TP, 11)  # Kafka reset the position: the same offset, to be committed
+
+    assert book.commit_map() == {TP: (11, "")}
+    fresh: OffsetBook[tuple[str, int]] = OffsetBook()
+    fresh.assign(TP, None)
+    assert fresh.restart(TP, 4).low_watermark == 4
+    assert fresh.commit_map() == {TP: (4, "")}

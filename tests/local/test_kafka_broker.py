@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -185,14 +184,9 @@ def test_stop_removes_the_data_dir_even_when_the_broker_outlives_sigkill(tmp_pat
     assert stand_in.wait(timeout=10) in (-signal.SIGTERM, -signal.SIGKILL), "it was signalled"
 
 
-def test_a_port_in_use_is_refused_before_anything_starts() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-
-        with pytest.raises(KafkaStartFailed, match=f"port {port} on 127.0.0.1 is in use"):
-            LocalKafka(port=port).start()
+def test_a_port_in_use_is_refused_before_anything_starts(taken_port: int) -> None:
+    with pytest.raises(KafkaStartFailed, match=f"port {taken_port} on 127.0.0.1 is in use"):
+        LocalKafka(port=taken_port).start()
 
 
 @pytest.mark.timeout(150)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections import Counter
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from testkit import read_records
 
 from consumer.local.samples import SampleRecord, describe, publish, sample_events, to_record
 from consumer.settings import load_settings
@@ -58,31 +57,14 @@ async def test_what_produce_reports_is_what_the_topics_received(
 
     await publish(kafka, [(r.topic, r.key, r.value) for r in records])
 
-    received = await _read_all(kafka_bootstrap, [orders, bonus], len(records))
+    read = await read_records(kafka_bootstrap, [orders, bonus], len(records), timeout_s=30)
+    received = [_as_sample(record) for record in read]
     assert describe(received) == describe(records)
     assert sorted(r.value for r in received) == sorted(r.value for r in records)
 
 
 def _order_ids(events: list[dict[str, Any]]) -> set[str]:
     return {e["order"]["id"] for e in events if "order" in e}
-
-
-async def _read_all(bootstrap: str, topics: list[str], expected: int) -> list[SampleRecord]:
-    """The records of ``topics`` as ``SampleRecord``s (bounded: 30 s)."""
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        seen: list[SampleRecord] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(seen) < expected and loop.time() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                seen += [_as_sample(record) for record in batch]
-        return seen
-    finally:
-        await consumer.stop()
 
 
 def _as_sample(record: Any) -> SampleRecord:

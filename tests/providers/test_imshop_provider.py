@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -141,11 +140,8 @@ async def test_a_wrong_path_is_fatal_and_names_the_url_setting(sim: ImshopSimula
     assert str(raised.value).startswith("IMSHOP answered HTTP 404 (wrong URL: check IMSHOP_URL): ")
 
 
-async def test_a_closed_port_is_unavailable_and_surely_not_processed() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    provider = _provider(f"http://127.0.0.1:{port}/push")
+async def test_a_closed_port_is_unavailable_and_surely_not_processed(closed_port: int) -> None:
+    provider = _provider(f"http://127.0.0.1:{closed_port}/push")
     try:
         with pytest.raises(ProviderUnavailable) as raised:
             await provider.send([ENVELOPE])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -29,16 +28,11 @@ from consumer.local.bench.support import (
     sample_values,
     unique,
 )
+from consumer.local.kafka_process import free_ports
 
 PENDING_MAX_EVENTS = 10_000
 _START_TIMEOUT_S = 300.0
 _HOLD_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -107,7 +101,7 @@ async def measure(bootstrap: str, *, backlog: int) -> dict[str, Any]:
     started = time.monotonic()
     await produce_values(bootstrap, topic, sample_values(backlog))
     produce_s = time.monotonic() - started
-    port = _free_port()
+    (port,) = free_ports(1)
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "consumer", "run"],
         env=_environment(bootstrap, topic, port),

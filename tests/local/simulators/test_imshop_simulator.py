@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from consumer.cli import build_parser
 from consumer.errors import FatalError
 from consumer.local.simulators.imshop import (
     REFUSED_MESSAGE,
@@ -164,13 +163,32 @@ async def test_unknown_fault_settings_are_refused(
     assert "unknown fault kind 'meteor'" in answer.json()["error"]
 
 
-def test_the_cli_offers_simulate_imshop() -> None:
-    args = build_parser().parse_args(
-        ["simulate", "imshop", "--port", "0", "--rate-limit", "3", "--window", "1"]
+async def test_the_command_line_options_set_the_key_limit_and_window(
+    client: httpx.AsyncClient,
+) -> None:
+    command = ["simulate", "imshop", "--port", "0", "--api-key", "K2"]
+    command += ["--rate-limit", "2", "--window", "600", "--max-ids", "1", "--path", "/p"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "consumer", *command, stdout=asyncio.subprocess.PIPE
     )
+    try:
+        assert process.stdout is not None
+        started = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        url, key = started["url"], {"Authorization": "Bearer K2"}
+        two = {**GOOD, "userIds": ["79990000001", "79990000002"]}
 
-    assert (args.port, args.rate_limit, args.window, args.max_ids) == (0, 3, 1.0, 1000)
-    assert callable(args.func)
+        no_key = await client.post(url, json=GOOD)
+        too_many_ids = await client.post(url, json=two, headers=key)
+        answers = [await client.post(url, json=GOOD, headers=key) for _ in range(3)]
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+    assert url == started["base_url"] + "/p"
+    assert no_key.status_code == 401
+    assert too_many_ids.status_code == 400
+    assert [a.status_code for a in answers] == [200, 429, 429], "the 400 counted: 2 per window"
+    assert 590 <= int(answers[-1].headers["Retry-After"]) <= 600
 
 
 @pytest.mark.parametrize(
@@ -244,16 +262,11 @@ async def _next_output(capsys: pytest.CaptureFixture[str]) -> str:
     raise AssertionError("nothing was printed within 3 s")
 
 
-async def test_a_taken_port_is_one_clear_error() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-
-        with pytest.raises(FatalError) as caught:
-            await ImshopSimulator().start("127.0.0.1", port)
+async def test_a_taken_port_is_one_clear_error(taken_port: int) -> None:
+    with pytest.raises(FatalError) as caught:
+        await ImshopSimulator().start("127.0.0.1", taken_port)
 
     assert str(caught.value) == (
-        f"the imshop simulator cannot listen on 127.0.0.1:{port}: Address already in use; "
+        f"the imshop simulator cannot listen on 127.0.0.1:{taken_port}: Address already in use; "
         "pick another --port (0 picks a free one)"
     )
