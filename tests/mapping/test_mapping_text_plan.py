@@ -19,8 +19,8 @@ from consumer.mapping.render import (
     explain,
     render_context,
     shortened,
-    without_nulls,
 )
+from consumer.mapping.view import without_nulls
 
 
 def plan(**sources: str) -> TextPlan:
