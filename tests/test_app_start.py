@@ -47,7 +47,7 @@ def test_a_running_service_keeps_the_collector_off_what_it_loaded_and_restores_i
         assert gc.get_freeze_count() > 0  # what was loaded at start is never walked again
         young, middle, old = gc.get_threshold()
         assert young >= 10_000  # a fetched batch's events are not walked on their way
-        assert middle == before[1]
+        assert middle >= 100  # nor the history's queue, again and again
         assert old >= 1_000  # full collections are rare
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
