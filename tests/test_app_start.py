@@ -46,7 +46,8 @@ def test_a_running_service_keeps_the_collector_off_what_it_loaded_and_restores_i
     with _collector_for_a_long_run():
         assert gc.get_freeze_count() > 0  # what was loaded at start is never walked again
         young, middle, old = gc.get_threshold()
-        assert (young, middle) == before[:2]
+        assert young >= 10_000  # a fetched batch's events are not walked on their way
+        assert middle >= 100  # nor the history's queue, again and again
         assert old >= 1_000  # full collections are rare
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0

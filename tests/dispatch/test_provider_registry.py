@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from testkit import make_job
 
@@ -53,3 +55,18 @@ async def test_dry_run_keeps_what_it_would_have_sent() -> None:
     (envelope,) = provider.sent
     assert envelope.recipients == ("79990000001",)
     assert provider.limits.max_recipients_per_request == 500
+
+
+async def test_dry_run_holds_no_job_after_its_request() -> None:
+    """A long dry run must not keep its events alive: the last thousand envelopes
+    carried up to a thousand jobs each."""
+    provider = DryRunProvider(keep=10)
+    job = make_job("e1", user="79990000001")
+    envelope = Envelope(job.push.message, tuple(provider.recipients(job)), (job,))
+    held_before = sys.getrefcount(job)
+
+    await provider.send([envelope])
+    del envelope
+
+    assert sys.getrefcount(job) == held_before - 1  # only the envelope we dropped held it
+    assert [e.recipients for e in provider.sent] == [("79990000001",)]
