@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from studio_support import FIXTURE, ServePreview
 
 from consumer.settings import KafkaSettings, Settings
 from consumer.studio.preview import Preview, PreviewOptions, running
 
-SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
-# The studio tests' own rules: their texts stay put while the shipped copy is edited.
-FIXTURE = Path(__file__).resolve().parent / "mappings"
 CHROMIUM = Path(os.environ.get("PREVIEW_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FOUND = CHROMIUM.exists()
 CHROMIUM_ARGS = [
@@ -44,17 +42,6 @@ def mappings(tmp_path: Path) -> Path:
     copy = tmp_path / "mappings"
     shutil.copytree(FIXTURE, copy)
     return copy
-
-
-def edit(path: Path, old: str, new: str) -> int:
-    """Replace ``old`` (found exactly once) with ``new``; the line it started on."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return text[: text.index(old)].count("\n") + 1
-
-
-ServePreview = Callable[..., contextlib.AbstractAsyncContextManager[tuple[str, Preview]]]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE, edit
+from studio_support import FIXTURE, edit
 
 from consumer.cli import main
 

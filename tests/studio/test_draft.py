@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE, SHIPPED, edit
+from studio_support import FIXTURE, SHIPPED, edit
 
 from consumer.errors import MappingLoadError
 from consumer.mapping import load_mappings

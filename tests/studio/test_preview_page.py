@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import SHIPPED, ServePreview, edit
 from playwright.async_api import expect
+from studio_support import SHIPPED, ServePreview, edit
 
 from consumer.mapping import load_mappings
 from consumer.settings import MappingSettings

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-from conftest import ServePreview, edit
+from studio_support import ServePreview, edit
 
 from consumer.studio.preview import PreviewOptions, needs_token
 

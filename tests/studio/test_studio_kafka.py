@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from conftest import FIXTURE, ServePreview, edit
 from playwright.async_api import expect
+from studio_support import FIXTURE, ServePreview, edit
 
 from consumer.cli import main
 from consumer.errors import FatalError
