@@ -153,7 +153,7 @@ class BaseEvent(_Open):
     def tzinfo(self) -> ZoneInfo:
         # Not a cached_property: every event is a new object, so it would never hit,
         # and its first access (a lock, a write into the frozen model) cost ~3 us.
-        return _zone(self.timezone)
+        return zone_named(self.timezone)
 
     def template_context(self) -> dict[str, Any]:
         """The event as plain data for templates, extra fields included."""
@@ -161,7 +161,8 @@ class BaseEvent(_Open):
 
 
 @functools.lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
+def zone_named(name: str) -> ZoneInfo:
+    """The zone of an IANA name (cached: an event asks for it at every render)."""
     return ZoneInfo(name)
 
 

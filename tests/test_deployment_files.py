@@ -119,6 +119,19 @@ def test_compose_sets_only_known_variables_and_valid_commands() -> None:
         parses(service.get("command", exec_form("CMD")))
 
 
+def test_compose_publishes_ports_on_this_machine_only() -> None:
+    """The demo's token is in the repository and the simulator's /_sim endpoints
+    answer anyone: none of it may be reachable from the machine's network."""
+    published = {
+        name: port
+        for name, service in compose()["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert published, "compose publishes the simulator, the service and the history API"
+    wide = {name: port for name, port in published.items() if not port.startswith("127.0.0.1:")}
+    assert not wide, f"published on every interface: {wide}"
+
+
 def test_compose_settings_load_and_point_at_the_other_services(
     settings_from: Callable[[dict[str, str]], Any],
 ) -> None:
@@ -127,7 +140,7 @@ def test_compose_settings_load_and_point_at_the_other_services(
     sim = build_parser().parse_args(services["imshop"]["command"])
     assert settings.imshop.url == f"http://imshop:{sim.port}/push"
     assert settings.imshop.api_key.get_secret_value() == sim.api_key
-    assert f"{sim.port}:{sim.port}" in services["imshop"]["ports"]
+    assert f"127.0.0.1:{sim.port}:{sim.port}" in services["imshop"]["ports"]
     topics_script = services["topics"]["command"][0]
     created = set(re.search(r"for topic in ([^;]+);", topics_script)[1].split())  # type: ignore[index]
     assert {*settings.kafka.topics, settings.kafka.dlq_topic} <= created
@@ -135,7 +148,7 @@ def test_compose_settings_load_and_point_at_the_other_services(
     assert producer.bootstrap_servers == settings.kafka.bootstrap_servers
     assert settings.service.shutdown_grace_s < _seconds(services["consumer"]["stop_grace_period"])
     assert (
-        f"{settings.service.health_port}:{settings.service.health_port}"
+        f"127.0.0.1:{settings.service.health_port}:{settings.service.health_port}"
         in (services["consumer"]["ports"])
     )
 
@@ -165,7 +178,7 @@ def test_compose_history_is_served_apart_from_the_consumer_from_its_postgres(
     assert not [p for p in consumer["ports"] if str(writes.port) in p.split(":")]
     assert command_of(history["command"]) is history_command._serve
     assert serves.history.auth_token.get_secret_value()
-    assert f"{serves.history.port}:{serves.history.port}" in history["ports"]
+    assert f"127.0.0.1:{serves.history.port}:{serves.history.port}" in history["ports"]
     assert not set(history["environment"]) - HISTORY_API_SETTINGS, "no Kafka, provider, mappings"
     assert serves.service.shutdown_grace_s < _seconds(history["stop_grace_period"])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,7 +19,7 @@ from liquid.exceptions import OutputStreamLimitError
 from liquid.template import BoundTemplate
 
 from consumer.errors import RenderError
-from consumer.events import BaseEvent
+from consumer.events import BaseEvent, zone_named
 from consumer.mapping.filters import truncate
 from consumer.mapping.finish import clean, finish, has_controls
 from consumer.mapping.render import (
@@ -371,7 +370,7 @@ class _MomentOf:
             zone = self._data.get("timezone")
             self._moment = Moment(
                 now=self._now if self._now is not None else dt.datetime.now(dt.UTC),
-                tz=_zone(zone if isinstance(zone, str) else "Europe/Moscow"),
+                tz=zone_named(zone if isinstance(zone, str) else "Europe/Moscow"),
             )
         return self._moment
 
@@ -379,11 +378,6 @@ class _MomentOf:
 def moment_at(data: Mapping[str, Any], now: dt.datetime | None) -> Callable[[], Moment]:
     """What conditions like ``after: now`` compare with, for one event at ``now``."""
     return _MomentOf(data, now)
-
-
-@functools.lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from consumer.app import Service
 from consumer.settings import Settings, load_settings
@@ -168,9 +169,22 @@ def total_outcomes(service: Service) -> float:
     return sum(outcomes(service).values())
 
 
-async def committed_offsets(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
-    answer = await admin.list_consumer_group_offsets(group)
-    return {tp: meta.offset for tp, meta in answer.items()}
+async def committed_offsets(
+    admin: AIOKafkaAdminClient, group: str, timeout_s: float = 30
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets. A broker just thawed or restarted takes a moment
+    to elect the group's coordinator, so a retriable error is asked again (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            answer = await admin.list_consumer_group_offsets(group)
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+            continue
+        return {tp: meta.offset for tp, meta in answer.items()}
 
 
 async def wait_committed(

@@ -47,6 +47,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 # Small windows, so each fault shows within seconds.
 KAFKA = {"session_timeout_ms": 6000, "failing_after_s": 2.0, "metadata_max_age_ms": 1000}
 
+Offsets = dict[TopicPartition, int]
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def admin(faulty_kafka: LocalKafka) -> AsyncIterator[AIOKafkaAdminClient]:
@@ -94,6 +96,63 @@ def delivered(simulator: ImshopSimulator, events: list[dict[str, Any]]) -> bool:
     return {e["recipient"]["user_id"] for e in events} <= set(per_user(simulator))
 
 
+async def send(bootstrap: str, topics: Topics, events: list[dict[str, Any]]) -> Offsets:
+    """Produce ``events`` to the orders topic; the end offset of each partition written."""
+    return await produce(bootstrap, [(topics.orders, None, encode(e)) for e in events])
+
+
+def assert_each_told_once(simulator: ImshopSimulator, events: list[dict[str, Any]]) -> None:
+    counts = per_user(simulator)
+    assert set(counts) == {e["recipient"]["user_id"] for e in events}, "every customer told"
+    assert set(counts.values()) == {1}, "no push twice without a crash"
+
+
+def drain_env(
+    bootstrap: str,
+    topics: Topics,
+    simulator: ImshopSimulator,
+    *,
+    per_window: tuple[int, float],
+    grace_s: float,
+) -> dict[str, str]:
+    """A service process whose budget is ``per_window`` (requests, seconds)."""
+    requests, window_s = per_window
+    return {
+        **service_env(bootstrap, topics, simulator.url),
+        "IMSHOP_RATE_LIMIT_REQUESTS": str(requests),
+        "IMSHOP_RATE_LIMIT_WINDOW_S": str(window_s),
+        "IMSHOP_TIMEOUT_S": "1",
+        "SHUTDOWN_GRACE_S": str(grace_s),
+    }
+
+
+async def finish_in_a_new_process(
+    env: dict[str, str], log: Path, admin: AIOKafkaAdminClient, group: str, ends: Offsets
+) -> list[dict[str, Any]]:
+    """Start the service again until it has committed ``ends``, stop it; both processes'
+    JSON log lines."""
+    with service_process(env, log) as second:
+        await wait_committed(admin, group, ends, timeout_s=90)
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 30) == 0
+    return json_lines(log)
+
+
+def json_lines(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+async def wait_until_committed(admin: AIOKafkaAdminClient, group: str, count: int) -> None:
+    """Until the group has committed ``count`` records in all (bounded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = await committed_offsets(admin, group)
+        if sum(offset for offset in found.values() if offset > 0) >= count:
+            return
+        assert time.monotonic() < deadline, f"{count} records never committed: {found}"
+        await asyncio.sleep(0.1)
+
+
 async def probe(port: int, path: str) -> tuple[int, str]:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"http://127.0.0.1:{port}{path}", timeout=2)
@@ -128,7 +187,7 @@ async def test_a_killed_broker_fails_readiness_and_nothing_is_lost_or_repeated(
     bootstrap = faulty_kafka.bootstrap_servers
     before, after = orders("1", 10), orders("2", 10)
     settings = e2e_settings(bootstrap, fault_topics, imshop.url, kafka=KAFKA)
-    ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in before])
+    ends = await send(bootstrap, fault_topics, before)
 
     async with running(Service(settings)) as service:
         port = service.health_port
@@ -146,7 +205,7 @@ async def test_a_killed_broker_fails_readiness_and_nothing_is_lost_or_repeated(
 
         await faulty_kafka.restart()
         await wait_probe(port, "/readyz", 200)
-        more = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in after])
+        more = await send(bootstrap, fault_topics, after)
         # The broker forgot the member while it was down: a rebalance may come now, and
         # an event may then have two outcomes (sent, then skipped as a duplicate).
         await wait_until(lambda: delivered(imshop, after), timeout_s=60, what="the later orders")
@@ -156,9 +215,7 @@ async def test_a_killed_broker_fails_readiness_and_nothing_is_lost_or_repeated(
     assert "no fetch answer" in detail or "commits failing" in detail, detail
     assert still_live[0] == 200, "the process is fine: restarting it would not bring Kafka back"
     assert lines_in_outage <= 20, f"{lines_in_outage} aiokafka lines in 5 s: not summarised"
-    counts = per_user(imshop)
-    assert set(counts) == {e["recipient"]["user_id"] for e in before + after}
-    assert set(counts.values()) == {1}, "no push twice without a crash"
+    assert_each_told_once(imshop, before + after)
 
 
 async def test_a_frozen_broker_fails_readiness_until_it_answers_again(
@@ -171,7 +228,7 @@ async def test_a_frozen_broker_fails_readiness_until_it_answers_again(
     bootstrap = faulty_kafka.bootstrap_servers
     before, after = orders("3", 10), orders("4", 10)
     settings = e2e_settings(bootstrap, fault_topics, imshop.url, kafka=KAFKA)
-    ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in before])
+    ends = await send(bootstrap, fault_topics, before)
 
     async with running(Service(settings)) as service:
         port = service.health_port
@@ -186,14 +243,12 @@ async def test_a_frozen_broker_fails_readiness_until_it_answers_again(
         finally:
             faulty_kafka.thaw()
         await wait_probe(port, "/readyz", 200)
-        more = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in after])
+        more = await send(bootstrap, fault_topics, after)
         await wait_until(lambda: delivered(imshop, after), timeout_s=60, what="the later orders")
         await wait_committed(admin, fault_topics.group, {**ends, **more})
 
     assert "no fetch answer for" in detail, detail
-    counts = per_user(imshop)
-    assert set(counts) == {e["recipient"]["user_id"] for e in before + after}
-    assert set(counts.values()) == {1}, "no push twice without a crash"
+    assert_each_told_once(imshop, before + after)
 
 
 async def test_sigterm_with_a_frozen_broker_sends_nothing_uncommittable_and_keeps_the_grace(
@@ -208,16 +263,10 @@ async def test_sigterm_with_a_frozen_broker_sends_nothing_uncommittable_and_keep
     more go, which could never be committed and would go again after the restart."""
     bootstrap = faulty_kafka.bootstrap_servers
     events = orders("5", 9)
-    ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in events])
+    ends = await send(bootstrap, fault_topics, events)
     grace_s = 9
-    env = {
-        **service_env(bootstrap, fault_topics, imshop.url),
-        "IMSHOP_RATE_LIMIT_REQUESTS": "3",
-        "IMSHOP_RATE_LIMIT_WINDOW_S": "6",
-        "IMSHOP_TIMEOUT_S": "1",
-        "SHUTDOWN_GRACE_S": str(grace_s),
-        "KAFKA_FAILING_AFTER_S": "2",
-    }
+    env = drain_env(bootstrap, fault_topics, imshop, per_window=(3, 6), grace_s=grace_s)
+    env["KAFKA_FAILING_AFTER_S"] = "2"
     log = tmp_path / "service.log"
 
     with service_process(env, log) as first:
@@ -233,21 +282,14 @@ async def test_sigterm_with_a_frozen_broker_sends_nothing_uncommittable_and_keep
             faulty_kafka.thaw()
     sent_before_restart = len(imshop.pushes)
 
-    with service_process(env, log) as second:
-        await wait_committed(admin, fault_topics.group, ends, timeout_s=90)
-        second.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(second.wait, 30) == 0
-
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    lines = await finish_in_a_new_process(env, log, admin, fault_topics.group, ends)
     assert code == 0, log.read_text()[-3000:]
     # The service is done at the grace period (a few tenths over, at most); the rest is
     # the interpreter ending, which takes up to a couple of seconds on a loaded machine.
     assert took <= grace_s + 3, f"the shutdown took {took:.1f} s with a {grace_s} s grace"
     assert sent_before_restart == 3, "nothing was sent that could not be committed"
     assert any(line["event"] == "drain_sends_nothing" for line in lines)
-    counts = per_user(imshop)
-    assert set(counts) == {e["recipient"]["user_id"] for e in events}
-    assert set(counts.values()) == {1}, "no push twice"
+    assert_each_told_once(imshop, events)
 
 
 async def test_a_broker_hanging_during_the_drain_stops_the_sending(
@@ -261,15 +303,9 @@ async def test_a_broker_hanging_during_the_drain_stops_the_sending(
     stops once a commit goes unanswered (2 s), not at the end of the grace period."""
     bootstrap = faulty_kafka.bootstrap_servers
     events = orders("8", 20)
-    ends = await produce(bootstrap, [(fault_topics.orders, None, encode(e)) for e in events])
+    ends = await send(bootstrap, fault_topics, events)
     grace_s = 12
-    env = {
-        **service_env(bootstrap, fault_topics, imshop.url),
-        "IMSHOP_RATE_LIMIT_REQUESTS": "2",
-        "IMSHOP_RATE_LIMIT_WINDOW_S": "1",
-        "IMSHOP_TIMEOUT_S": "1",
-        "SHUTDOWN_GRACE_S": str(grace_s),
-    }
+    env = drain_env(bootstrap, fault_topics, imshop, per_window=(2, 1), grace_s=grace_s)
     log = tmp_path / "service.log"
 
     with service_process(env, log) as first:
@@ -294,12 +330,7 @@ async def test_a_broker_hanging_during_the_drain_stops_the_sending(
         if r.offset >= committed.get(TopicPartition(r.topic, r.partition), 0)
     }
 
-    with service_process(env, log) as second:
-        await wait_committed(admin, fault_topics.group, ends, timeout_s=90)
-        second.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(second.wait, 30) == 0
-
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    lines = await finish_in_a_new_process(env, log, admin, fault_topics.group, ends)
     assert code == 0, log.read_text()[-3000:]
     assert any(line["event"] == "drain_stopped_sending" for line in lines)
     assert len(after_freeze) <= 8, f"{len(after_freeze)} pushes went out after the broker hung"
@@ -307,17 +338,6 @@ async def test_a_broker_hanging_during_the_drain_stops_the_sending(
     assert set(counts) == {e["recipient"]["user_id"] for e in events}
     twice = {user for user, count in counts.items() if count > 1}
     assert twice <= uncommitted, "a push whose event was committed went again"
-
-
-async def wait_until_committed(admin: AIOKafkaAdminClient, group: str, count: int) -> None:
-    """Until the group has committed ``count`` records in all (bounded)."""
-    deadline = time.monotonic() + 30
-    while True:
-        found = await admin.list_consumer_group_offsets(group)
-        if sum(meta.offset for meta in found.values() if meta.offset > 0) >= count:
-            return
-        assert time.monotonic() < deadline, f"{count} records never committed: {found}"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_huge_record_is_read_dead_lettered_cut_and_the_queue_moves_on(

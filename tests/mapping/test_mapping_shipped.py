@@ -140,7 +140,7 @@ def test_the_date_leads_when_it_matters(shipped: MappingSet) -> None:
         status="handed_to_courier",
         delivery={"method": "post", "date": "2026-11-26"},
     )
-    assert push.message.summary.startswith("Завтра ожидаем доставку.")
+    assert push.message.summary.startswith("Доставка ожидается завтра.")
 
 
 def test_no_double_period_after_a_value_ending_in_one(shipped: MappingSet) -> None:
