@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
+from testkit import MUTATION_PROFILE
 
 from consumer.kafka.client_logs import ClientLogSummary
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
@@ -43,9 +44,10 @@ TopicFactory = Callable[..., Awaitable[str]]
 
 # `--hypothesis-profile=mutation`: the same examples every run and no saved failures,
 # so a mutant's verdict depends on the mutant alone, and no shrinking: the first
-# failing example kills the mutant (make mutation).
+# failing example kills the mutant (make mutation). The heaviest property tests run a
+# quarter of their examples under it (testkit.examples).
 hypothesis_settings.register_profile(
-    "mutation",
+    MUTATION_PROFILE,
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from hypothesis import settings
 
 from consumer.clock import Clock
 from consumer.errors import ConsumerError
@@ -20,6 +21,17 @@ from consumer.events import Recipient
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 
 T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
+
+MUTATION_PROFILE = "mutation"  # --hypothesis-profile for make mutation (tests/conftest.py)
+
+
+def examples(count: int) -> int:
+    """``count`` examples for a heavy property test; a quarter of them (at least 25)
+    under the mutation profile, which runs the test once per surviving mutant: the
+    fixed examples still draw from the same strategies, and ``@example`` cases stay."""
+    if settings.get_current_profile_name() == MUTATION_PROFILE:
+        return max(25, count // 4)
+    return count
 
 
 def make_job(

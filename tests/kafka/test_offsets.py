@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from testkit import examples
 
 from consumer.kafka.offsets import (
     PREFIX,
@@ -109,7 +110,7 @@ def test_truncated_encoding_fits_and_keeps_the_runs_nearest_the_watermark(
     assert kept == runs[: len(kept)]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.integers(0, 10**9), st.text(max_size=40))
 def test_any_metadata_text_never_crashes_and_never_skips_below_the_watermark(
     committed: int, text: str
