@@ -326,3 +326,103 @@ async def test_a_push_beyond_the_walk_rides_an_in_time_request_of_its_own_text()
         "x": Variant.PERSONAL,
     }
     await rig.close()
+
+
+def test_a_push_with_the_personal_text_of_one_counted_ahead_rides_its_request_in_time() -> None:
+    """The walk counts a group's request once: a later push of the same personal text
+    (another recipient) fits in it, exactly filling it, so it goes personal there
+    instead of waiting for a request of its own, which would be late."""
+    harness = Harness(limit=1, window_s=60, max_recipients=2)
+    burst = [push_job(f"b{i}", within_s=50) for i in range(4)]
+    rider = replace(burst[0], event_id="x", recipient=Recipient(user_id="u-x"))
+    patient = push_job("slow", order=9, rule="slow", within_s=300)  # the walk goes past x
+    harness.run([(0.0, job) for job in [*burst, rider, patient]])
+    assert sent(harness) == [
+        (0.0, "personal", ["b0", "x"]),
+        (60.0, "shared", ["b1", "b2"]),
+        (120.0, "shared", ["b3"]),
+        (180.0, "personal", ["slow"]),
+    ]
+
+
+HALF_SHARE = DispatchSettings(marketing_min_share=0.5)
+
+
+def test_order_news_counts_only_the_marketing_requests_actually_waiting() -> None:
+    """With half of the turns marketing's while both wait, one marketing push takes one
+    turn, not every other one: the third order push is in time at 180 s."""
+    harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
+    orders = [push_job(f"t{i}", order=i, within_s=200) for i in range(5)]
+    offer = push_job("m", order=50, rule="sale", within_s=3600, push_class=PushClass.MARKETING)
+    harness.run([(0.0, job) for job in [*orders, offer]])
+    assert sent(harness) == [
+        (0.0, "personal", ["t0"]),
+        (60.0, "personal", ["m"]),
+        (120.0, "personal", ["t1"]),
+        (180.0, "personal", ["t2"]),
+        (240.0, "shared", ["t3", "t4"]),
+    ]
+
+
+def test_marketing_counts_only_the_order_requests_actually_waiting() -> None:
+    """One order push takes one turn; after it every turn is marketing's, so the third
+    offer is in time at 180 s."""
+    harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
+    order = push_job("t", order=0, within_s=3600)
+    offers = [
+        push_job(f"m{i}", order=50 + i, rule="sale", within_s=200, push_class=PushClass.MARKETING)
+        for i in range(5)
+    ]
+    harness.run([(0.0, job) for job in [order, *offers]])
+    assert sent(harness) == [
+        (0.0, "personal", ["t"]),
+        (60.0, "personal", ["m0"]),
+        (120.0, "personal", ["m1"]),
+        (180.0, "personal", ["m2"]),
+        (240.0, "shared", ["m3", "m4"]),
+    ]
+
+
+def test_the_planner_forgets_the_pushes_that_went_out_under_a_steady_flow() -> None:
+    """The planner follows every push going personal in a heap it cleans lazily; a long
+    steady flow must not leave it holding every push that ever went out."""
+    harness = Harness(limit=100, window_s=60)
+    flow = [(float(i), push_job(f"e{i}", order=i, occurred_at=T0 + seconds(i))) for i in range(300)]
+    harness.run(flow)
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 300
+    assert harness.scheduler.reach is not None
+    followed = harness.scheduler.reach._personal[PushClass.TRANSACTIONAL]
+    assert len(followed) < 100, "the heap keeps pushes long gone"
+
+
+def test_offers_gone_shared_then_held_overnight_each_go_personal_in_the_morning() -> None:
+    """At 21:58 in Kamchatka two offers fit in time; the two behind them go shared, then
+    22:00 holds them both. In the morning their minute for the personal text counts
+    from 09:00, so each goes out personal, in a request of its own, at 09:00 and 09:01."""
+    harness = Harness(limit=1, window_s=60)
+    start = T0 + dt.timedelta(minutes=58)
+    harness.clock.t += 58 * 60
+    offers = [
+        push_job(
+            f"m{i}",
+            order=i,
+            within_s=60,
+            push_class=PushClass.MARKETING,
+            quiet=NIGHT,
+            zone=KAMCHATKA,
+            ttl_s=86_400,
+            occurred_at=start,
+        )
+        for i in range(1, 5)
+    ]
+    harness.run([(0.0, job) for job in offers])
+    morning = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert [
+        (T0 + seconds(at - 1_000.0), [(e.job.variant, e.job.message.title) for e in r.entries])
+        for at, r, _ in harness.requests
+    ] == [
+        (start, [(Variant.PERSONAL, "Заказ 1: courier")]),
+        (start + seconds(60), [(Variant.PERSONAL, "Заказ 2: courier")]),
+        (morning, [(Variant.PERSONAL, "Заказ 3: courier")]),
+        (morning + seconds(60), [(Variant.PERSONAL, "Заказ 4: courier")]),
+    ]

@@ -497,3 +497,26 @@ def test_a_push_retried_hundreds_of_times_keeps_the_heaps_small_and_still_expire
     assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64 + 1, "stale items pruned"
     s.advance(NOW + 3_601, T0 + dt.timedelta(seconds=3_601))  # it waits for a retry
     assert outcomes(s) == [("e1", Outcome.EXPIRED)]
+
+
+def test_an_older_status_held_back_behind_a_newer_one_on_the_wire_is_superseded_once_shown() -> (
+    None
+):
+    """An older status read while a newer one of its order is in flight waits behind it;
+    once the newer one is shown, the older one never goes out: it is superseded, with
+    its reason, and the order gets no second request."""
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped"), NOW, T0)
+    newer = send_next(s)
+    s.add(order_status("v1", 1, "confirmed"), NOW + 1, T0)  # read late: a replay, a rebalance
+    assert s.next_request(NOW + 1, T0) is None
+
+    s.on_sent(newer)
+
+    assert [(f.job.event_id, f.outcome, f.reason) for f in s.pop_finished()] == [
+        ("v1", Outcome.SUPERSEDED, "older_than_sent"),
+        ("v2", Outcome.SENT, "sent"),
+    ]
+    assert s.next_request(NOW + 2, T0) is None
+    assert not s.has_ready()
+    assert s.pending.next_retry_at() is None
