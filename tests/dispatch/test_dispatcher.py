@@ -502,3 +502,20 @@ async def test_the_oldest_pending_age_is_kept_per_class_and_zero_without_any() -
     assert rig.sink.count(Outcome.SENT) == 2
     assert age(PushClass.TRANSACTIONAL) == 0.0
     await rig.close()
+
+
+async def test_a_request_still_in_flight_when_the_loop_stops_reports_its_outcome() -> None:
+    """``stop()`` ends the loop, not the requests under way: one answered after it still
+    records its outcome (its offset may then be committed), with no loop to do it."""
+    rig = await make_rig()
+    rig.provider.latency_s = 5.0
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    rig.dispatcher.stop()
+    await rig.runner
+
+    await advance(rig.clock, 5.0)
+
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert await rig.dispatcher.wait_in_flight(0.0)
+    await rig.dispatcher.aclose()
