@@ -14,7 +14,7 @@ from testkit import T0
 from consumer.dispatch.scheduler import Request
 from consumer.errors import ProviderUnavailable
 from consumer.events import Recipient
-from consumer.push import Outcome, PushClass, Variant
+from consumer.push import Outcome, PushClass, PushJob, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
@@ -348,38 +348,51 @@ def test_a_push_with_the_personal_text_of_one_counted_ahead_rides_its_request_in
 HALF_SHARE = DispatchSettings(marketing_min_share=0.5)
 
 
+def _queue(
+    names: str, push_class: PushClass, within_s: dict[str, float], rule: str, first: int
+) -> list[PushJob]:
+    return [
+        push_job(name, order=first + i, rule=rule, within_s=within_s[name], push_class=push_class)
+        for i, name in enumerate(names)
+    ]
+
+
 def test_order_news_counts_only_the_marketing_requests_actually_waiting() -> None:
-    """With half of the turns marketing's while both wait, one marketing push takes one
-    turn, not every other one: the third order push is in time at 180 s."""
+    """Half the turns are marketing's while both classes wait, but two offers take two
+    turns, not every other one: "e" is in time at 300 s (the sixth request), so it
+    does not join the shared request that goes at 120 s."""
     harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
-    orders = [push_job(f"t{i}", order=i, within_s=200) for i in range(5)]
-    offer = push_job("m", order=50, rule="sale", within_s=3600, push_class=PushClass.MARKETING)
-    harness.run([(0.0, job) for job in [*orders, offer]])
+    within = {"a": 1000, "b": 10, "c": 10, "d": 330, "e": 330}
+    orders = _queue("abcde", PushClass.TRANSACTIONAL, within, "courier", 1)
+    offers = _queue("mn", PushClass.MARKETING, {"m": 3600, "n": 3600}, "sale", 50)
+    harness.run([(0.0, job) for job in [*orders, *offers]])
     assert sent(harness) == [
-        (0.0, "personal", ["t0"]),
+        (0.0, "personal", ["a"]),
         (60.0, "personal", ["m"]),
-        (120.0, "personal", ["t1"]),
-        (180.0, "personal", ["t2"]),
-        (240.0, "shared", ["t3", "t4"]),
+        (120.0, "shared", ["b", "c"]),
+        (180.0, "personal", ["n"]),
+        (240.0, "personal", ["d"]),
+        (300.0, "personal", ["e"]),
     ]
 
 
 def test_marketing_counts_only_the_order_requests_actually_waiting() -> None:
-    """One order push takes one turn; after it every turn is marketing's, so the third
-    offer is in time at 180 s."""
+    """The same from marketing's side: three order pushes take three turns; "E" is in
+    time at 360 s, so it does not join the shared offer that goes at 180 s while an
+    order push still waits."""
     harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
-    order = push_job("t", order=0, within_s=3600)
-    offers = [
-        push_job(f"m{i}", order=50 + i, rule="sale", within_s=200, push_class=PushClass.MARKETING)
-        for i in range(5)
-    ]
-    harness.run([(0.0, job) for job in [order, *offers]])
+    orders = _queue("xyz", PushClass.TRANSACTIONAL, dict.fromkeys("xyz", 3600.0), "courier", 50)
+    within = {"A": 1000, "B": 10, "C": 10, "D": 380, "E": 380}
+    offers = _queue("ABCDE", PushClass.MARKETING, within, "sale", 1)
+    harness.run([(0.0, job) for job in [*orders, *offers]])
     assert sent(harness) == [
-        (0.0, "personal", ["t"]),
-        (60.0, "personal", ["m0"]),
-        (120.0, "personal", ["m1"]),
-        (180.0, "personal", ["m2"]),
-        (240.0, "shared", ["m3", "m4"]),
+        (0.0, "personal", ["x"]),
+        (60.0, "personal", ["A"]),
+        (120.0, "personal", ["y"]),
+        (180.0, "shared", ["B", "C"]),
+        (240.0, "personal", ["z"]),
+        (300.0, "personal", ["D"]),
+        (360.0, "personal", ["E"]),
     ]
 
 
