@@ -439,3 +439,32 @@ def test_offers_gone_shared_then_held_overnight_each_go_personal_in_the_morning(
         (morning, [(Variant.PERSONAL, "Заказ 3: courier")]),
         (morning + seconds(60), [(Variant.PERSONAL, "Заказ 4: courier")]),
     ]
+
+
+def test_a_push_held_by_quiet_hours_does_not_hide_the_late_pushes_behind_it() -> None:
+    """The walk passes over a push not in line yet and goes on: the offers behind the
+    one held overnight are still decided, the late ones going shared at once."""
+    harness = Harness(limit=1, window_s=60)
+    harness.clock.t += 3600  # 22:00 in Kamchatka, 13:00 in Moscow
+    now = T0 + dt.timedelta(hours=1)
+    held = push_job(
+        "h",
+        order=1,
+        push_class=PushClass.MARKETING,
+        quiet=NIGHT,
+        zone=KAMCHATKA,
+        ttl_s=86_400,
+        occurred_at=now,
+    )
+    awake = [
+        push_job(
+            f"m{i}", order=10 + i, push_class=PushClass.MARKETING, within_s=60, occurred_at=now
+        )
+        for i in range(4)
+    ]
+    harness.run([(0.0, job) for job in [held, *awake]])
+    assert sent(harness)[:3] == [
+        (0.0, "personal", ["m0"]),
+        (60.0, "personal", ["m1"]),
+        (120.0, "shared", ["m2", "m3"]),
+    ]
