@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import replace
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,6 +13,8 @@ from dispatch_support import Harness, advance, make_rig
 from reach_support import push_job
 from testkit import T0
 
+from consumer.dispatch import reach
+from consumer.dispatch.pending import Entry
 from consumer.dispatch.scheduler import Request
 from consumer.errors import ProviderUnavailable
 from consumer.events import Recipient
@@ -468,3 +472,39 @@ def test_a_push_held_by_quiet_hours_does_not_hide_the_late_pushes_behind_it() ->
         (60.0, "personal", ["m1"]),
         (120.0, "shared", ["m2", "m3"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("window_s", "within_s", "ahead_s", "walk_limit", "looked_at"),
+    [
+        (60.5, 60.0, 0.0, 5_000, 2),  # the second request starts past every deadline
+        (0.75, 0.5, 0.0, 5_000, 2),  # the same in under a second
+        (60.5, 60.0, 30.0, 5_000, 3),  # an event 30 s ahead of our clock has 30 s more
+        (60.0, 3600.0, 0.0, 3, 4),  # a long deadline: the walk's own limit ends it
+    ],
+)
+def test_the_walk_looks_no_further_than_a_deadline_could_reach(
+    window_s: float, within_s: float, ahead_s: float, walk_limit: int, looked_at: int
+) -> None:
+    """Bounded work: the walk stops at the first push whose new request would start
+    after the latest deadline any push could have (or after ``WALK_LIMIT`` pushes)."""
+    harness = Harness(limit=1, window_s=window_s)
+    scheduler, pending = harness.scheduler, harness.scheduler.pending
+    occurred = T0 + seconds(ahead_s)
+    for i in range(10):
+        job = push_job(f"e{i}", order=i, within_s=within_s, occurred_at=occurred)
+        scheduler.add(job, harness.clock.t, T0)
+    looked: set[str] = set()
+    in_order = pending.waiting_in_order
+
+    def counted(push_class: PushClass) -> Iterator[Entry]:
+        for entry in in_order(push_class):
+            looked.add(entry.job.event_id)
+            yield entry
+
+    with (
+        mock.patch.object(pending, "waiting_in_order", counted),
+        mock.patch.object(reach, "WALK_LIMIT", walk_limit),
+    ):
+        scheduler.next_request(harness.clock.t, T0)
+    assert looked == {f"e{i}" for i in range(looked_at)}
