@@ -73,6 +73,7 @@ async def test_hold_until_blocks_starts_even_with_free_slots() -> None:
     budget.hold_until(clock.monotonic() + 30)
 
     assert budget.try_start() is None
+    assert budget.send_times().at(0) == clock.monotonic() + 30, "the planner's view holds too"
     await clock.advance(30)
     assert started(budget)
 

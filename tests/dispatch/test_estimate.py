@@ -139,3 +139,9 @@ def test_a_class_without_a_share_never_gets_a_turn_while_the_other_keeps_waiting
     assert Turns(PushClass.TRANSACTIONAL, share=1.0, credit=0.0, others=None).position(0) == NEVER
     one_in_five = Turns(PushClass.MARKETING, share=0.2, credit=0.0, others=None)
     assert [one_in_five.position(j) for j in range(3)] == [4, 9, 14]
+
+
+def test_once_the_other_class_is_done_every_later_turn_is_ours_asked_in_any_order() -> None:
+    turns = Turns(PushClass.MARKETING, share=0.5, credit=0.0, others=1)
+    assert turns.position(3) == 4  # order, offer, then offers only: 1, 2, 3, 4
+    assert [turns.position(j) for j in range(4)] == [1, 2, 3, 4]

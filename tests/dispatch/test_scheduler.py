@@ -181,4 +181,33 @@ def test_backoff_grows_with_jitter_and_retry_after_wins() -> None:
     for delay, step in zip(delays, [2, 4, 8, 10, 10], strict=True):
         assert step / 2 <= delay <= step
     assert policy.delay_s(1, RateLimited("429", retry_after=42), rng) == pytest.approx(42)
+    assert policy.delay_s(1, RateLimited("429", retry_after=0), rng) == 0.0, "now, as asked"
+    assert policy.delay_s(1, RateLimited("429", retry_after=-3), rng) == 0.0, "a date passed"
     assert 5 <= policy.delay_s(5_000, error, rng) <= 10, "days of retries stay capped"
+
+
+def test_the_jitter_spreads_retries_over_the_whole_second_half_of_the_step() -> None:
+    policy = RetryPolicy(initial_backoff_s=10, max_backoff_s=10)
+    rng = random.Random(3)
+    delays = [policy.delay_s(1, OutcomeUnknown("timeout"), rng) for _ in range(200)]
+    assert 5.0 <= min(delays) < 5.5
+    assert 9.5 < max(delays) <= 10.0
+
+
+def test_marketing_earns_its_share_only_while_both_classes_wait() -> None:
+    """Three order pushes alone earn marketing nothing: when an offer then waits beside
+    an order push, the order push (worth half a turn to marketing) goes first."""
+    s = make_scheduler(marketing_min_share=0.5)
+    for i in range(3):
+        s.add(make_job(f"t{i}", text=f"order {i}", offset=i), 1_000.0, T0)
+        request = s.next_request(1_000.0, T0)
+        assert request is not None
+        s.on_sent(request)
+    s.add(make_job("m", text="sale", push_class=PushClass.MARKETING, offset=3), 1_000.0, T0)
+    s.add(make_job("t3", text="order 3", offset=4), 1_000.0, T0)
+
+    classes = []
+    while (request := s.next_request(1_000.0, T0)) is not None:
+        classes.append((request.push_class, request.entries[0].job.event_id))
+        s.on_sent(request)
+    assert classes == [(PushClass.TRANSACTIONAL, "t3"), (PushClass.MARKETING, "m")]
