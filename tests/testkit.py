@@ -25,13 +25,16 @@ T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
 MUTATION_PROFILE = "mutation"  # --hypothesis-profile for make mutation (tests/conftest.py)
 
 
+def under_mutation() -> bool:
+    """The tests run under ``make mutation``'s profile: once per surviving mutant, traced."""
+    return settings.get_current_profile_name() == MUTATION_PROFILE
+
+
 def examples(count: int) -> int:
     """``count`` examples for a heavy property test; a quarter of them (at least 25)
     under the mutation profile, which runs the test once per surviving mutant: the
     fixed examples still draw from the same strategies, and ``@example`` cases stay."""
-    if settings.get_current_profile_name() == MUTATION_PROFILE:
-        return max(25, count // 4)
-    return count
+    return max(25, count // 4) if under_mutation() else count
 
 
 def make_job(
