@@ -31,10 +31,11 @@ def under_mutation() -> bool:
 
 
 def examples(count: int) -> int:
-    """``count`` examples for a heavy property test; a quarter of them (at least 25)
-    under the mutation profile, which runs the test once per surviving mutant: the
-    fixed examples still draw from the same strategies, and ``@example`` cases stay."""
-    return max(25, count // 4) if under_mutation() else count
+    """``count`` examples for a property test; a tenth of them (at least 10) under the
+    mutation profile, which runs the test once per mutant it reaches, traced: the
+    fixed examples still draw from the same strategies, ``@example`` cases stay, and
+    the single-case tests beside them pin the exact decisions."""
+    return max(10, count // 10) if under_mutation() else count
 
 
 def make_job(

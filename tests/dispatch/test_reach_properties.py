@@ -316,7 +316,7 @@ def supersession_and_ttl_hold(run: Run) -> None:
         assert len(records) == 1, f"{event_id}: {records}"
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     drawn=st.lists(status, min_size=1, max_size=20),
     within_s=st.sampled_from([5.0, 60.0]),
