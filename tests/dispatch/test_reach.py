@@ -508,3 +508,52 @@ def test_the_walk_looks_no_further_than_a_deadline_could_reach(
     ):
         scheduler.next_request(harness.clock.t, T0)
     assert looked == {f"e{i}" for i in range(looked_at)}
+
+
+def test_pushes_that_cannot_go_shared_count_a_request_per_text_ahead_of_the_others() -> None:
+    """Three order pushes without a history item (personal only, each its own text)
+    stand between two of rule "courier": counted as three requests, they put "e" past
+    its 250 s, so it joins "a"'s shared request at 60 s."""
+    harness = Harness(limit=1, window_s=60)
+
+    def personal_only(name: str, order: int) -> PushJob:
+        return push_job(name, order=order, rule="other", in_history=False)
+
+    harness.run(
+        [
+            (0.0, job)
+            for job in (
+                personal_only("n0", 1),
+                push_job("a", order=2, within_s=10),
+                personal_only("n1", 3),
+                personal_only("n2", 4),
+                personal_only("n3", 5),
+                push_job("e", order=6, within_s=250),
+            )
+        ]
+    )
+    assert sent(harness) == [
+        (0.0, "personal", ["n0"]),
+        (60.0, "shared", ["a", "e"]),
+        (120.0, "personal", ["n1"]),
+        (180.0, "personal", ["n2"]),
+        (240.0, "personal", ["n3"]),
+    ]
+
+
+def test_two_rules_gone_shared_count_a_request_each() -> None:
+    """The shared texts of two rules are two requests: behind both, "e" would go out
+    personal at 180 s, past its 150 s, so it joins its rule's shared request at 60 s."""
+    harness = Harness(limit=1, window_s=60)
+    jobs = [
+        push_job("n0", order=1, rule="other", in_history=False),
+        push_job("a", order=2, within_s=10),
+        push_job("b", order=3, rule="delivered", within_s=10),
+        push_job("e", order=4, within_s=150),
+    ]
+    harness.run([(0.0, job) for job in jobs])
+    assert sent(harness) == [
+        (0.0, "personal", ["n0"]),
+        (60.0, "shared", ["a", "e"]),
+        (120.0, "shared", ["b"]),
+    ]
