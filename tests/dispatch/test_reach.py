@@ -307,6 +307,10 @@ async def test_a_push_back_from_a_failed_request_goes_shared_when_its_retry_is_t
     assert (first.started, second.started) == (1_000.0, 1_120.0)
     assert [job.variant for job in second.jobs] == [Variant.SHARED]
     assert rig.sink.outcome("e1") is Outcome.SENT
+    retried = rig.metrics.value(
+        "push_retries_total", provider="fake", reason="provider_unavailable"
+    )
+    assert retried == 1, "the retry is counted: settling the failure went through"
     await rig.close()
 
 
