@@ -35,6 +35,50 @@ REASONS: list[tuple[str, str]] = [
         "equivalent: the bound's threshold",
     ),
     (r"entry\.gen (=|-=|\+= 2) ", "equivalent: any new generation invalidates the old items"),
+    (
+        r"_follow__mutmut.*(>= 2 \* self|- 64:|2 / self|3 \* self|\+ 65:)",
+        "equivalent: the bound's threshold (only how often stale items are dropped)",
+    ),
+    (
+        r"time_of__mutmut.*or True",
+        "equivalent: the index is a request count, never NEVER (at() handles a NEVER position)",
+    ),
+    (r"Slotǁ__init____mutmut.*finished = None", "equivalent: every Slot is made without it"),
+    (r"popitem\(last=None\)", "equivalent: popitem() reads None as False"),
+    (r"maybe_shown__mutmut.*certain=None", "equivalent: `certain` is only read as a truth value"),
+    (
+        r"drop__mutmut.*_epoch\(partition\) (- 1|\+ 2)|_epoch__mutmut.*get\(partition, 1\)",
+        "equivalent: epochs are only compared for equality; any new value tells them apart",
+    ),
+    (
+        r"take__mutmut.*_flying\.get\(None, 0\)",
+        "equivalent: the claim lets one request at a time carry a key: its count stays 1",
+    ),
+    (
+        r"_start_requests__mutmut.*break -> return",
+        "equivalent: the slot is never None right after can_start()",
+    ),
+    (r"Dispatcherǁrun__mutmut.*_running = None", "equivalent: read only as a truth value"),
+    (r"_deadline__mutmut.*later >= start", "equivalent: an equal time gives the same start"),
+    (
+        r"ReachPlannerǁplan__mutmut.*(MARKETING\] -> marketing_needs = None|settled = None"
+        r"|_needed\[push_class\] = None)",
+        "left: only the rounds' first guess or their number (they settle on the same count)",
+    ),
+    (
+        r"_held_quiet__mutmut.*(is not Variant\.SHARED|variant = None|self\.reach is None)"
+        r"|_retry__mutmut.*(or self\.reach|self\.reach is None)",
+        "left: differs only for a push beyond the walk once the planner's heap dropped it",
+    ),
+    (r"_confirm__mutmut.*(verdict\.refused and|provider=)", "left: log wording no test reads"),
+    (
+        r"_race__mutmut.*sleep\((None|1)\)",
+        "left: the loop's immediate wake-up (event already set, time already due)",
+    ),
+    (
+        r"(_pick_class|position|Turnsǁ__init__)__mutmut.*> 1 - _EPSILON",
+        "left: a credit or share exactly 1e-9 short of a whole turn",
+    ),
     (r"_leave\(entry, None\)", "equivalent: None and DONE are both 'not waiting'"),
     (r"shift >= 70|shift > 71", "equivalent: 14 digits exceed 64 bits either way (other message)"),
     (r"min\(max\(0, attempts - 1\), 65\)", "equivalent: 2**64 steps are past any cap"),
