@@ -34,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
-from testkit import MUTATION_PROFILE
+from testkit import MUTATION_PROFILE, under_mutation
 
 from consumer.kafka.client_logs import ClientLogSummary
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
@@ -232,10 +232,18 @@ def closed_port() -> Iterator[int]:
 _MARK_BY_FIXTURE = {"browser": "browser", "postgres_server": "postgres"}
 
 
+# Under the mutation profile a mutant that makes a test wait forever (a loop that never
+# stops) fails it in half a minute, whatever the test's own limit: a waiting test uses no
+# CPU, so mutmut's CPU-time limit never ends it.
+_MUTATION_TIMEOUT_S = 30
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture in set(getattr(item, "fixturenames", ())) & _MARK_BY_FIXTURE.keys():
             item.add_marker(_MARK_BY_FIXTURE[fixture])
+        if under_mutation():
+            item.add_marker(pytest.mark.timeout(_MUTATION_TIMEOUT_S), append=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
