@@ -519,3 +519,34 @@ async def test_a_request_still_in_flight_when_the_loop_stops_reports_its_outcome
     assert rig.sink.outcome("e1") is Outcome.SENT
     assert await rig.dispatcher.wait_in_flight(0.0)
     await rig.dispatcher.aclose()
+
+
+async def test_a_later_verdict_is_one_log_line_saying_how_the_request_ended() -> None:
+    rig = await make_rig(limit=10)
+    rig.provider.results.extend([Later(), Later(unconfirmed=True), Later(crash=True)])
+    with capture_logs() as logs:
+        for text in ("a", "b", "c"):
+            rig.dispatcher.submit(make_job(f"e-{text}", user=text, text=text))
+        await advance(rig.clock, 2.0)
+
+    def described(text: str) -> dict[str, Any]:
+        return {
+            "provider": "fake",
+            "rules": [f"rule-{text}"],
+            "push_class": "transactional",
+            "messages": 1,
+            "recipients": 1,
+            "jobs": 1,
+            "attempt": 1,
+            "variants": ["personal"],
+        }
+
+    assert lines_of(logs, "push_accepted") == [described(t) for t in "abc"]
+    assert lines_of(logs, "push_confirmed") == [described("a")]
+    assert lines_of(logs, "push_confirmation_crashed") == [{"provider": "fake"}]
+    not_confirmed = [e for e in logs if e["event"] == "push_not_confirmed"]
+    assert [e["log_level"] for e in not_confirmed] == ["warning", "warning"]
+    assert lines_of(logs, "push_not_confirmed") == [
+        {**described(t), "refused": 0, "unconfirmed": 1} for t in "bc"
+    ]
+    await rig.close()
