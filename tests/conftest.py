@@ -233,8 +233,9 @@ _MARK_BY_FIXTURE = {"browser": "browser", "postgres_server": "postgres"}
 
 
 # Under the mutation profile a mutant that makes a test wait forever (a loop that never
-# stops) fails it in half a minute, whatever the test's own limit: a waiting test uses no
-# CPU, so mutmut's CPU-time limit never ends it.
+# stops) ends its process in half a minute, whatever the test's own limit: a waiting
+# test uses no CPU, so mutmut's CPU-time limit never ends it, and a timeout raised in the
+# test would hang again in its fixture's teardown (the thread method exits instead).
 _MUTATION_TIMEOUT_S = 30
 
 
@@ -243,7 +244,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture in set(getattr(item, "fixturenames", ())) & _MARK_BY_FIXTURE.keys():
             item.add_marker(_MARK_BY_FIXTURE[fixture])
         if under_mutation():
-            item.add_marker(pytest.mark.timeout(_MUTATION_TIMEOUT_S), append=False)
+            timeout = pytest.mark.timeout(_MUTATION_TIMEOUT_S, method="thread")
+            item.add_marker(timeout, append=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
