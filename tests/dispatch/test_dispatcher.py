@@ -37,6 +37,7 @@ async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -
     assert len(rig.provider.requests) == 1
     assert rig.sink.outcome("e1") is Outcome.SENT
     assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
+    assert rig.metrics.value("push_budget_limit", provider="fake") == 3  # the rig's limit
 
 
 async def test_a_batch_handed_over_at_once_waits_coalesces_and_dedupes_as_one_by_one() -> None:

@@ -58,7 +58,15 @@ REASONS: list[tuple[str, str]] = [
         r"_start_requests__mutmut.*break -> return",
         "equivalent: the slot is never None right after can_start()",
     ),
-    (r"Dispatcherǁrun__mutmut.*_running = None", "equivalent: read only as a truth value"),
+    (
+        r"Dispatcherǁ(run|__init__)__mutmut.*_running = None",
+        "equivalent: read only as a truth value",
+    ),
+    (
+        r"Dispatcherǁ__init____mutmut.*_stopping = (None|True)",
+        "equivalent: run() sets it before it reads it, and nothing else reads it",
+    ),
+    (r"Dispatcherǁ__init____mutmut.*rng=", "left: only the seed of the retries' jitter"),
     (r"_deadline__mutmut.*later >= start", "equivalent: an equal time gives the same start"),
     (
         r"ReachPlannerǁplan__mutmut.*(MARKETING\] -> marketing_needs = None|settled = None"
