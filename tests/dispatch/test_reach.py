@@ -561,3 +561,39 @@ def test_two_rules_gone_shared_count_a_request_each() -> None:
         (60.0, "shared", ["a", "e"]),
         (120.0, "shared", ["b"]),
     ]
+
+
+def test_pushes_the_walk_found_in_time_stay_personal_when_it_stops_short() -> None:
+    """One recipient a request: the walk stops at e2 (its request, at 120 s, is past
+    every deadline); e0 and e1, which it found in time, keep their personal texts
+    though their requests have no room for anyone else."""
+    harness = Harness(limit=1, window_s=60, max_recipients=1)
+    harness.run([(0.0, push_job(f"e{i}", order=i + 1, within_s=90)) for i in range(4)])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0"]),
+        (60.0, "personal", ["e1"]),
+        (120.0, "shared", ["e2"]),
+        (180.0, "shared", ["e3"]),
+    ]
+
+
+def test_beyond_the_walk_a_push_rides_a_request_of_its_text_only_if_it_is_in_time() -> None:
+    """x has e0's text and no time to spare: e0's request at 0 s has room for exactly
+    one more, so x rides it personal. y has e1's text but 30 s: e1's request at 60 s is
+    late for it, so y goes shared."""
+    harness = Harness(limit=1, window_s=60, max_recipients=2)
+    e0, e1 = push_job("e0", within_s=90), push_job("e1", within_s=90)
+
+    def rider(of: PushJob, name: str, within_s: float) -> PushJob:
+        push = replace(of.push, personal_within_s=within_s)
+        return replace(of, event_id=name, recipient=Recipient(user_id=f"u-{name}"), push=push)
+
+    later = [push_job(f"e{i}", order=i, within_s=90) for i in (2, 3)]
+    jobs = [e0, e1, *later, rider(e0, "x", 0.0), rider(e1, "y", 30.0)]
+    harness.run([(0.0, job) for job in jobs])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0", "x"]),
+        (60.0, "personal", ["e1"]),
+        (120.0, "shared", ["e2", "e3"]),
+        (180.0, "shared", ["y"]),
+    ]
