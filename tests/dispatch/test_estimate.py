@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dispatch_support import StepClock
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.dispatch.budget import Budget
 from consumer.dispatch.estimate import NEVER, SendTimes, Turns
 from consumer.push import PushClass
+
+# Pure arithmetic, milliseconds an example: the full count under mutation testing too.
+CHEAP = settings(max_examples=100, deadline=None)
 
 
 def test_free_slots_first_then_ended_ones_as_they_leave_the_window() -> None:
@@ -23,6 +26,7 @@ def test_a_retry_after_holds_every_start() -> None:
     assert times.at(NEVER) == NEVER
 
 
+@CHEAP
 @given(
     now=st.floats(0.0, 100.0),
     limit=st.integers(1, 8),
@@ -56,6 +60,7 @@ def test_a_budget_of_a_million_keeps_no_list_of_its_free_slots() -> None:
     ]
 
 
+@CHEAP
 @given(
     limit=st.integers(1, 5),
     window=st.sampled_from([1.0, 10.0, 60.0]),
@@ -115,6 +120,7 @@ def picks(share: float, credit: float, transactional: int, marketing: int) -> li
     return order
 
 
+@CHEAP
 @given(
     share=st.sampled_from([0.0, 0.1, 0.2, 0.25, 1 / 3, 0.5, 0.9, 1.0]),
     credit=st.floats(0.0, 0.99),
