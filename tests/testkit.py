@@ -80,6 +80,7 @@ class Recorded:
     error: ConsumerError | None
     at: float
     variant: Variant | None = None
+    event_type: str | None = None
 
 
 @dataclass
@@ -101,7 +102,7 @@ class RecordingSink:
         variant: Variant | None = None,
     ) -> None:
         at = self.clock.monotonic() if self.clock else 0.0
-        done = Recorded(outcome, reason, error, at, variant)
+        done = Recorded(outcome, reason, error, at, variant, event_type)
         self.outcomes.setdefault(event_id or "", []).append(done)
 
     def outcome(self, event_id: str) -> Outcome:

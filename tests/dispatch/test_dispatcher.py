@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dispatch_support import Later, Rig, advance, make_rig, max_starts_in_window, settle
+from dispatch_support import (
+    Later,
+    Rig,
+    advance,
+    make_rig,
+    max_starts_in_window,
+    refuse_first,
+    settle,
+)
 from structlog.testing import capture_logs
 from testkit import RecordingSink, make_job
 
@@ -19,7 +27,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from consumer.push import Outcome, PushClass
+from consumer.push import Outcome, PushClass, Variant
 
 
 @pytest.fixture
@@ -550,4 +558,29 @@ async def test_a_later_verdict_is_one_log_line_saying_how_the_request_ended() ->
     assert lines_of(logs, "push_not_confirmed") == [
         {**described(t), "refused": 0, "unconfirmed": 1} for t in "bc"
     ]
+    await rig.close()
+
+
+async def test_each_outcome_reaches_the_sink_with_its_event_type_and_a_sent_one_its_text() -> None:
+    """The sink records what happened to which event (its type included); which text went
+    out (personal or shared) is told only for a push that was sent."""
+    rig = await make_rig()
+    rig.provider.results.extend([None, refuse_first])
+    rig.dispatcher.submit(make_job("sent", text="a"))
+    await settle()
+    rig.dispatcher.submit(make_job("refused", text="b", event_type="bonus.accrued"))
+    await settle()
+
+    (sent,) = rig.sink.outcomes["sent"]
+    (refused,) = rig.sink.outcomes["refused"]
+    assert (sent.outcome, sent.event_type, sent.variant) == (
+        Outcome.SENT,
+        "order.status_changed",
+        Variant.PERSONAL,
+    )
+    assert (refused.outcome, refused.event_type, refused.variant) == (
+        Outcome.DEAD_LETTERED,
+        "bonus.accrued",
+        None,
+    )
     await rig.close()
