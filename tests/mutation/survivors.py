@@ -69,6 +69,27 @@ REASONS: list[tuple[str, str]] = [
     (r"Dispatcherǁ__init____mutmut.*rng=", "left: only the seed of the retries' jitter"),
     (r"_deadline__mutmut.*later >= start", "equivalent: an equal time gives the same start"),
     (
+        r"_release__mutmut.*entry\.state = None",
+        "equivalent: None and DONE are both 'not waiting', and nothing asks for DONE",
+    ),
+    (
+        r"_release__mutmut.*key is not None or key in",
+        "equivalent: take() counted every released entry's key",
+    ),
+    (
+        r"_release__mutmut.*_held\.pop\(entry\.job\.event_id, \)",
+        "left: an entry in flight is always held (no test found it missing)",
+    ),
+    (
+        r"_race__mutmut.*(delay <= 0 and event|delay < 0 or)",
+        "left: the loop's immediate wake-up (event already set, time already due)",
+    ),
+    (
+        r"SendTimesǁof__mutmut.*(limit \+ free|hold_until, \))",
+        "left: differs only for a window holding more than the limit or slots already free,"
+        " which the budget never passes",
+    ),
+    (
         r"ReachPlannerǁplan__mutmut.*(MARKETING\] -> marketing_needs = None|settled = None"
         r"|_needed\[push_class\] = None)",
         "left: only the rounds' first guess or their number (they settle on the same count)",
