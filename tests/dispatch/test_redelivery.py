@@ -544,3 +544,20 @@ def test_a_status_accepted_on_retry_after_a_lost_answer_is_not_sent_once_more() 
         ("v1-again", Outcome.SUPERSEDED, "older_than_sent")
     ]
     assert s.next_request(NOW + 7, T0) is None
+
+
+def test_a_status_whose_answer_was_lost_then_expired_still_refuses_older_ones() -> None:
+    """v2's answer was lost, so it may be on screen; its time-to-live then ends before a
+    retry. v1, read afterwards, must not overwrite it: superseded as older than sent."""
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped", ttl_s=10), NOW, T0)
+    later = T0 + dt.timedelta(seconds=11)
+    s.on_failed(send_next(s), OutcomeUnknown("read timeout"), NOW + 11, later)
+
+    s.add(order_status("v1", 1, "confirmed"), NOW + 12, later)
+
+    assert [(f.job.event_id, f.outcome, f.reason) for f in s.pop_finished()] == [
+        ("v2", Outcome.EXPIRED, "ttl_elapsed"),
+        ("v1", Outcome.SUPERSEDED, "older_than_sent"),
+    ]
+    assert s.next_request(NOW + 13, later) is None
