@@ -105,6 +105,15 @@ REASONS: list[tuple[str, str]] = [
         "left: the loop's immediate wake-up (event already set, time already due)",
     ),
     (
+        r"(_walk|_hand_over_late)__mutmut.*(sent_at < now_mono|\+ _LATE_EPSILON_S > earliest)",
+        "left: equality with a deadline plus its 1e-6 rounding allowance",
+    ),
+    (
+        r"_hand_over_late__mutmut",
+        "left: the hand-over beyond the walk (a boundary or its bookkeeping over several"
+        " plans), not pinned by a single case",
+    ),
+    (
         r"(_pick_class|position|Turnsǁ__init__)__mutmut.*> 1 - _EPSILON",
         "left: a credit or share exactly 1e-9 short of a whole turn",
     ),
