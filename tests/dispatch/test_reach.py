@@ -18,7 +18,7 @@ from consumer.dispatch.pending import Entry
 from consumer.dispatch.scheduler import Request
 from consumer.errors import ProviderUnavailable
 from consumer.events import Recipient
-from consumer.push import Outcome, PushClass, PushJob, Variant
+from consumer.push import DEFAULT_ZONE, Outcome, PushClass, PushJob, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
@@ -596,4 +596,44 @@ def test_beyond_the_walk_a_push_rides_a_request_of_its_text_only_if_it_is_in_tim
         (60.0, "personal", ["e1"]),
         (120.0, "shared", ["e2", "e3"]),
         (180.0, "shared", ["y"]),
+    ]
+
+
+def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began() -> None:
+    """One rule's shared text goes to a Moscow user and two in Kamchatka at 22:00 there:
+    the request carries the Moscow push only; the Kamchatka ones wait for 09:00."""
+    harness = Harness(limit=1, window_s=60)
+    start = T0 + dt.timedelta(minutes=58)  # 21:58 in Kamchatka
+    harness.clock.t += 58 * 60
+
+    def offer(name: str, order: int, zone: ZoneInfo) -> PushJob:
+        return push_job(
+            name,
+            order=order,
+            within_s=60,
+            push_class=PushClass.MARKETING,
+            quiet=NIGHT,
+            zone=zone,
+            ttl_s=86_400,
+            occurred_at=start,
+        )
+
+    jobs = [
+        offer("k1", 1, KAMCHATKA),
+        offer("k2", 2, KAMCHATKA),
+        offer("w1", 3, DEFAULT_ZONE),
+        offer("k3", 4, KAMCHATKA),
+        offer("k4", 5, KAMCHATKA),
+    ]
+    harness.run([(0.0, job) for job in jobs])
+    morning = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert [
+        (T0 + seconds(at - 1_000.0), [e.job.event_id for e in request.entries])
+        for at, request, _ in harness.requests
+    ] == [
+        (start, ["k1"]),
+        (start + seconds(60), ["k2"]),
+        (start + seconds(120), ["w1"]),
+        (morning, ["k3"]),
+        (morning + seconds(60), ["k4"]),
     ]
