@@ -600,8 +600,9 @@ def test_beyond_the_walk_a_push_rides_a_request_of_its_text_only_if_it_is_in_tim
 
 
 def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began() -> None:
-    """One rule's shared text goes to a Moscow user and two in Kamchatka at 22:00 there:
-    the request carries the Moscow push only; the Kamchatka ones wait for 09:00."""
+    """One rule's shared text goes to two Moscow users and two in Kamchatka at 22:00
+    there: the request carries the Moscow pushes only, the one behind a Kamchatka push
+    too; the Kamchatka ones wait for 09:00."""
     harness = Harness(limit=1, window_s=60)
     start = T0 + dt.timedelta(minutes=58)  # 21:58 in Kamchatka
     harness.clock.t += 58 * 60
@@ -623,7 +624,8 @@ def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began()
         offer("k2", 2, KAMCHATKA),
         offer("w1", 3, DEFAULT_ZONE),
         offer("k3", 4, KAMCHATKA),
-        offer("k4", 5, KAMCHATKA),
+        offer("w2", 5, DEFAULT_ZONE),
+        offer("k4", 6, KAMCHATKA),
     ]
     harness.run([(0.0, job) for job in jobs])
     morning = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
@@ -633,7 +635,7 @@ def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began()
     ] == [
         (start, ["k1"]),
         (start + seconds(60), ["k2"]),
-        (start + seconds(120), ["w1"]),
+        (start + seconds(120), ["w1", "w2"]),
         (morning, ["k3"]),
         (morning + seconds(60), ["k4"]),
     ]
