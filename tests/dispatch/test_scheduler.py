@@ -211,3 +211,17 @@ def test_marketing_earns_its_share_only_while_both_classes_wait() -> None:
         classes.append((request.push_class, request.entries[0].job.event_id))
         s.on_sent(request)
     assert classes == [(PushClass.TRANSACTIONAL, "t3"), (PushClass.MARKETING, "m")]
+
+
+def test_a_request_of_several_messages_stops_at_the_recipient_cap() -> None:
+    s = make_scheduler(max_messages=3, max_recipients=3)
+    for number, (user, text) in enumerate([("u1", "A"), ("u2", "A"), ("u3", "B"), ("u4", "B")]):
+        s.add(make_job(f"e{number}", user=user, text=text, offset=number), 1_000.0, T0)
+
+    first, second = s.next_request(1_000.0, T0), s.next_request(1_000.0, T0)
+
+    assert first is not None
+    assert second is not None
+    assert [[job.event_id for job in e.jobs] for e in first.envelopes] == [["e0", "e1"], ["e2"]]
+    assert first.recipients == 3
+    assert [[job.event_id for job in e.jobs] for e in second.envelopes] == [["e3"]]
