@@ -639,3 +639,19 @@ def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began()
         (morning, ["k3"]),
         (morning + seconds(60), ["k4"]),
     ]
+
+
+def test_a_push_gone_shared_goes_personal_again_when_the_pushes_ahead_expire() -> None:
+    """Three personal-only pushes ahead make "e" late (180 s for its 150 s): it goes
+    shared. The third expires at 90 s; at 120 s "e" is next and in time: personal."""
+    harness = Harness(limit=1, window_s=60)
+    ahead = [
+        push_job(f"n{i}", order=i, rule="other", in_history=False, ttl_s=90) for i in (1, 2, 3)
+    ]
+    harness.run([(0.0, job) for job in [*ahead, push_job("e", order=4, within_s=150)]])
+    assert sent(harness) == [
+        (0.0, "personal", ["n1"]),
+        (60.0, "personal", ["n2"]),
+        (120.0, "personal", ["e"]),
+    ]
+    assert harness.outcome("n3") is Outcome.EXPIRED
