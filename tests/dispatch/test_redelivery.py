@@ -561,3 +561,27 @@ def test_a_status_whose_answer_was_lost_then_expired_still_refuses_older_ones() 
         ("v1", Outcome.SUPERSEDED, "older_than_sent"),
     ]
     assert s.next_request(NOW + 13, later) is None
+
+
+def test_a_partition_given_up_with_many_retries_waiting_leaves_the_others_on_time() -> None:
+    """A hundred pushes waiting for their retries are forgotten at once: their heap items
+    go stale and the heaps are rebuilt. What waits on the other partition is still
+    retried when due, and still expires at the end of its time-to-live."""
+    s = scheduler()
+    for i in range(100):
+        s.add(make_job(f"e{i}", text=f"t{i}", offset=i), NOW, T0)
+    for _ in range(100):
+        s.on_failed(send_next(s), OutcomeUnknown("timeout"), NOW, T0)  # each waits a second
+    s.add(make_job("retried", text="r", partition=1, offset=1), NOW, T0)
+    s.on_failed(send_next(s), OutcomeUnknown("timeout"), NOW, T0)
+    s.add(make_job("short", text="s", partition=1, offset=2, ttl_s=10), NOW, T0)
+
+    assert s.pending.drop(PARTITION) == 100
+    heaps = [s.pending._expiry, s.pending._delayed]
+    assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64, "stale items pruned"
+
+    later = T0 + dt.timedelta(seconds=11)
+    s.advance(NOW + 11, later)
+    assert outcomes(s) == [("short", Outcome.EXPIRED)]
+    again = send_next(s, NOW + 11)
+    assert [job.event_id for e in again.envelopes for job in e.jobs] == ["retried"]
