@@ -225,3 +225,12 @@ def test_a_request_of_several_messages_stops_at_the_recipient_cap() -> None:
     assert [[job.event_id for job in e.jobs] for e in first.envelopes] == [["e0", "e1"], ["e2"]]
     assert first.recipients == 3
     assert [[job.event_id for job in e.jobs] for e in second.envelopes] == [["e3"]]
+
+
+def test_an_event_read_after_its_ttl_ended_is_expired_at_once_saying_so() -> None:
+    s = make_scheduler()
+    s.add(make_job("late", ttl_s=60, occurred_at=T0), 1_000.0, T0 + dt.timedelta(seconds=60))
+
+    ((end,),) = [s.pop_finished()]
+    assert (end.job.event_id, end.outcome, end.reason) == ("late", Outcome.EXPIRED, "ttl_elapsed")
+    assert s.next_request(1_000.0, T0 + dt.timedelta(seconds=60)) is None
