@@ -234,3 +234,19 @@ def test_an_event_read_after_its_ttl_ended_is_expired_at_once_saying_so() -> Non
     ((end,),) = [s.pop_finished()]
     assert (end.job.event_id, end.outcome, end.reason) == ("late", Outcome.EXPIRED, "ttl_elapsed")
     assert s.next_request(1_000.0, T0 + dt.timedelta(seconds=60)) is None
+
+
+def test_a_push_waiting_behind_a_request_of_hundreds_goes_next() -> None:
+    """Two hundred recipients of one text go in one request, leaving two hundred stale
+    items in the ready heaps, rebuilt at once; the one push left waiting is not lost."""
+    s = make_scheduler()
+    for i in range(200):
+        s.add(make_job(f"sale{i}", user=f"u{i}", text="sale", offset=i), 1_000.0, T0)
+    s.add(make_job("news", user="u0", text="news", offset=200), 1_000.0, T0)
+
+    first, second = s.next_request(1_000.0, T0), s.next_request(1_000.0, T0)
+
+    assert first is not None
+    assert first.recipients == 200
+    assert second is not None
+    assert [job.event_id for e in second.envelopes for job in e.jobs] == ["news"]
