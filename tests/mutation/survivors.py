@@ -60,6 +60,10 @@ REASONS: list[tuple[str, str]] = [
     ),
     (r"Schedulerǁadvance__mutmut.*break -> return", "equivalent: nothing follows the loop"),
     (
+        r"PendingSetǁ(_enter|__init__)__mutmut.*_shareable (-=|= 1)",
+        "left: only whether a plan is skipped when no waiting push may go shared",
+    ),
+    (
         r"group_ready__mutmut.*get\(group, (None)?\)",
         "equivalent: asked only for a ready entry's group, which always has members",
     ),
