@@ -14,7 +14,7 @@ from consumer.dispatch.retry import RetryPolicy
 from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected, RateLimited
 from consumer.providers.base import ProviderLimits
-from consumer.push import Outcome, PushClass
+from consumer.push import Outcome, PushClass, PushJob
 from consumer.settings import DispatchSettings
 
 
@@ -142,8 +142,38 @@ def test_a_job_with_too_many_recipients_is_dead_lettered_at_once() -> None:
 
     scheduler.add(make_job("e1"), 1_000.0, T0)
 
-    ((job, outcome, reason),) = [(f.job, f.outcome, f.reason) for f in scheduler.pop_finished()]
-    assert (job.event_id, outcome, reason) == ("e1", Outcome.DEAD_LETTERED, "too_many_recipients")
+    ((end,),) = [scheduler.pop_finished()]
+    assert (end.job.event_id, end.outcome, end.reason) == (
+        "e1",
+        Outcome.DEAD_LETTERED,
+        "too_many_recipients",
+    )
+    assert str(end.error) == "2 recipients, more than the 1 one request may carry"
+    assert scheduler.pending.size == 0
+
+
+def test_a_push_the_provider_cannot_address_is_dead_lettered_saying_why() -> None:
+    def no_key(job: PushJob) -> str:
+        raise ValueError(f"no device for {job.recipient.user_id}")
+
+    scheduler = Scheduler(
+        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=10),
+        coalesce_key=no_key,
+        recipients=lambda job: ("a",),
+        settings=DispatchSettings(),
+    )
+
+    scheduler.add(make_job("e1", user="u7"), 1_000.0, T0)
+    scheduler.add(make_job("e2", user="u8", text="other", offset=1), 1_000.0, T0)
+
+    ends = scheduler.pop_finished()
+    assert [(f.job.event_id, f.outcome, f.reason) for f in ends] == [
+        ("e1", Outcome.DEAD_LETTERED, "unaddressable"),
+        ("e2", Outcome.DEAD_LETTERED, "unaddressable"),
+    ]
+    assert str(ends[0].error) == (
+        "provider could not address this push: ValueError('no device for u7')"
+    )
     assert scheduler.pending.size == 0
 
 
