@@ -584,3 +584,26 @@ async def test_each_outcome_reaches_the_sink_with_its_event_type_and_a_sent_one_
         None,
     )
     await rig.close()
+
+
+async def test_a_crash_while_settling_a_request_is_logged_with_what_it_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in settling leaves the jobs without an outcome, so their offsets stay
+    uncommitted: the log must say so, not asyncio's garbage collector, or nothing."""
+    rig = await make_rig()
+
+    def broken(request: object) -> None:
+        raise RuntimeError("the scheduler lost track")
+
+    monkeypatch.setattr(rig.dispatcher._scheduler, "on_sent", broken)
+    with capture_logs() as logs:
+        rig.dispatcher.submit(make_job("e1"))
+        await settle()
+
+    (crash,) = [entry for entry in logs if entry["event"] == "push_settle_crashed"]
+    assert crash["log_level"] == "error"
+    assert isinstance(crash["exc_info"], RuntimeError)
+    assert (crash["provider"], crash["rules"], crash["jobs"]) == ("fake", ["rule-T"], 1)
+    assert rig.sink.outcomes == {}, "no outcome: the offset stays uncommitted"
+    await rig.close()
