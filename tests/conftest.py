@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
+from testkit import MUTATION_PROFILE, under_mutation
 
 from consumer.kafka.client_logs import ClientLogSummary
 from consumer.local.kafka import KafkaUnavailable, LocalKafka
@@ -43,9 +44,11 @@ TopicFactory = Callable[..., Awaitable[str]]
 
 # `--hypothesis-profile=mutation`: the same examples every run and no saved failures,
 # so a mutant's verdict depends on the mutant alone, and no shrinking: the first
-# failing example kills the mutant (make mutation).
+# failing example kills the mutant (make mutation). Property tests run a tenth of their
+# examples under it (testkit.examples), those that set none 20 instead of 100.
 hypothesis_settings.register_profile(
-    "mutation",
+    MUTATION_PROFILE,
+    max_examples=20,
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -229,10 +232,20 @@ def closed_port() -> Iterator[int]:
 _MARK_BY_FIXTURE = {"browser": "browser", "postgres_server": "postgres"}
 
 
+# Under the mutation profile a mutant that makes a test wait forever (a loop that never
+# stops) ends its process in half a minute, whatever the test's own limit: a waiting
+# test uses no CPU, so mutmut's CPU-time limit never ends it, and a timeout raised in the
+# test would hang again in its fixture's teardown (the thread method exits instead).
+_MUTATION_TIMEOUT_S = 30
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture in set(getattr(item, "fixturenames", ())) & _MARK_BY_FIXTURE.keys():
             item.add_marker(_MARK_BY_FIXTURE[fixture])
+        if under_mutation():
+            timeout = pytest.mark.timeout(_MUTATION_TIMEOUT_S, method="thread")
+            item.add_marker(timeout, append=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

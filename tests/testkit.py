@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from hypothesis import settings
 
 from consumer.clock import Clock
 from consumer.errors import ConsumerError
@@ -20,6 +21,21 @@ from consumer.events import Recipient
 from consumer.push import Message, Origin, Outcome, PushClass, PushJob, RenderedPush, Variant
 
 T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)  # FakeClock's default start
+
+MUTATION_PROFILE = "mutation"  # --hypothesis-profile for make mutation (tests/conftest.py)
+
+
+def under_mutation() -> bool:
+    """The tests run under ``make mutation``'s profile: once per surviving mutant, traced."""
+    return settings.get_current_profile_name() == MUTATION_PROFILE
+
+
+def examples(count: int) -> int:
+    """``count`` examples for a property test; a tenth of them (at least 10) under the
+    mutation profile, which runs the test once per mutant it reaches, traced: the
+    fixed examples still draw from the same strategies, ``@example`` cases stay, and
+    the single-case tests beside them pin the exact decisions."""
+    return max(10, count // 10) if under_mutation() else count
 
 
 def make_job(
@@ -64,6 +80,7 @@ class Recorded:
     error: ConsumerError | None
     at: float
     variant: Variant | None = None
+    event_type: str | None = None
 
 
 @dataclass
@@ -85,7 +102,7 @@ class RecordingSink:
         variant: Variant | None = None,
     ) -> None:
         at = self.clock.monotonic() if self.clock else 0.0
-        done = Recorded(outcome, reason, error, at, variant)
+        done = Recorded(outcome, reason, error, at, variant, event_type)
         self.outcomes.setdefault(event_id or "", []).append(done)
 
     def outcome(self, event_id: str) -> Outcome:

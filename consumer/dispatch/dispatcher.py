@@ -288,8 +288,14 @@ class Dispatcher:
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         # Waiters count the tasks: wake them once this one is gone, not when it settled.
-        self._tasks.pop(task, None)
-        self._confirming.pop(task, None)
+        request = self._tasks.pop(task, None)
+        if request is None:
+            request = self._confirming.pop(task, None)
+        if not task.cancelled() and (crash := task.exception()) is not None:
+            # A bug in settling it: its jobs keep no outcome (their offsets stay
+            # uncommitted), and nothing else would ever say why.
+            fields = _describe(request) if request is not None else {}
+            log.error("push_settle_crashed", provider=self._provider.name, exc_info=crash, **fields)
         self._progress.set()
         self._wake.set()
 

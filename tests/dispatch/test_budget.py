@@ -8,6 +8,7 @@ import pytest
 from dispatch_support import StepClock, max_starts_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testkit import examples
 
 from consumer.clock import FakeClock
 from consumer.dispatch.budget import Budget
@@ -73,6 +74,7 @@ async def test_hold_until_blocks_starts_even_with_free_slots() -> None:
     budget.hold_until(clock.monotonic() + 30)
 
     assert budget.try_start() is None
+    assert budget.send_times().at(0) == clock.monotonic() + 30, "the planner's view holds too"
     await clock.advance(30)
     assert started(budget)
 
@@ -89,7 +91,7 @@ def test_used_counts_requests_in_flight_and_ended_within_the_window() -> None:
     assert budget.used() == 1, "the ended one left the window; the one in flight stays"
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     limit=st.integers(1, 6),
     window=st.sampled_from([1.0, 2.5, 60.0]),

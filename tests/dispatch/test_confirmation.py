@@ -223,3 +223,21 @@ async def test_a_push_accepted_in_time_is_sent_though_its_verdict_comes_after_it
     assert reasons(rig, "o1v2") == [(Outcome.EXPIRED, "ttl_elapsed")]
     assert reasons(rig, "o1v1") == [(Outcome.SENT, "sent")]
     await close(rig)
+
+
+async def test_a_request_accepted_for_a_later_verdict_is_counted_once_with_its_recipients() -> None:
+    """Operators read requests and recipients per provider: a request the provider takes
+    to confirm later counts as sent at its acceptance, as an immediate one does."""
+    rig = await make_rig()
+    rig.provider.results.extend([Later(after_s=5.0), None])
+    for event_id, user in (("e1", "u1"), ("e2", "u2")):
+        rig.dispatcher.submit(make_job(event_id, user=user, text="sale"))  # one request
+    await settle()
+    rig.dispatcher.submit(make_job("e3", user="u3", text="news"))
+    await advance(rig.clock, 6.0)
+
+    assert reasons(rig, "e1") == [(Outcome.SENT, "sent")]
+    assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 2
+    assert rig.metrics.value("push_request_recipients_count", provider="fake") == 2
+    assert rig.metrics.value("push_request_recipients_sum", provider="fake") == 3
+    await close(rig)

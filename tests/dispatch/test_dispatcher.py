@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dispatch_support import Later, Rig, advance, make_rig, max_starts_in_window, settle
+from dispatch_support import (
+    Later,
+    Rig,
+    advance,
+    make_rig,
+    max_starts_in_window,
+    refuse_first,
+    settle,
+)
 from structlog.testing import capture_logs
 from testkit import RecordingSink, make_job
 
@@ -19,7 +27,7 @@ from consumer.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from consumer.push import Outcome, PushClass
+from consumer.push import Outcome, PushClass, Variant
 
 
 @pytest.fixture
@@ -37,6 +45,7 @@ async def test_a_submission_goes_out_at_once_when_the_budget_is_free(rig: Rig) -
     assert len(rig.provider.requests) == 1
     assert rig.sink.outcome("e1") is Outcome.SENT
     assert rig.metrics.value("push_requests_total", provider="fake", result="sent") == 1
+    assert rig.metrics.value("push_budget_limit", provider="fake") == 3  # the rig's limit
 
 
 async def test_a_batch_handed_over_at_once_waits_coalesces_and_dedupes_as_one_by_one() -> None:
@@ -501,4 +510,100 @@ async def test_the_oldest_pending_age_is_kept_per_class_and_zero_without_any() -
     await advance(rig.clock, 120.0)  # the budget frees twice: both go out
     assert rig.sink.count(Outcome.SENT) == 2
     assert age(PushClass.TRANSACTIONAL) == 0.0
+    await rig.close()
+
+
+async def test_a_request_still_in_flight_when_the_loop_stops_reports_its_outcome() -> None:
+    """``stop()`` ends the loop, not the requests under way: one answered after it still
+    records its outcome (its offset may then be committed), with no loop to do it."""
+    rig = await make_rig()
+    rig.provider.latency_s = 5.0
+    rig.dispatcher.submit(make_job("e1"))
+    await settle()
+    rig.dispatcher.stop()
+    await rig.runner
+
+    await advance(rig.clock, 5.0)
+
+    assert rig.sink.outcome("e1") is Outcome.SENT
+    assert await rig.dispatcher.wait_in_flight(0.0)
+    await rig.dispatcher.aclose()
+
+
+async def test_a_later_verdict_is_one_log_line_saying_how_the_request_ended() -> None:
+    rig = await make_rig(limit=10)
+    rig.provider.results.extend([Later(), Later(unconfirmed=True), Later(crash=True)])
+    with capture_logs() as logs:
+        for text in ("a", "b", "c"):
+            rig.dispatcher.submit(make_job(f"e-{text}", user=text, text=text))
+        await advance(rig.clock, 2.0)
+
+    def described(text: str) -> dict[str, Any]:
+        return {
+            "provider": "fake",
+            "rules": [f"rule-{text}"],
+            "push_class": "transactional",
+            "messages": 1,
+            "recipients": 1,
+            "jobs": 1,
+            "attempt": 1,
+            "variants": ["personal"],
+        }
+
+    assert lines_of(logs, "push_accepted") == [described(t) for t in "abc"]
+    assert lines_of(logs, "push_confirmed") == [described("a")]
+    assert lines_of(logs, "push_confirmation_crashed") == [{"provider": "fake"}]
+    not_confirmed = [e for e in logs if e["event"] == "push_not_confirmed"]
+    assert [e["log_level"] for e in not_confirmed] == ["warning", "warning"]
+    assert lines_of(logs, "push_not_confirmed") == [
+        {**described(t), "refused": 0, "unconfirmed": 1} for t in "bc"
+    ]
+    await rig.close()
+
+
+async def test_each_outcome_reaches_the_sink_with_its_event_type_and_a_sent_one_its_text() -> None:
+    """The sink records what happened to which event (its type included); which text went
+    out (personal or shared) is told only for a push that was sent."""
+    rig = await make_rig()
+    rig.provider.results.extend([None, refuse_first])
+    rig.dispatcher.submit(make_job("sent", text="a"))
+    await settle()
+    rig.dispatcher.submit(make_job("refused", text="b", event_type="bonus.accrued"))
+    await settle()
+
+    (sent,) = rig.sink.outcomes["sent"]
+    (refused,) = rig.sink.outcomes["refused"]
+    assert (sent.outcome, sent.event_type, sent.variant) == (
+        Outcome.SENT,
+        "order.status_changed",
+        Variant.PERSONAL,
+    )
+    assert (refused.outcome, refused.event_type, refused.variant) == (
+        Outcome.DEAD_LETTERED,
+        "bonus.accrued",
+        None,
+    )
+    await rig.close()
+
+
+async def test_a_crash_while_settling_a_request_is_logged_with_what_it_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in settling leaves the jobs without an outcome, so their offsets stay
+    uncommitted: the log must say so, not asyncio's garbage collector, or nothing."""
+    rig = await make_rig()
+
+    def broken(request: object) -> None:
+        raise RuntimeError("the scheduler lost track")
+
+    monkeypatch.setattr(rig.dispatcher._scheduler, "on_sent", broken)
+    with capture_logs() as logs:
+        rig.dispatcher.submit(make_job("e1"))
+        await settle()
+
+    (crash,) = [entry for entry in logs if entry["event"] == "push_settle_crashed"]
+    assert crash["log_level"] == "error"
+    assert isinstance(crash["exc_info"], RuntimeError)
+    assert (crash["provider"], crash["rules"], crash["jobs"]) == ("fake", ["rule-T"], 1)
+    assert rig.sink.outcomes == {}, "no outcome: the offset stays uncommitted"
     await rig.close()

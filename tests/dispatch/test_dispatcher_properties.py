@@ -47,7 +47,7 @@ from dispatch_support import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
-from testkit import T0, RecordingSink, make_job
+from testkit import T0, RecordingSink, examples, make_job
 
 from consumer.errors import (
     ConsumerError,
@@ -464,7 +464,7 @@ def newest_status_shown(kafka: KafkaModel, seen: Seen, order: int) -> None:
 
 
 @pytest.mark.timeout(300)  # 400 schedules: slow under mutation testing's tracing
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     ops=st.lists(operation, min_size=5, max_size=40),
     answers=st.lists(st.sampled_from(sorted(ANSWERS)), max_size=20),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dispatch_support import StepClock
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.dispatch.budget import Budget
 from consumer.dispatch.estimate import NEVER, SendTimes, Turns
 from consumer.push import PushClass
+
+# Pure arithmetic, milliseconds an example: the full count under mutation testing too.
+CHEAP = settings(max_examples=100, deadline=None)
 
 
 def test_free_slots_first_then_ended_ones_as_they_leave_the_window() -> None:
@@ -23,6 +26,7 @@ def test_a_retry_after_holds_every_start() -> None:
     assert times.at(NEVER) == NEVER
 
 
+@CHEAP
 @given(
     now=st.floats(0.0, 100.0),
     limit=st.integers(1, 8),
@@ -56,6 +60,7 @@ def test_a_budget_of_a_million_keeps_no_list_of_its_free_slots() -> None:
     ]
 
 
+@CHEAP
 @given(
     limit=st.integers(1, 5),
     window=st.sampled_from([1.0, 10.0, 60.0]),
@@ -115,6 +120,7 @@ def picks(share: float, credit: float, transactional: int, marketing: int) -> li
     return order
 
 
+@CHEAP
 @given(
     share=st.sampled_from([0.0, 0.1, 0.2, 0.25, 1 / 3, 0.5, 0.9, 1.0]),
     credit=st.floats(0.0, 0.99),
@@ -139,3 +145,9 @@ def test_a_class_without_a_share_never_gets_a_turn_while_the_other_keeps_waiting
     assert Turns(PushClass.TRANSACTIONAL, share=1.0, credit=0.0, others=None).position(0) == NEVER
     one_in_five = Turns(PushClass.MARKETING, share=0.2, credit=0.0, others=None)
     assert [one_in_five.position(j) for j in range(3)] == [4, 9, 14]
+
+
+def test_once_the_other_class_is_done_every_later_turn_is_ours_asked_in_any_order() -> None:
+    turns = Turns(PushClass.MARKETING, share=0.5, credit=0.0, others=1)
+    assert turns.position(3) == 4  # order, offer, then offers only: 1, 2, 3, 4
+    assert [turns.position(j) for j in range(4)] == [1, 2, 3, 4]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import replace
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,10 +13,12 @@ from dispatch_support import Harness, advance, make_rig
 from reach_support import push_job
 from testkit import T0
 
+from consumer.dispatch import reach
+from consumer.dispatch.pending import Entry
 from consumer.dispatch.scheduler import Request
 from consumer.errors import ProviderUnavailable
 from consumer.events import Recipient
-from consumer.push import Outcome, PushClass, Variant
+from consumer.push import DEFAULT_ZONE, Outcome, PushClass, PushJob, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
@@ -303,6 +307,10 @@ async def test_a_push_back_from_a_failed_request_goes_shared_when_its_retry_is_t
     assert (first.started, second.started) == (1_000.0, 1_120.0)
     assert [job.variant for job in second.jobs] == [Variant.SHARED]
     assert rig.sink.outcome("e1") is Outcome.SENT
+    retried = rig.metrics.value(
+        "push_retries_total", provider="fake", reason="provider_unavailable"
+    )
+    assert retried == 1, "the retry is counted: settling the failure went through"
     await rig.close()
 
 
@@ -326,3 +334,324 @@ async def test_a_push_beyond_the_walk_rides_an_in_time_request_of_its_own_text()
         "x": Variant.PERSONAL,
     }
     await rig.close()
+
+
+def test_a_push_with_the_personal_text_of_one_counted_ahead_rides_its_request_in_time() -> None:
+    """The walk counts a group's request once: a later push of the same personal text
+    (another recipient) fits in it, exactly filling it, so it goes personal there
+    instead of waiting for a request of its own, which would be late."""
+    harness = Harness(limit=1, window_s=60, max_recipients=2)
+    burst = [push_job(f"b{i}", within_s=50) for i in range(4)]
+    rider = replace(burst[0], event_id="x", recipient=Recipient(user_id="u-x"))
+    patient = push_job("slow", order=9, rule="slow", within_s=300)  # the walk goes past x
+    harness.run([(0.0, job) for job in [*burst, rider, patient]])
+    assert sent(harness) == [
+        (0.0, "personal", ["b0", "x"]),
+        (60.0, "shared", ["b1", "b2"]),
+        (120.0, "shared", ["b3"]),
+        (180.0, "personal", ["slow"]),
+    ]
+
+
+HALF_SHARE = DispatchSettings(marketing_min_share=0.5)
+
+
+def _queue(
+    names: str, push_class: PushClass, within_s: dict[str, float], rule: str, first: int
+) -> list[PushJob]:
+    return [
+        push_job(name, order=first + i, rule=rule, within_s=within_s[name], push_class=push_class)
+        for i, name in enumerate(names)
+    ]
+
+
+def test_order_news_counts_only_the_marketing_requests_actually_waiting() -> None:
+    """Half the turns are marketing's while both classes wait, but two offers take two
+    turns, not every other one: "e" is in time at 300 s (the sixth request), so it
+    does not join the shared request that goes at 120 s."""
+    harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
+    within = {"a": 1000, "b": 10, "c": 10, "d": 330, "e": 330}
+    orders = _queue("abcde", PushClass.TRANSACTIONAL, within, "courier", 1)
+    offers = _queue("mn", PushClass.MARKETING, {"m": 3600, "n": 3600}, "sale", 50)
+    harness.run([(0.0, job) for job in [*orders, *offers]])
+    assert sent(harness) == [
+        (0.0, "personal", ["a"]),
+        (60.0, "personal", ["m"]),
+        (120.0, "shared", ["b", "c"]),
+        (180.0, "personal", ["n"]),
+        (240.0, "personal", ["d"]),
+        (300.0, "personal", ["e"]),
+    ]
+
+
+def test_marketing_counts_only_the_order_requests_actually_waiting() -> None:
+    """The same from marketing's side: three order pushes take three turns; "E" is in
+    time at 360 s, so it does not join the shared offer that goes at 180 s while an
+    order push still waits."""
+    harness = Harness(limit=1, window_s=60, settings=HALF_SHARE)
+    orders = _queue("xyz", PushClass.TRANSACTIONAL, dict.fromkeys("xyz", 3600.0), "courier", 50)
+    within = {"A": 1000, "B": 10, "C": 10, "D": 380, "E": 380}
+    offers = _queue("ABCDE", PushClass.MARKETING, within, "sale", 1)
+    harness.run([(0.0, job) for job in [*orders, *offers]])
+    assert sent(harness) == [
+        (0.0, "personal", ["x"]),
+        (60.0, "personal", ["A"]),
+        (120.0, "personal", ["y"]),
+        (180.0, "shared", ["B", "C"]),
+        (240.0, "personal", ["z"]),
+        (300.0, "personal", ["D"]),
+        (360.0, "personal", ["E"]),
+    ]
+
+
+def test_the_planner_forgets_the_pushes_that_went_out_under_a_steady_flow() -> None:
+    """The planner follows every push going personal in a heap it cleans lazily; a long
+    steady flow must not leave it holding every push that ever went out."""
+    harness = Harness(limit=100, window_s=60)
+    flow = [(float(i), push_job(f"e{i}", order=i, occurred_at=T0 + seconds(i))) for i in range(300)]
+    harness.run(flow)
+    assert [variant for _, variant, _ in sent(harness)] == ["personal"] * 300
+    assert harness.scheduler.reach is not None
+    followed = harness.scheduler.reach._personal[PushClass.TRANSACTIONAL]
+    assert len(followed) < 100, "the heap keeps pushes long gone"
+
+
+def test_offers_gone_shared_then_held_overnight_each_go_personal_in_the_morning() -> None:
+    """At 21:58 in Kamchatka two offers fit in time; the two behind them go shared, then
+    22:00 holds them both. In the morning their minute for the personal text counts
+    from 09:00, so each goes out personal, in a request of its own, at 09:00 and 09:01."""
+    harness = Harness(limit=1, window_s=60)
+    start = T0 + dt.timedelta(minutes=58)
+    harness.clock.t += 58 * 60
+    offers = [
+        push_job(
+            f"m{i}",
+            order=i,
+            within_s=60,
+            push_class=PushClass.MARKETING,
+            quiet=NIGHT,
+            zone=KAMCHATKA,
+            ttl_s=86_400,
+            occurred_at=start,
+        )
+        for i in range(1, 5)
+    ]
+    harness.run([(0.0, job) for job in offers])
+    morning = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert [
+        (T0 + seconds(at - 1_000.0), [(e.job.variant, e.job.message.title) for e in r.entries])
+        for at, r, _ in harness.requests
+    ] == [
+        (start, [(Variant.PERSONAL, "Заказ 1: courier")]),
+        (start + seconds(60), [(Variant.PERSONAL, "Заказ 2: courier")]),
+        (morning, [(Variant.PERSONAL, "Заказ 3: courier")]),
+        (morning + seconds(60), [(Variant.PERSONAL, "Заказ 4: courier")]),
+    ]
+
+
+def test_a_push_held_by_quiet_hours_does_not_hide_the_late_pushes_behind_it() -> None:
+    """The walk passes over a push not in line yet and goes on: the offers behind the
+    one held overnight are still decided, the late ones going shared at once."""
+    harness = Harness(limit=1, window_s=60)
+    harness.clock.t += 3600  # 22:00 in Kamchatka, 13:00 in Moscow
+    now = T0 + dt.timedelta(hours=1)
+    held = push_job(
+        "h",
+        order=1,
+        push_class=PushClass.MARKETING,
+        quiet=NIGHT,
+        zone=KAMCHATKA,
+        ttl_s=86_400,
+        occurred_at=now,
+    )
+    awake = [
+        push_job(
+            f"m{i}", order=10 + i, push_class=PushClass.MARKETING, within_s=60, occurred_at=now
+        )
+        for i in range(4)
+    ]
+    harness.run([(0.0, job) for job in [held, *awake]])
+    assert sent(harness)[:3] == [
+        (0.0, "personal", ["m0"]),
+        (60.0, "personal", ["m1"]),
+        (120.0, "shared", ["m2", "m3"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("window_s", "within_s", "ahead_s", "walk_limit", "looked_at"),
+    [
+        (60.5, 60.0, 0.0, 5_000, 2),  # the second request starts past every deadline
+        (0.75, 0.5, 0.0, 5_000, 2),  # the same in under a second
+        (60.5, 60.0, 30.0, 5_000, 3),  # an event 30 s ahead of our clock has 30 s more
+        (60.0, 3600.0, 0.0, 3, 4),  # a long deadline: the walk's own limit ends it
+    ],
+)
+def test_the_walk_looks_no_further_than_a_deadline_could_reach(
+    window_s: float, within_s: float, ahead_s: float, walk_limit: int, looked_at: int
+) -> None:
+    """Bounded work: the walk stops at the first push whose new request would start
+    after the latest deadline any push could have (or after ``WALK_LIMIT`` pushes)."""
+    harness = Harness(limit=1, window_s=window_s)
+    scheduler, pending = harness.scheduler, harness.scheduler.pending
+    occurred = T0 + seconds(ahead_s)
+    for i in range(10):
+        job = push_job(f"e{i}", order=i, within_s=within_s, occurred_at=occurred)
+        scheduler.add(job, harness.clock.t, T0)
+    looked: set[str] = set()
+    in_order = pending.waiting_in_order
+
+    def counted(push_class: PushClass) -> Iterator[Entry]:
+        for entry in in_order(push_class):
+            looked.add(entry.job.event_id)
+            yield entry
+
+    with (
+        mock.patch.object(pending, "waiting_in_order", counted),
+        mock.patch.object(reach, "WALK_LIMIT", walk_limit),
+    ):
+        scheduler.next_request(harness.clock.t, T0)
+    assert looked == {f"e{i}" for i in range(looked_at)}
+
+
+def test_pushes_that_cannot_go_shared_count_a_request_per_text_ahead_of_the_others() -> None:
+    """Three order pushes without a history item (personal only, each its own text)
+    stand between two of rule "courier": counted as three requests, they put "e" past
+    its 250 s, so it joins "a"'s shared request at 60 s."""
+    harness = Harness(limit=1, window_s=60)
+
+    def personal_only(name: str, order: int) -> PushJob:
+        return push_job(name, order=order, rule="other", in_history=False)
+
+    harness.run(
+        [
+            (0.0, job)
+            for job in (
+                personal_only("n0", 1),
+                push_job("a", order=2, within_s=10),
+                personal_only("n1", 3),
+                personal_only("n2", 4),
+                personal_only("n3", 5),
+                push_job("e", order=6, within_s=250),
+            )
+        ]
+    )
+    assert sent(harness) == [
+        (0.0, "personal", ["n0"]),
+        (60.0, "shared", ["a", "e"]),
+        (120.0, "personal", ["n1"]),
+        (180.0, "personal", ["n2"]),
+        (240.0, "personal", ["n3"]),
+    ]
+
+
+def test_two_rules_gone_shared_count_a_request_each() -> None:
+    """The shared texts of two rules are two requests: behind both, "e" would go out
+    personal at 180 s, past its 150 s, so it joins its rule's shared request at 60 s."""
+    harness = Harness(limit=1, window_s=60)
+    jobs = [
+        push_job("n0", order=1, rule="other", in_history=False),
+        push_job("a", order=2, within_s=10),
+        push_job("b", order=3, rule="delivered", within_s=10),
+        push_job("e", order=4, within_s=150),
+    ]
+    harness.run([(0.0, job) for job in jobs])
+    assert sent(harness) == [
+        (0.0, "personal", ["n0"]),
+        (60.0, "shared", ["a", "e"]),
+        (120.0, "shared", ["b"]),
+    ]
+
+
+def test_pushes_the_walk_found_in_time_stay_personal_when_it_stops_short() -> None:
+    """One recipient a request: the walk stops at e2 (its request, at 120 s, is past
+    every deadline); e0 and e1, which it found in time, keep their personal texts
+    though their requests have no room for anyone else."""
+    harness = Harness(limit=1, window_s=60, max_recipients=1)
+    harness.run([(0.0, push_job(f"e{i}", order=i + 1, within_s=90)) for i in range(4)])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0"]),
+        (60.0, "personal", ["e1"]),
+        (120.0, "shared", ["e2"]),
+        (180.0, "shared", ["e3"]),
+    ]
+
+
+def test_beyond_the_walk_a_push_rides_a_request_of_its_text_only_if_it_is_in_time() -> None:
+    """x has e0's text and no time to spare: e0's request at 0 s has room for exactly
+    one more, so x rides it personal. y has e1's text but 30 s: e1's request at 60 s is
+    late for it, so y goes shared."""
+    harness = Harness(limit=1, window_s=60, max_recipients=2)
+    e0, e1 = push_job("e0", within_s=90), push_job("e1", within_s=90)
+
+    def rider(of: PushJob, name: str, within_s: float) -> PushJob:
+        push = replace(of.push, personal_within_s=within_s)
+        return replace(of, event_id=name, recipient=Recipient(user_id=f"u-{name}"), push=push)
+
+    later = [push_job(f"e{i}", order=i, within_s=90) for i in (2, 3)]
+    jobs = [e0, e1, *later, rider(e0, "x", 0.0), rider(e1, "y", 30.0)]
+    harness.run([(0.0, job) for job in jobs])
+    assert sent(harness) == [
+        (0.0, "personal", ["e0", "x"]),
+        (60.0, "personal", ["e1"]),
+        (120.0, "shared", ["e2", "e3"]),
+        (180.0, "shared", ["y"]),
+    ]
+
+
+def test_a_shared_request_at_22_00_leaves_out_the_recipients_whose_night_began() -> None:
+    """One rule's shared text goes to two Moscow users and two in Kamchatka at 22:00
+    there: the request carries the Moscow pushes only, the one behind a Kamchatka push
+    too; the Kamchatka ones wait for 09:00."""
+    harness = Harness(limit=1, window_s=60)
+    start = T0 + dt.timedelta(minutes=58)  # 21:58 in Kamchatka
+    harness.clock.t += 58 * 60
+
+    def offer(name: str, order: int, zone: ZoneInfo) -> PushJob:
+        return push_job(
+            name,
+            order=order,
+            within_s=60,
+            push_class=PushClass.MARKETING,
+            quiet=NIGHT,
+            zone=zone,
+            ttl_s=86_400,
+            occurred_at=start,
+        )
+
+    jobs = [
+        offer("k1", 1, KAMCHATKA),
+        offer("k2", 2, KAMCHATKA),
+        offer("w1", 3, DEFAULT_ZONE),
+        offer("k3", 4, KAMCHATKA),
+        offer("w2", 5, DEFAULT_ZONE),
+        offer("k4", 6, KAMCHATKA),
+    ]
+    harness.run([(0.0, job) for job in jobs])
+    morning = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)  # 09:00 in Kamchatka
+    assert [
+        (T0 + seconds(at - 1_000.0), [e.job.event_id for e in request.entries])
+        for at, request, _ in harness.requests
+    ] == [
+        (start, ["k1"]),
+        (start + seconds(60), ["k2"]),
+        (start + seconds(120), ["w1", "w2"]),
+        (morning, ["k3"]),
+        (morning + seconds(60), ["k4"]),
+    ]
+
+
+def test_a_push_gone_shared_goes_personal_again_when_the_pushes_ahead_expire() -> None:
+    """Three personal-only pushes ahead make "e" late (180 s for its 150 s): it goes
+    shared. The third expires at 90 s; at 120 s "e" is next and in time: personal."""
+    harness = Harness(limit=1, window_s=60)
+    ahead = [
+        push_job(f"n{i}", order=i, rule="other", in_history=False, ttl_s=90) for i in (1, 2, 3)
+    ]
+    harness.run([(0.0, job) for job in [*ahead, push_job("e", order=4, within_s=150)]])
+    assert sent(harness) == [
+        (0.0, "personal", ["n1"]),
+        (60.0, "personal", ["n2"]),
+        (120.0, "personal", ["e"]),
+    ]
+    assert harness.outcome("n3") is Outcome.EXPIRED

@@ -29,6 +29,7 @@ from dispatch_support import FakeProvider, advance, max_starts_in_window, settle
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from reach_support import Waiting, Window, in_line, oracle_variants, push_job
+from testkit import examples
 
 from consumer.clock import FakeClock
 from consumer.dispatch import reach
@@ -206,7 +207,7 @@ TWO_FULL_SHARED = [(0.0, n, "confirmed", True) for n in range(5)] + [
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @example(
     drawn=TWO_FULL_SHARED,
     limit=1,
@@ -259,7 +260,7 @@ def test_a_push_goes_shared_exactly_when_its_personal_text_would_be_late(
     supersession_and_ttl_hold(run)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     drawn=st.lists(status, min_size=1, max_size=40),
     within_s=st.fixed_dictionaries(
@@ -315,7 +316,7 @@ def supersession_and_ttl_hold(run: Run) -> None:
         assert len(records) == 1, f"{event_id}: {records}"
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     drawn=st.lists(status, min_size=1, max_size=20),
     within_s=st.sampled_from([5.0, 60.0]),
@@ -371,7 +372,7 @@ def quiet(hours: QuietHours, at: dt.datetime, zone: ZoneInfo) -> bool:
     return clock >= hours.start or clock < hours.end
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(
     drawn=st.lists(offer, min_size=1, max_size=15),
     start=st.sampled_from(STARTS),

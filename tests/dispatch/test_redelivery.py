@@ -63,8 +63,9 @@ def test_a_request_of_a_given_up_partition_that_fails_is_left_to_its_new_owner()
     request = send_next(s)
     assert s.pending.drop(PARTITION) == 0  # in flight: its result will not be recorded
 
-    s.on_failed(request, OutcomeUnknown("timeout"), NOW + 1, T0)
+    again = s.on_failed(request, OutcomeUnknown("timeout"), NOW + 1, T0)
 
+    assert again is None, "no retry is scheduled (nor counted) for it"
     assert outcomes(s) == []
     assert s.pending.size == 0
     assert s.next_request(NOW + 10, T0) is None, "a given-up request is not retried"
@@ -115,9 +116,10 @@ def test_held_back_statuses_are_superseded_by_a_newer_one() -> None:
     s.add(order_status("v2", 2, "assembling"), NOW, T0)
     s.add(order_status("v3", 3, "shipped"), NOW, T0)
 
-    s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
+    again = s.on_failed(first, OutcomeUnknown("timeout"), NOW + 1, T0)
     request = send_next(s, NOW + 5)
 
+    assert again is None, "v1 is superseded, not retried"
     assert [job.event_id for e in request.envelopes for job in e.jobs] == ["v3"]
     assert sorted(outcomes(s)) == [("v1", Outcome.SUPERSEDED), ("v2", Outcome.SUPERSEDED)]
 
@@ -393,7 +395,12 @@ def test_of_two_statuses_that_happened_at_once_the_later_read_wins() -> None:
     s.add(make_job("first", text="a", collapse_key="A-1", offset=1), NOW, T0)
     s.add(make_job("second", text="b", collapse_key="A-1", offset=2), NOW, T0)
 
-    assert outcomes(s) == [("first", Outcome.SUPERSEDED)]
+    ((first,),) = [s.pop_finished()]
+    assert (first.job.event_id, first.outcome, first.reason) == (
+        "first",
+        Outcome.SUPERSEDED,
+        "replaced_by_newer",
+    )
 
 
 async def test_a_push_whose_request_outlives_its_ttl_expires_when_the_request_fails() -> None:
@@ -497,3 +504,84 @@ def test_a_push_retried_hundreds_of_times_keeps_the_heaps_small_and_still_expire
     assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64 + 1, "stale items pruned"
     s.advance(NOW + 3_601, T0 + dt.timedelta(seconds=3_601))  # it waits for a retry
     assert outcomes(s) == [("e1", Outcome.EXPIRED)]
+
+
+def test_an_older_status_held_back_behind_a_newer_one_on_the_wire_is_superseded_once_shown() -> (
+    None
+):
+    """An older status read while a newer one of its order is in flight waits behind it;
+    once the newer one is shown, the older one never goes out: it is superseded, with
+    its reason, and the order gets no second request."""
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped"), NOW, T0)
+    newer = send_next(s)
+    s.add(order_status("v1", 1, "confirmed"), NOW + 1, T0)  # read late: a replay, a rebalance
+    assert s.next_request(NOW + 1, T0) is None
+
+    s.on_sent(newer)
+
+    assert [(f.job.event_id, f.outcome, f.reason) for f in s.pop_finished()] == [
+        ("v1", Outcome.SUPERSEDED, "older_than_sent"),
+        ("v2", Outcome.SENT, "sent"),
+    ]
+    assert s.next_request(NOW + 2, T0) is None
+    assert not s.has_ready()
+    assert s.pending.next_retry_at() is None
+
+
+def test_a_status_accepted_on_retry_after_a_lost_answer_is_not_sent_once_more() -> None:
+    """The first answer was lost (maybe shown), the retry's came back (surely shown): the
+    same status read again under another event id is not pushed a third time."""
+    s = scheduler()
+    s.add(order_status("v1", 1, "confirmed"), NOW, T0)
+    s.on_failed(send_next(s), OutcomeUnknown("read timeout"), NOW, T0)
+    s.on_sent(send_next(s, NOW + 5))
+    assert outcomes(s) == [("v1", Outcome.SENT)]
+
+    s.add(dataclasses.replace(order_status("v1", 1, "confirmed"), event_id="v1-again"), NOW + 6, T0)
+
+    assert [(f.job.event_id, f.outcome, f.reason) for f in s.pop_finished()] == [
+        ("v1-again", Outcome.SUPERSEDED, "older_than_sent")
+    ]
+    assert s.next_request(NOW + 7, T0) is None
+
+
+def test_a_status_whose_answer_was_lost_then_expired_still_refuses_older_ones() -> None:
+    """v2's answer was lost, so it may be on screen; its time-to-live then ends before a
+    retry. v1, read afterwards, must not overwrite it: superseded as older than sent."""
+    s = scheduler()
+    s.add(order_status("v2", 2, "shipped", ttl_s=10), NOW, T0)
+    later = T0 + dt.timedelta(seconds=11)
+    s.on_failed(send_next(s), OutcomeUnknown("read timeout"), NOW + 11, later)
+
+    s.add(order_status("v1", 1, "confirmed"), NOW + 12, later)
+
+    assert [(f.job.event_id, f.outcome, f.reason) for f in s.pop_finished()] == [
+        ("v2", Outcome.EXPIRED, "ttl_elapsed"),
+        ("v1", Outcome.SUPERSEDED, "older_than_sent"),
+    ]
+    assert s.next_request(NOW + 13, later) is None
+
+
+def test_a_partition_given_up_with_many_retries_waiting_leaves_the_others_on_time() -> None:
+    """A hundred pushes waiting for their retries are forgotten at once: their heap items
+    go stale and the heaps are rebuilt. What waits on the other partition is still
+    retried when due, and still expires at the end of its time-to-live."""
+    s = scheduler()
+    for i in range(100):
+        s.add(make_job(f"e{i}", text=f"t{i}", offset=i), NOW, T0)
+    for _ in range(100):
+        s.on_failed(send_next(s), OutcomeUnknown("timeout"), NOW, T0)  # each waits a second
+    s.add(make_job("retried", text="r", partition=1, offset=1), NOW, T0)
+    s.on_failed(send_next(s), OutcomeUnknown("timeout"), NOW, T0)
+    s.add(make_job("short", text="s", partition=1, offset=2, ttl_s=10), NOW, T0)
+
+    assert s.pending.drop(PARTITION) == 100
+    heaps = [s.pending._expiry, s.pending._delayed]
+    assert max(len(heap) for heap in heaps) <= 2 * s.pending.size + 64, "stale items pruned"
+
+    later = T0 + dt.timedelta(seconds=11)
+    s.advance(NOW + 11, later)
+    assert outcomes(s) == [("short", Outcome.EXPIRED)]
+    again = send_next(s, NOW + 11)
+    assert [job.event_id for e in again.envelopes for job in e.jobs] == ["retried"]

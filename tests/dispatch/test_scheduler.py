@@ -14,7 +14,7 @@ from consumer.dispatch.retry import RetryPolicy
 from consumer.dispatch.scheduler import Scheduler
 from consumer.errors import OutcomeUnknown, ProviderRejected, RateLimited
 from consumer.providers.base import ProviderLimits
-from consumer.push import Outcome, PushClass
+from consumer.push import Outcome, PushClass, PushJob
 from consumer.settings import DispatchSettings
 
 
@@ -142,8 +142,38 @@ def test_a_job_with_too_many_recipients_is_dead_lettered_at_once() -> None:
 
     scheduler.add(make_job("e1"), 1_000.0, T0)
 
-    ((job, outcome, reason),) = [(f.job, f.outcome, f.reason) for f in scheduler.pop_finished()]
-    assert (job.event_id, outcome, reason) == ("e1", Outcome.DEAD_LETTERED, "too_many_recipients")
+    ((end,),) = [scheduler.pop_finished()]
+    assert (end.job.event_id, end.outcome, end.reason) == (
+        "e1",
+        Outcome.DEAD_LETTERED,
+        "too_many_recipients",
+    )
+    assert str(end.error) == "2 recipients, more than the 1 one request may carry"
+    assert scheduler.pending.size == 0
+
+
+def test_a_push_the_provider_cannot_address_is_dead_lettered_saying_why() -> None:
+    def no_key(job: PushJob) -> str:
+        raise ValueError(f"no device for {job.recipient.user_id}")
+
+    scheduler = Scheduler(
+        limits=ProviderLimits(max_messages_per_request=1, max_recipients_per_request=10),
+        coalesce_key=no_key,
+        recipients=lambda job: ("a",),
+        settings=DispatchSettings(),
+    )
+
+    scheduler.add(make_job("e1", user="u7"), 1_000.0, T0)
+    scheduler.add(make_job("e2", user="u8", text="other", offset=1), 1_000.0, T0)
+
+    ends = scheduler.pop_finished()
+    assert [(f.job.event_id, f.outcome, f.reason) for f in ends] == [
+        ("e1", Outcome.DEAD_LETTERED, "unaddressable"),
+        ("e2", Outcome.DEAD_LETTERED, "unaddressable"),
+    ]
+    assert str(ends[0].error) == (
+        "provider could not address this push: ValueError('no device for u7')"
+    )
     assert scheduler.pending.size == 0
 
 
@@ -181,4 +211,72 @@ def test_backoff_grows_with_jitter_and_retry_after_wins() -> None:
     for delay, step in zip(delays, [2, 4, 8, 10, 10], strict=True):
         assert step / 2 <= delay <= step
     assert policy.delay_s(1, RateLimited("429", retry_after=42), rng) == pytest.approx(42)
+    assert policy.delay_s(1, RateLimited("429", retry_after=0), rng) == 0.0, "now, as asked"
+    assert policy.delay_s(1, RateLimited("429", retry_after=-3), rng) == 0.0, "a date passed"
     assert 5 <= policy.delay_s(5_000, error, rng) <= 10, "days of retries stay capped"
+
+
+def test_the_jitter_spreads_retries_over_the_whole_second_half_of_the_step() -> None:
+    policy = RetryPolicy(initial_backoff_s=10, max_backoff_s=10)
+    rng = random.Random(3)
+    delays = [policy.delay_s(1, OutcomeUnknown("timeout"), rng) for _ in range(200)]
+    assert 5.0 <= min(delays) < 5.5
+    assert 9.5 < max(delays) <= 10.0
+
+
+def test_marketing_earns_its_share_only_while_both_classes_wait() -> None:
+    """Three order pushes alone earn marketing nothing: when an offer then waits beside
+    an order push, the order push (worth half a turn to marketing) goes first."""
+    s = make_scheduler(marketing_min_share=0.5)
+    for i in range(3):
+        s.add(make_job(f"t{i}", text=f"order {i}", offset=i), 1_000.0, T0)
+        request = s.next_request(1_000.0, T0)
+        assert request is not None
+        s.on_sent(request)
+    s.add(make_job("m", text="sale", push_class=PushClass.MARKETING, offset=3), 1_000.0, T0)
+    s.add(make_job("t3", text="order 3", offset=4), 1_000.0, T0)
+
+    classes = []
+    while (request := s.next_request(1_000.0, T0)) is not None:
+        classes.append((request.push_class, request.entries[0].job.event_id))
+        s.on_sent(request)
+    assert classes == [(PushClass.TRANSACTIONAL, "t3"), (PushClass.MARKETING, "m")]
+
+
+def test_a_request_of_several_messages_stops_at_the_recipient_cap() -> None:
+    s = make_scheduler(max_messages=3, max_recipients=3)
+    for number, (user, text) in enumerate([("u1", "A"), ("u2", "A"), ("u3", "B"), ("u4", "B")]):
+        s.add(make_job(f"e{number}", user=user, text=text, offset=number), 1_000.0, T0)
+
+    first, second = s.next_request(1_000.0, T0), s.next_request(1_000.0, T0)
+
+    assert first is not None
+    assert second is not None
+    assert [[job.event_id for job in e.jobs] for e in first.envelopes] == [["e0", "e1"], ["e2"]]
+    assert first.recipients == 3
+    assert [[job.event_id for job in e.jobs] for e in second.envelopes] == [["e3"]]
+
+
+def test_an_event_read_after_its_ttl_ended_is_expired_at_once_saying_so() -> None:
+    s = make_scheduler()
+    s.add(make_job("late", ttl_s=60, occurred_at=T0), 1_000.0, T0 + dt.timedelta(seconds=60))
+
+    ((end,),) = [s.pop_finished()]
+    assert (end.job.event_id, end.outcome, end.reason) == ("late", Outcome.EXPIRED, "ttl_elapsed")
+    assert s.next_request(1_000.0, T0 + dt.timedelta(seconds=60)) is None
+
+
+def test_a_push_waiting_behind_a_request_of_hundreds_goes_next() -> None:
+    """Two hundred recipients of one text go in one request, leaving two hundred stale
+    items in the ready heaps, rebuilt at once; the one push left waiting is not lost."""
+    s = make_scheduler()
+    for i in range(200):
+        s.add(make_job(f"sale{i}", user=f"u{i}", text="sale", offset=i), 1_000.0, T0)
+    s.add(make_job("news", user="u0", text="news", offset=200), 1_000.0, T0)
+
+    first, second = s.next_request(1_000.0, T0), s.next_request(1_000.0, T0)
+
+    assert first is not None
+    assert first.recipients == 200
+    assert second is not None
+    assert [job.event_id for e in second.envelopes for job in e.jobs] == ["news"]

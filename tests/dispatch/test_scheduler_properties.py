@@ -10,7 +10,7 @@ import math
 from dispatch_support import Rig, make_rig, max_starts_in_window, play
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testkit import T0, make_job
+from testkit import T0, examples, make_job
 
 from consumer.errors import (
     ConsumerError,
@@ -21,7 +21,7 @@ from consumer.errors import (
 )
 from consumer.push import Outcome, PushClass, PushJob
 
-SOME = settings(max_examples=60, deadline=None)
+SOME = settings(max_examples=examples(60), deadline=None)
 
 arrival = st.tuples(
     st.floats(0, 30, allow_nan=False),  # when it arrives

@@ -44,14 +44,19 @@ def plant(name: str, root: Path) -> None:
     text = (root / path).read_text(encoding="utf-8")
     start = text.index(f"def {function.group(1)}(")
     start = text.rfind("\n", 0, start) + 1  # the line's start: the def line may be mutated
-    for indent in ("    ", ""):  # methods are shown one level out
-        before = "\n".join(indent + line if line else line for line in old)
-        after = "\n".join(indent + line if line else line for line in new)
-        at = text.find(before, start)
-        if at >= 0:
-            patched = text[:at] + after + text[at + len(before) :]
-            (root / path).write_text(patched, encoding="utf-8")
-            return
+    # With its context first; then the changed lines alone, for a context that holds a
+    # docstring's lines (shown at their own indentation, not one level out).
+    removed = [line[1:] for line in body if line[:1] == "-"]
+    added = [line[1:] for line in body if line[:1] == "+"]
+    for old_lines, new_lines in ((old, new), (removed, added)):
+        for indent in ("    ", ""):  # methods are shown one level out
+            before = "\n".join(indent + line if line else line for line in old_lines)
+            after = "\n".join(indent + line if line else line for line in new_lines)
+            at = text.find(before, start)
+            if before and at >= 0:
+                patched = text[:at] + after + text[at + len(before) :]
+                (root / path).write_text(patched, encoding="utf-8")
+                return
     raise SystemExit(f"{name}: its passage is no longer in {path}")
 
 

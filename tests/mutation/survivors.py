@@ -35,6 +35,118 @@ REASONS: list[tuple[str, str]] = [
         "equivalent: the bound's threshold",
     ),
     (r"entry\.gen (=|-=|\+= 2) ", "equivalent: any new generation invalidates the old items"),
+    (
+        r"_follow__mutmut.*(>= 2 \* self|- 64:|2 / self|3 \* self|\+ 65:)",
+        "equivalent: the bound's threshold (only how often stale items are dropped)",
+    ),
+    (
+        r"time_of__mutmut.*or True",
+        "equivalent: the index is a request count, never NEVER (at() handles a NEVER position)",
+    ),
+    (r"Slotǁ__init____mutmut.*finished = None", "equivalent: every Slot is made without it"),
+    (r"popitem\(last=None\)", "equivalent: popitem() reads None as False"),
+    (r"maybe_shown__mutmut.*certain=None", "equivalent: `certain` is only read as a truth value"),
+    (
+        r"drop__mutmut.*_epoch\(partition\) (- 1|\+ 2)|_epoch__mutmut.*get\(partition, 1\)",
+        "equivalent: epochs are only compared for equality; any new value tells them apart",
+    ),
+    (
+        r"take__mutmut.*_flying\.get\(None, 0\)",
+        "equivalent: the claim lets one request at a time carry a key: its count stays 1",
+    ),
+    (
+        r"_start_requests__mutmut.*break -> return",
+        "equivalent: the slot is never None right after can_start()",
+    ),
+    (r"Schedulerǁadvance__mutmut.*break -> return", "equivalent: nothing follows the loop"),
+    (
+        r"Schedulerǁadd__mutmut.*(held = None|held_until=None\)|now_wall, \)$)",
+        "left: a push arriving in its quiet hours is held by the next advance() anyway",
+    ),
+    (
+        r"_walk_class__mutmut",
+        "left: which class is the other: the rounds correct a wrong count before a push"
+        " is sent in the cases tried",
+    ),
+    (
+        r"PendingSetǁ(_enter|__init__)__mutmut.*_shareable (-=|= 1)",
+        "left: only whether a plan is skipped when no waiting push may go shared",
+    ),
+    (
+        r"group_ready__mutmut.*get\(group, (None)?\)",
+        "equivalent: asked only for a ready entry's group, which always has members",
+    ),
+    (
+        r"_leave__mutmut.*_held\.pop\(entry\.job\.event_id, \)",
+        "left: a waiting entry is always held (no test found it missing)",
+    ),
+    (
+        r"_fill__mutmut.*full = (None|False)$",
+        "left: needs a job whose recipients outnumber the room left (each test job has one)",
+    ),
+    (
+        r"expire__mutmut.*\[0\]\[0\] < now_wall",
+        "left: expiry at the very instant (the loop wakes a millisecond after it anyway)",
+    ),
+    (
+        r"Dispatcherǁ(run|__init__)__mutmut.*_running = None",
+        "equivalent: read only as a truth value",
+    ),
+    (
+        r"Dispatcherǁ__init____mutmut.*_stopping = (None|True)",
+        "equivalent: run() sets it before it reads it, and nothing else reads it",
+    ),
+    (r"Dispatcherǁ__init____mutmut.*rng=", "left: only the seed of the retries' jitter"),
+    (r"_deadline__mutmut.*later >= start", "equivalent: an equal time gives the same start"),
+    (
+        r"_release__mutmut.*entry\.state = None",
+        "equivalent: None and DONE are both 'not waiting', and nothing asks for DONE",
+    ),
+    (
+        r"_release__mutmut.*key is not None or key in",
+        "equivalent: take() counted every released entry's key",
+    ),
+    (
+        r"_release__mutmut.*_held\.pop\(entry\.job\.event_id, \)",
+        "left: an entry in flight is always held (no test found it missing)",
+    ),
+    (
+        r"_race__mutmut.*(delay <= 0 and event|delay < 0 or)",
+        "left: the loop's immediate wake-up (event already set, time already due)",
+    ),
+    (
+        r"SendTimesǁof__mutmut.*(limit \+ free|hold_until, \))",
+        "left: differs only for a window holding more than the limit or slots already free,"
+        " which the budget never passes",
+    ),
+    (
+        r"ReachPlannerǁplan__mutmut.*(MARKETING\] -> marketing_needs = None|settled = None"
+        r"|_needed\[push_class\] = None)",
+        "left: only the rounds' first guess or their number (they settle on the same count)",
+    ),
+    (
+        r"_held_quiet__mutmut.*(is not Variant\.SHARED|variant = None|self\.reach is None)"
+        r"|_retry__mutmut.*(or self\.reach|self\.reach is None)",
+        "left: differs only for a push beyond the walk once the planner's heap dropped it",
+    ),
+    (r"_confirm__mutmut.*(verdict\.refused and|provider=)", "left: log wording no test reads"),
+    (
+        r"_race__mutmut.*sleep\((None|1)\)",
+        "left: the loop's immediate wake-up (event already set, time already due)",
+    ),
+    (
+        r"(_walk|_hand_over_late)__mutmut.*(sent_at < now_mono|\+ _LATE_EPSILON_S > earliest)",
+        "left: equality with a deadline plus its 1e-6 rounding allowance",
+    ),
+    (
+        r"_hand_over_late__mutmut",
+        "left: the hand-over beyond the walk (a boundary or its bookkeeping over several"
+        " plans), not pinned by a single case",
+    ),
+    (
+        r"(_pick_class|position|Turnsǁ__init__)__mutmut.*> 1 - _EPSILON",
+        "left: a credit or share exactly 1e-9 short of a whole turn",
+    ),
     (r"_leave\(entry, None\)", "equivalent: None and DONE are both 'not waiting'"),
     (r"shift >= 70|shift > 71", "equivalent: 14 digits exceed 64 bits either way (other message)"),
     (r"min\(max\(0, attempts - 1\), 65\)", "equivalent: 2**64 steps are past any cap"),

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from testkit import T0, RecordingSink, make_job
+from testkit import T0, RecordingSink, examples, make_job
 
 from consumer.clock import FakeClock
 from consumer.dispatch import Dispatcher
@@ -219,7 +219,7 @@ async def test_the_run_loop_serves_submissions_that_come_while_it_runs(stack: St
 id_text = st.text(st.characters(exclude_categories=()), max_size=40)  # surrogates too
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(ids=st.lists(id_text, min_size=1, max_size=40), install=st.booleans())
 def test_no_recipient_an_event_may_carry_can_spoil_a_coalesced_request(
     ids: list[str], install: bool
