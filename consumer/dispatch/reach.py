@@ -26,7 +26,9 @@ every deadline could be (``personal_within`` plus the most an event's time ran
 ahead of ours), or after ``WALK_LIMIT`` pushes. Beyond that point, a push still
 going personal is sent shared only when even the earliest request it could get
 is late: a heap of those pushes by deadline hands over just the late ones, so a
-long queue costs a walk of its front and the late ones once each.
+long queue costs a walk of its front and the late ones once each. No walk at all
+while it could change nothing: no push shared, every request it could count free
+to start now, and the earliest deadline of those going personal still ahead.
 """
 
 from __future__ import annotations
