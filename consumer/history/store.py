@@ -223,23 +223,8 @@ def _rows(entries: Sequence[HistoryEntry]) -> list[tuple[object, ...]]:
         if current is None or entry.newer_than(current):
             newest[item] = entry
         first[item] = min(first.get(item, entry.at_ms), entry.at_ms)
-    return [
-        (
-            entry.user_id,
-            entry.key,
-            entry.event_id,
-            entry.rule_id,
-            entry.title,
-            entry.text,
-            entry.url,
-            entry.deeplink,
-            entry.promocode,
-            entry.version,
-            first[item],
-            entry.at_ms,
-        )
-        for item, entry in sorted(newest.items())
-    ]
+    # An entry's fields up to its version are the row's first columns (``_WRITTEN``).
+    return [(*entry[:10], first[item], entry.at_ms) for item, entry in sorted(newest.items())]
 
 
 def _from_json() -> sa.Select[Any]:
