@@ -69,6 +69,13 @@ class SendTimes:
     def slots(self) -> int:
         return self.free + len(self.taken)
 
+    def latest_of_first(self, k: int) -> float:
+        """The latest start among the next ``k`` requests, when all of them fit in the
+        slots free by now (else ``NEVER``: finding it would take the general count)."""
+        if k > self._before + self.free:
+            return NEVER
+        return max(self.hold_until, self.now)
+
     def at(self, k: int | float) -> float:
         """When the k-th request from now may start (``NEVER`` for k = ``NEVER``)."""
         if k == NEVER:

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from consumer.errors import ConsumerError
-from consumer.push import Outcome, PushClass, PushJob
+from consumer.push import Outcome, PushClass, PushJob, Variant
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -152,6 +152,7 @@ class PendingSet:
         self._seq = itertools.count()
         self._waiting = 0
         self._shareable = 0
+        self._shared = 0
         self._in_flight = 0
         self._ready: dict[PushClass, list[tuple[int, int, Entry]]] = {c: [] for c in PushClass}
         self._aging: dict[PushClass, list[tuple[int, int, Entry]]] = {c: [] for c in PushClass}
@@ -176,9 +177,19 @@ class PendingSet:
         return self._waiting + self._in_flight
 
     @property
+    def waiting(self) -> int:
+        """Jobs waiting: READY or DELAYED."""
+        return self._waiting
+
+    @property
     def shareable_waiting(self) -> int:
         """Waiting jobs that may go out as their shared text."""
         return self._shareable
+
+    @property
+    def shared_waiting(self) -> int:
+        """Waiting jobs going out as their shared text."""
+        return self._shared
 
     @property
     def in_flight(self) -> int:
@@ -373,6 +384,7 @@ class PendingSet:
     def _enter(self, entry: Entry, now_mono: float) -> None:
         self._waiting += 1
         self._shareable += entry.job.shareable
+        self._shared += entry.job.variant is Variant.SHARED
         item = (entry.seq, entry.gen, entry)
         heapq.heappush(self._aging[entry.push_class], item)
         heapq.heappush(self._expiry, (entry.job.expires_at, *item))
@@ -411,6 +423,7 @@ class PendingSet:
             self._ungroup(entry)
         self._waiting -= 1
         self._shareable -= entry.job.shareable
+        self._shared -= entry.job.variant is Variant.SHARED
         key = entry.job.push.collapse_key
         if key is not None and self._collapse.get(key) is entry:
             del self._collapse[key]
@@ -419,6 +432,12 @@ class PendingSet:
         entry.state = state
 
     # --- the texts a waiting job goes out with, and quiet hours -----------------------
+
+    def switch(self, entry: Entry, variant: Variant) -> None:
+        """The job goes out with this text from now on (``regroup`` it then)."""
+        if entry.state in _WAITING:
+            self._shared += (variant is Variant.SHARED) - (entry.job.variant is Variant.SHARED)
+        entry.job.variant = variant
 
     def regroup(self, entry: Entry, group: Hashable) -> None:
         """The waiting job now goes out with another text: into that text's group."""

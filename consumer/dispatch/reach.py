@@ -26,7 +26,9 @@ every deadline could be (``personal_within`` plus the most an event's time ran
 ahead of ours), or after ``WALK_LIMIT`` pushes. Beyond that point, a push still
 going personal is sent shared only when even the earliest request it could get
 is late: a heap of those pushes by deadline hands over just the late ones, so a
-long queue costs a walk of its front and the late ones once each.
+long queue costs a walk of its front and the late ones once each. No walk at all
+while it could change nothing: no push shared, every request it could count free
+to start now, and the earliest deadline of those going personal still ahead.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class ReachPlanner:
         if not self._pending.shareable_waiting:
             return
         clock = (times, credit, now_mono, now_wall.timestamp())
+        if self._all_personal_in_time(times, now_mono, clock[3]):
+            return
         # Each class's turns depend on how many requests the other needs, which its
         # choices change: walk both until marketing's count holds (more marketing
         # requests only push order news later, so this settles in a few rounds).
@@ -138,6 +142,31 @@ class ReachPlanner:
         for push_class, walk in ((PushClass.TRANSACTIONAL, orders), (PushClass.MARKETING, offers)):
             self._needed[push_class] = walk.needs
             self._hand_over_late(push_class, walk, now_mono, clock[3])
+
+    def _all_personal_in_time(self, times: SendTimes, now_mono: float, wall: float) -> bool:
+        """True when the walk would change nothing: no push is shared, every request it
+        could count starts by now (a budget with room for them all), and every push going
+        personal would be sent by then within its deadline. A budget that never binds
+        then costs no walk of every waiting push before each request."""
+        share = min(self._share, 1.0 - self._share)
+        if self._pending.shared_waiting or share <= 0.0:
+            return False
+        # The class's j-th request is at most the (j + 2) / share-th of both classes'.
+        counted = math.ceil((self._pending.waiting + 2) / share) + 2
+        latest = max(times.latest_of_first(counted), now_mono)
+        if latest == NEVER:
+            return False
+        for heap in self._personal.values():
+            while heap and not _going_personal(heap[0][2]):
+                heapq.heappop(heap)
+            if not heap:
+                continue
+            deadline, _, entry = heap[0]
+            if _deadline(entry) != deadline:
+                return False  # held since it was followed: the walk decides
+            if latest > now_mono + (deadline - wall) + _LATE_EPSILON_S:
+                return False
+        return True
 
     def _walk_class(
         self,
@@ -217,7 +246,7 @@ class ReachPlanner:
         job = entry.job
         if job.variant is variant:
             return
-        job.variant = variant
+        self._pending.switch(entry, variant)
         if variant is Variant.SHARED:
             if entry.shared_group is None:
                 entry.shared_group = self._shared_key(job)  # the key of the shared text

@@ -213,7 +213,7 @@ class Scheduler:
             return False
         self.pending.hold(entry, *held)
         if entry.job.variant is Variant.SHARED:  # decided afresh once the hours end
-            entry.job.variant = Variant.PERSONAL
+            self.pending.switch(entry, Variant.PERSONAL)
             self.pending.regroup(entry, entry.personal_group)
             if self.reach is not None:
                 self.reach.track(entry, now_wall)

@@ -2,9 +2,12 @@
 
 ``SqlHistoryStore`` writes a whole batch of entries in one transaction: entries
 for the same item are folded in memory first (PostgreSQL refuses to touch a row
-twice in one statement), then one ``INSERT ... ON CONFLICT DO UPDATE`` per row,
-sent as one executemany, in a fixed order (concurrent writers of the same rows
-lock them in the same order, so they cannot deadlock). The conflict clause
+twice in one statement), then one ``INSERT ... ON CONFLICT DO UPDATE`` per row, in
+a fixed order (concurrent writers of the same rows lock them in the same order, so
+they cannot deadlock): on PostgreSQL sent as one executemany; on SQLite as one
+statement reading the rows from a JSON array, so SQLite does the whole batch in
+one step with the GIL released (an executemany binds each row in Python and takes
+the GIL back from the busy event loop between rows). The conflict clause
 applies ``HistoryEntry.newer_than`` in SQL: only a newer entry replaces the
 item's content (and makes it unread again); ``created_on`` only ever moves to an
 earlier event. Replaying an entry therefore changes nothing.
@@ -16,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +30,7 @@ from consumer.history.schema import items
 from consumer.metrics import Metrics
 
 _CONTENT = ("event_id", "rule_id", "title", "text", "url", "deeplink", "promocode", "version")
+_WRITTEN = ("user_id", "item_key", *_CONTENT, "created_on", "updated_on")
 _ID_DIGITS = 18  # ids are positive 64-bit integers
 
 
@@ -97,9 +102,14 @@ class SqlHistoryStore:
         if not rows:
             return
         started = time.perf_counter()
+        parameters: Any = (
+            {"rows": orjson.dumps(rows).decode()}
+            if self.engine.dialect.name == "sqlite"
+            else [dict(zip(_WRITTEN, row, strict=True)) for row in rows]
+        )
         with translated(f"writing {len(rows)} history items", self.engine.url):
             async with self.engine.begin() as connection:
-                await connection.execute(self._upsert, rows)
+                await connection.execute(self._upsert, parameters)
         if self._metrics is not None:
             self._metrics.history_write_seconds.observe(time.perf_counter() - started)
 
@@ -202,8 +212,9 @@ _LOOKUP = (
 )
 
 
-def _rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
-    """One row per item: the newest entry's content, the earliest entry's time as created."""
+def _rows(entries: Sequence[HistoryEntry]) -> list[tuple[object, ...]]:
+    """One row per item (``_WRITTEN``'s columns): the newest entry's content, the earliest
+    entry's time as created."""
     newest: dict[tuple[str, str], HistoryEntry] = {}
     first: dict[tuple[str, str], int] = {}
     for entry in entries:
@@ -212,28 +223,28 @@ def _rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
         if current is None or entry.newer_than(current):
             newest[item] = entry
         first[item] = min(first.get(item, entry.at_ms), entry.at_ms)
-    return [
-        {
-            "user_id": entry.user_id,
-            "item_key": entry.key,
-            "event_id": entry.event_id,
-            "rule_id": entry.rule_id,
-            "title": entry.title,
-            "text": entry.text,
-            "url": entry.url,
-            "deeplink": entry.deeplink,
-            "promocode": entry.promocode,
-            "version": entry.version,
-            "created_on": first[item],
-            "updated_on": entry.at_ms,
-        }
-        for item, entry in sorted(newest.items())
+    # An entry's fields up to its version are the row's first columns (``_WRITTEN``).
+    return [(*entry[:10], first[item], entry.at_ms) for item, entry in sorted(newest.items())]
+
+
+def _from_json() -> sa.Select[Any]:
+    """SQLite: the batch's rows out of one JSON array of ``_rows`` (``:rows``)."""
+    row = sa.func.json_each(sa.bindparam("rows")).table_valued("value", name="row")
+    columns = [
+        sa.func.json_extract(row.c.value, sa.literal_column(f"'$[{index}]'")).label(name)
+        for index, name in enumerate(_WRITTEN)
     ]
+    # WHERE: else SQLite would read the upsert's ON CONFLICT as the join's ON.
+    return sa.select(*columns).select_from(row).where(sa.true())
 
 
 def _upsert_statement(dialect: str) -> Any:
     # Both dialects' inserts have excluded and on_conflict_do_update, with one spelling.
-    insert: Any = postgresql.insert(items) if dialect == "postgresql" else sqlite.insert(items)
+    insert: Any = (
+        postgresql.insert(items)
+        if dialect == "postgresql"
+        else sqlite.insert(items).from_select(_WRITTEN, _from_json())
+    )
     new, old = insert.excluded, items.c
     newer = sa.or_(
         sa.and_(new.version.is_not(None), old.version.is_not(None), new.version > old.version),

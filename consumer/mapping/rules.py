@@ -345,6 +345,11 @@ class Rule:
 
 _LINKS = frozenset({"deeplink", "collapse_key", "shared.deeplink"})
 _SHARED_DISPLAY = ("shared.title", "shared.summary")
+# Per prefix of ``_message``: the keys of its title, summary and deeplink.
+_MESSAGE_KEYS = {
+    prefix: (f"{prefix}title", f"{prefix}summary", f"{prefix}deeplink")
+    for prefix in ("", "shared.")
+}
 
 
 def _no_moment() -> Moment:  # pragma: no cover - only conditions on time call it
@@ -513,19 +518,19 @@ class MappingSet:
 
     def _message(self, rule: Rule, texts: Mapping[str, str], prefix: str, *, fit: bool) -> Message:
         """The push's own texts (``prefix`` ""), or its shared ones ("shared.")."""
-        deeplink = texts.get(f"{prefix}deeplink")
-        what = f"{prefix.replace('.', ' ')}deeplink"
+        title_key, summary_key, link_key = _MESSAGE_KEYS[prefix]
+        deeplink = texts.get(link_key)
         if deeplink is not None and not deeplink.startswith(self._schemes):
             raise RenderError(
-                f"{rule.where}: rule {rule.id}: the {what} {deeplink!r} does not start "
-                f"with an allowed scheme ({', '.join(self._schemes)})"
+                f"{rule.where}: rule {rule.id}: the {link_key.replace('.', ' ')} {deeplink!r} "
+                f"does not start with an allowed scheme ({', '.join(self._schemes)})"
             )
         if deeplink is not None and has_controls(deeplink):
             raise RenderError(
-                f"{rule.where}: rule {rule.id}: the {what} {deeplink!r} contains control "
-                "characters; pass event values through `url_encode`"
+                f"{rule.where}: rule {rule.id}: the {link_key.replace('.', ' ')} {deeplink!r} "
+                "contains control characters; pass event values through `url_encode`"
             )
-        title, summary = texts[f"{prefix}title"], texts[f"{prefix}summary"]
+        title, summary = texts[title_key], texts[summary_key]
         if fit:
             title = self._fit(title, self._settings.title_max_chars)
             summary = self._fit(summary, self._settings.summary_max_chars)

@@ -336,6 +336,60 @@ def test_with_a_budget_that_keeps_up_every_push_goes_personal(
     assert {variant for _, _, variant in delivered(run)} == {Variant.PERSONAL}
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    drawn=st.lists(status, min_size=1, max_size=40),
+    limit=st.sampled_from([40, 1000]),
+    within_s=st.fixed_dictionaries(
+        {rule: st.sampled_from([5.0, 30.0, 120.0]) for rule in ("confirmed", "courier")}
+    ),
+    age_s=st.sampled_from([0.0, 0.0, 45.0]),
+)
+def test_with_room_for_every_request_the_texts_are_the_oracle_s_without_a_walk(
+    drawn: list[tuple[float, int, str, bool]],
+    limit: int,
+    within_s: dict[str, float],
+    age_s: float,
+) -> None:
+    # A budget with a slot free now for every request the walk could count skips the
+    # walk while no push is shared or late; the texts must still be the oracle's.
+    async def scenario() -> Run:
+        run = await start_run(limit=limit, window_s=60.0)
+        await play(run, order_events(drawn, within_s, 3600.0), age_s=age_s)
+        return run
+
+    run = asyncio.run(scenario())
+    for decision in run.decisions:
+        oracle = oracle_variants(
+            decision.waiting, decision.window, share=0.2, credit=0.0, room=1000
+        )
+        for seq, chosen in decision.chosen.items():
+            assert chosen is oracle[seq], f"at {decision.at - 1000:g} s: seq {seq} {chosen}"
+    supersession_and_ttl_hold(run)
+
+
+def test_a_budget_far_above_the_traffic_costs_no_walk() -> None:
+    drawn = [(0.0, n % 7, "courier", True) for n in range(30)]
+    walks = 0
+    walk = reach.ReachPlanner._walk
+
+    def counted(self: reach.ReachPlanner, *args: object) -> reach._Walk:
+        nonlocal walks
+        walks += 1
+        return walk(self, *args)  # type: ignore[arg-type]
+
+    async def scenario() -> Run:
+        run = await start_run(limit=1_000_000, window_s=1.0)
+        await play(run, order_events(drawn, {"confirmed": 90.0, "courier": 90.0}, 3600.0))
+        return run
+
+    with mock.patch.object(reach.ReachPlanner, "_walk", counted):
+        run = asyncio.run(scenario())
+    assert run.decisions
+    assert walks == 0
+    assert {variant for _, _, variant in delivered(run)} == {Variant.PERSONAL}
+
+
 # ---- quiet hours, in zones far apart and on the days clocks change
 
 ZONES = {

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from history_support import entry
+from history_support import T0_MS, entry
 
 from consumer.cli import main
 from consumer.errors import HistoryDatabaseError, HistoryUnavailable
 from consumer.history.database import (
+    _config,
     create_engine,
     database_url,
     head_revision,
@@ -119,6 +121,34 @@ async def test_migrating_again_keeps_every_item(history_url: str) -> None:
         assert len(await store.lookup("u1", limit=50, since_ms=0)) == 2
     finally:
         await store.aclose()
+
+
+async def test_a_database_of_the_first_revision_keeps_its_items_and_loses_the_lookup_index(
+    history_url: str,
+) -> None:
+    engine = create_engine(database_url(history_url))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_config(sync), "0001"))
+        old = SqlHistoryStore(engine)  # the code of revision 0001 wrote the same columns
+        await old.write([entry("a", at_ms=T0_MS), entry("b", at_ms=T0_MS + 5), entry("c")])
+    finally:
+        await engine.dispose()
+
+    store = await SqlHistoryStore.open(database_url(history_url), migrate=True)
+    try:
+        shown = await store.lookup("u1", limit=50, since_ms=0)
+        async with store.engine.connect() as connection:
+            indexes = await connection.run_sync(
+                lambda sync: {i["name"] for i in sa.inspect(sync).get_indexes("history_items")}
+            )
+    finally:
+        await store.aclose()
+
+    assert store.revision == head_revision() != "0001"
+    assert [item.title for item in shown] == ["title of b", "title of c", "title of a"]
+    assert "history_items_lookup" not in indexes
+    assert "history_items_updated" in indexes
 
 
 async def test_a_schema_newer_than_the_code_is_refused_untouched(history_url: str) -> None:

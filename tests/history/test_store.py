@@ -215,3 +215,26 @@ async def test_texts_any_customer_data_may_hold_are_stored(store: SqlHistoryStor
     (item,) = await store.lookup("u1", limit=50, since_ms=0)
 
     assert (item.text, item.promocode, item.deeplink) == (text, "ПРОМО-1", "imshop://x?a=1&b=2")
+
+
+async def test_what_json_escapes_and_the_largest_versions_come_back_as_written(
+    store: SqlHistoryStore,
+) -> None:
+    # SQLite's batch travels as one JSON array: every character JSON escapes, and
+    # integers up to the contract's 64-bit bound, must come back unchanged.
+    odd = 'кавычки " \\ /\n\t\x01\x1f \u2028 {"$[0]": null} 🎄 \\u0041'
+    user = 'u"1\\'
+    top = 2**63 - 1
+    await store.write([entry("odd", user=user, title=odd, text=odd, url=odd, promocode=odd)])
+    await store.write([entry("v1", user=user, key=ORDER, version=top - 1, title="older")])
+    await store.write([entry("v2", user=user, key=ORDER, version=top, at_ms=T0_MS - 5)])
+    await store.write([entry("v0", user=user, key=ORDER, version=top - 1, title="late")])
+
+    item, order = await store.lookup(user, limit=50, since_ms=0)  # newest first
+
+    assert (item.title, item.text, item.url, item.promocode) == (odd, odd, odd, odd)
+    assert (order.title, order.created_on, order.updated_on) == (
+        "title of v2",
+        T0_MS - 5,
+        T0_MS - 5,
+    )
