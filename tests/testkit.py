@@ -81,11 +81,13 @@ class Recorded:
     at: float
     variant: Variant | None = None
     event_type: str | None = None
+    wall: dt.datetime | None = None
 
 
 @dataclass
 class RecordingSink:
-    """An ``OutcomeSink`` that keeps every outcome by event id, with its monotonic time."""
+    """An ``OutcomeSink`` that keeps every outcome by event id, with its monotonic and
+    wall-clock times."""
 
     clock: Clock | None = None
     outcomes: dict[str, list[Recorded]] = field(default_factory=dict)
@@ -102,7 +104,8 @@ class RecordingSink:
         variant: Variant | None = None,
     ) -> None:
         at = self.clock.monotonic() if self.clock else 0.0
-        done = Recorded(outcome, reason, error, at, variant, event_type)
+        wall = self.clock.now() if self.clock else None
+        done = Recorded(outcome, reason, error, at, variant, event_type, wall)
         self.outcomes.setdefault(event_id or "", []).append(done)
 
     def outcome(self, event_id: str) -> Outcome:

@@ -29,44 +29,19 @@ from dispatch_support import FakeProvider, advance, max_starts_in_window, settle
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from reach_support import Waiting, Window, in_line, oracle_variants, push_job
-from testkit import examples
+from testkit import RecordingSink, examples
 
 from consumer.clock import FakeClock
 from consumer.dispatch import reach
 from consumer.dispatch.budget import Budget
 from consumer.dispatch.dispatcher import Dispatcher
 from consumer.dispatch.scheduler import Request, Scheduler
-from consumer.errors import ConsumerError
 from consumer.metrics import Metrics
-from consumer.push import Origin, Outcome, PushClass, PushJob, Variant
+from consumer.push import Outcome, PushClass, PushJob, Variant
 from consumer.quiet import QuietHours
 from consumer.settings import DispatchSettings
 
 START = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
-
-
-@dataclass
-class Sink:
-    """Outcomes by event id, with the text a sent push went out with."""
-
-    clock: FakeClock
-    outcomes: dict[str, list[tuple[Outcome, str | None, Variant | None, dt.datetime]]] = field(
-        default_factory=dict
-    )
-
-    def record(
-        self,
-        origin: Origin,
-        outcome: Outcome,
-        *,
-        event_id: str | None = None,
-        event_type: str | None = None,
-        reason: str | None = None,
-        error: ConsumerError | None = None,
-        variant: Variant | None = None,
-    ) -> None:
-        entry = (outcome, reason, variant, self.clock.now())
-        self.outcomes.setdefault(event_id or "", []).append(entry)
 
 
 @dataclass
@@ -85,7 +60,7 @@ class Decision:
 class Run:
     clock: FakeClock
     provider: FakeProvider
-    sink: Sink
+    sink: RecordingSink
     dispatcher: Dispatcher
     limit: int
     window_s: float
@@ -125,7 +100,7 @@ async def start_run(
 ) -> Run:
     clock = FakeClock(start)
     provider = FakeProvider(clock, max_recipients=room)
-    sink = Sink(clock)
+    sink = RecordingSink(clock)
     budget = Budget(limit=limit, window_s=window_s, clock=clock, assume_window_used=False)
     dispatcher = Dispatcher(
         provider, DispatchSettings(), budget, sink, clock, Metrics(), rng=random.Random(3)
@@ -306,12 +281,14 @@ def supersession_and_ttl_hold(run: Run) -> None:
         if key not in newest or (job.version or 0) > (newest[key].version or 0):
             newest[key] = job
     for key, job in newest.items():
-        ((outcome, _, variant, at),) = run.sink.outcomes[job.event_id]
+        (done,) = run.sink.outcomes[job.event_id]
+        outcome = done.outcome
         assert outcome in (Outcome.SENT, Outcome.EXPIRED), f"{key}: newest ended {outcome}"
         if outcome is Outcome.EXPIRED:
-            assert at >= job.expires_at
+            assert done.wall is not None
+            assert done.wall >= job.expires_at
         else:
-            assert variant is job.variant
+            assert done.variant is job.variant
     for event_id, records in run.sink.outcomes.items():
         assert len(records) == 1, f"{event_id}: {records}"
 
@@ -467,9 +444,11 @@ def test_marketing_pushes_keep_each_recipient_s_quiet_hours(
                 f"{job.event_id} went out at {local:%Y-%m-%d %H:%M} {job.zone}, in {hours.text}"
             )
     for event_id, job in run.jobs.items():
-        ((outcome, _, _, at),) = run.sink.outcomes[event_id]
+        (done,) = run.sink.outcomes[event_id]
+        outcome = done.outcome
         if outcome is Outcome.EXPIRED:
-            assert at >= job.expires_at
+            assert done.wall is not None
+            assert done.wall >= job.expires_at
         else:
             assert outcome is Outcome.SENT, f"{event_id}: {outcome}"
         if job.push.push_class is PushClass.TRANSACTIONAL:
